@@ -1,0 +1,122 @@
+//! [`PlanBuilder`]: configuration for a [`Plan`].
+
+use std::num::NonZeroUsize;
+
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::BuildError;
+use crate::plan::Plan;
+
+/// Configures and builds a [`Plan`].
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), taskplan::BuildError> {
+/// use taskplan::Plan;
+///
+/// let plan = Plan::builder().workers(4).capacity(1024).name("sync").build()?;
+/// assert_eq!(plan.stats().workers, 4);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PlanBuilder {
+    workers: Option<usize>,
+    capacity: usize,
+    name: String,
+    parent: Option<CancellationToken>,
+}
+
+impl Default for PlanBuilder {
+    fn default() -> Self {
+        PlanBuilder::new()
+    }
+}
+
+impl PlanBuilder {
+    /// Returns a builder with the defaults; same as [`Plan::builder`].
+    pub fn new() -> PlanBuilder {
+        PlanBuilder {
+            workers: None,
+            capacity: 1024,
+            name: String::from("plan"),
+            parent: None,
+        }
+    }
+
+    /// Sets how many tasks may run at once: the number of supervisors.
+    ///
+    /// Defaults to [`std::thread::available_parallelism`], or 1 if that is
+    /// unknown. Zero makes [`build`](PlanBuilder::build) fail.
+    pub fn workers(mut self, workers: usize) -> PlanBuilder {
+        self.workers = Some(workers);
+        self
+    }
+
+    /// Sets how many tasks may wait in the queue before
+    /// [`submit`](Plan::submit) waits and [`try_submit`](Plan::try_submit)
+    /// refuses. Running tasks do not count. Defaults to 1024; zero makes
+    /// [`build`](PlanBuilder::build) fail.
+    pub fn capacity(mut self, capacity: usize) -> PlanBuilder {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Sets the name the plan's log events carry. Defaults to `"plan"`.
+    pub fn name(mut self, name: impl Into<String>) -> PlanBuilder {
+        self.name = name.into();
+        self
+    }
+
+    /// Ties the plan to a parent token: cancelling `parent` aborts the plan.
+    ///
+    /// The plan's own [`token`](Plan::token) becomes a child of `parent`, so
+    /// aborting the plan does not cancel `parent`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// let service = CancellationToken::new();
+    /// let plan = taskplan::Plan::builder().workers(1).token(service.clone()).build().unwrap();
+    /// let stuck = plan.submit(std::future::pending::<()>()).await.unwrap();
+    ///
+    /// service.cancel();
+    /// assert!(stuck.await.unwrap_err().is_cancelled());
+    /// # }
+    /// ```
+    pub fn token(mut self, parent: CancellationToken) -> PlanBuilder {
+        self.parent = Some(parent);
+        self
+    }
+
+    /// Builds the plan and spawns its supervisors on the current Tokio
+    /// runtime, current-thread or multi-thread.
+    ///
+    /// # Errors
+    ///
+    /// Returns a [`BuildError`] whose message says what to change if called
+    /// outside a Tokio runtime, or if `workers` or `capacity` is zero. It
+    /// never panics.
+    pub fn build(self) -> Result<Plan, BuildError> {
+        let workers = match self.workers {
+            Some(0) => return Err(BuildError::ZeroWorkers),
+            Some(workers) => workers,
+            None => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+        };
+        if self.capacity == 0 {
+            return Err(BuildError::ZeroCapacity);
+        }
+        let runtime = Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        let token = self
+            .parent
+            .map_or_else(CancellationToken::new, |parent| parent.child_token());
+        Ok(Plan::start(self.name, workers, self.capacity, token, runtime))
+    }
+}

@@ -1,0 +1,296 @@
+//! Errors: why a task was refused, why a plan could not be built, and why a
+//! task produced no value.
+//!
+//! Every error that refuses a task carries the task back, so a refused task is
+//! never lost: call [`SubmitError::into_inner`] to get it back.
+
+use std::any::Any;
+use std::error::Error;
+use std::fmt;
+use std::sync::Mutex;
+
+use crate::task::TaskId;
+
+/// A task was refused by [`Plan::submit`] or [`Plan::try_submit`].
+///
+/// The refused future is handed back inside the error: nothing was queued and
+/// nothing was dropped. [`into_inner`](SubmitError::into_inner) returns it.
+///
+/// `SubmitError<F>` implements [`Debug`](fmt::Debug), [`Display`](fmt::Display)
+/// and [`Error`] for every `F`, so `?` and `.unwrap()` work even though futures
+/// are rarely `Debug`.
+///
+/// [`Plan::submit`]: crate::Plan::submit
+/// [`Plan::try_submit`]: crate::Plan::try_submit
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use taskplan::{Plan, SubmitError};
+///
+/// let plan = Plan::builder().workers(1).build().unwrap();
+/// plan.close();
+///
+/// let refused = plan.try_submit(async { 7 }).unwrap_err();
+/// assert!(refused.is_closed());
+/// // The task is not lost: run it some other way.
+/// assert_eq!(refused.into_inner().await, 7);
+/// # }
+/// ```
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum SubmitError<F> {
+    /// The queue already holds `capacity` tasks that have not started.
+    ///
+    /// Only [`Plan::try_submit`](crate::Plan::try_submit) returns this;
+    /// [`Plan::submit`](crate::Plan::submit) waits for room instead.
+    Full(F),
+    /// The plan is closed and accepts no new tasks.
+    Closed(F),
+}
+
+impl<F> SubmitError<F> {
+    /// Returns the refused task.
+    pub fn into_inner(self) -> F {
+        match self {
+            SubmitError::Full(task) | SubmitError::Closed(task) => task,
+        }
+    }
+
+    /// Returns `true` if the task was refused because the queue was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, SubmitError::Full(_))
+    }
+
+    /// Returns `true` if the task was refused because the plan was closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, SubmitError::Closed(_))
+    }
+}
+
+impl<F> fmt::Debug for SubmitError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubmitError::Full(_) => f.write_str("Full(..)"),
+            SubmitError::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<F> fmt::Display for SubmitError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubmitError::Full(_) => f.write_str(
+                "plan queue is full; await `submit` to wait for room, or raise `capacity`",
+            ),
+            SubmitError::Closed(_) => {
+                f.write_str("plan is closed and accepts no new tasks; the task is handed back")
+            }
+        }
+    }
+}
+
+impl<F> Error for SubmitError<F> {}
+
+/// A [`PlanBuilder`](crate::PlanBuilder) could not build a plan.
+///
+/// The message says what to change. Building never panics.
+///
+/// # Examples
+///
+/// ```
+/// use taskplan::{BuildError, Plan};
+///
+/// // No Tokio runtime is running here.
+/// let error = Plan::builder().build().unwrap_err();
+/// assert_eq!(error, BuildError::NoRuntime);
+/// println!("{error}");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `build` was called outside a Tokio runtime.
+    NoRuntime,
+    /// `workers(0)` was set.
+    ZeroWorkers,
+    /// `capacity(0)` was set.
+    ZeroCapacity,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BuildError::NoRuntime => {
+                "no Tokio runtime is running; call `build` from inside a runtime \
+                 (for example under `#[tokio::main]`) or after `Runtime::enter`"
+            }
+            BuildError::ZeroWorkers => {
+                "`workers` must be at least 1; a plan with no workers never runs a task"
+            }
+            BuildError::ZeroCapacity => {
+                "`capacity` must be at least 1; a plan with no room can never accept a task"
+            }
+        })
+    }
+}
+
+impl Error for BuildError {}
+
+/// Why a task produced no value.
+///
+/// A [`TaskHandle`](crate::TaskHandle) resolves to `Err(TaskError)` when its
+/// task was cancelled, panicked or ran past its timeout.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use taskplan::Plan;
+///
+/// let plan = Plan::builder().workers(1).build().unwrap();
+/// let handle = plan.submit(async { panic!("boom") }).await.unwrap();
+/// let error = handle.await.unwrap_err();
+/// assert!(error.is_panic());
+/// assert_eq!(*error.into_panic().downcast::<&str>().unwrap(), "boom");
+/// # }
+/// ```
+pub struct TaskError {
+    id: TaskId,
+    kind: Kind,
+}
+
+enum Kind {
+    Cancelled,
+    TimedOut,
+    // The mutex makes the error `Sync` without requiring the payload to be.
+    Panic(Mutex<Box<dyn Any + Send + 'static>>),
+}
+
+impl TaskError {
+    pub(crate) fn cancelled(id: TaskId) -> TaskError {
+        TaskError {
+            id,
+            kind: Kind::Cancelled,
+        }
+    }
+
+    #[allow(dead_code)] // Produced once per-task timeouts land.
+    pub(crate) fn timed_out(id: TaskId) -> TaskError {
+        TaskError {
+            id,
+            kind: Kind::TimedOut,
+        }
+    }
+
+    pub(crate) fn panic(id: TaskId, payload: Box<dyn Any + Send + 'static>) -> TaskError {
+        TaskError {
+            id,
+            kind: Kind::Panic(Mutex::new(payload)),
+        }
+    }
+
+    /// Returns the id of the task that failed.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Returns `true` if the task was cancelled before it finished.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.kind, Kind::Cancelled)
+    }
+
+    /// Returns `true` if the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.kind, Kind::Panic(_))
+    }
+
+    /// Returns `true` if the task ran past its timeout and was dropped.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, Kind::TimedOut)
+    }
+
+    /// Consumes the error, returning the object with which the task panicked.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the error does not come from a panic; check
+    /// [`is_panic`](TaskError::is_panic) first, or use
+    /// [`try_into_panic`](TaskError::try_into_panic).
+    ///
+    /// # Examples
+    ///
+    /// Resume the task's panic on the awaiting side:
+    ///
+    /// ```should_panic
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use taskplan::Plan;
+    ///
+    /// let plan = Plan::builder().workers(1).build().unwrap();
+    /// let handle = plan.submit(async { panic!("boom") }).await.unwrap();
+    /// if let Err(error) = handle.await {
+    ///     if error.is_panic() {
+    ///         std::panic::resume_unwind(error.into_panic());
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        match self.try_into_panic() {
+            Ok(payload) => payload,
+            Err(error) => panic!("`into_panic` called on a task error that is not a panic: {error}"),
+        }
+    }
+
+    /// Consumes the error, returning the panic payload if the task panicked,
+    /// or the error itself otherwise.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, TaskError> {
+        match self.kind {
+            Kind::Panic(payload) => Ok(payload.into_inner().unwrap_or_else(|e| e.into_inner())),
+            kind => Err(TaskError { id: self.id, kind }),
+        }
+    }
+}
+
+/// Best-effort text of a panic payload, for logs and `Display`.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<&str> {
+    payload
+        .downcast_ref::<&'static str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Cancelled => write!(f, "task {} was cancelled", self.id),
+            Kind::TimedOut => write!(f, "task {} timed out", self.id),
+            Kind::Panic(payload) => {
+                let payload = payload.lock().unwrap_or_else(|e| e.into_inner());
+                match panic_message(&**payload) {
+                    Some(message) => write!(f, "task {} panicked: {message}", self.id),
+                    None => write!(f, "task {} panicked", self.id),
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            Kind::Cancelled => "Cancelled",
+            Kind::TimedOut => "TimedOut",
+            Kind::Panic(_) => "Panic(..)",
+        };
+        f.debug_struct("TaskError")
+            .field("id", &self.id)
+            .field("kind", &format_args!("{kind}"))
+            .finish()
+    }
+}
+
+impl Error for TaskError {}

@@ -1,0 +1,616 @@
+//! [`Plan`]: a bounded queue of tasks and the supervisors that run them.
+//!
+//! All mutable queue state sits behind one mutex (`Shared::state`), held
+//! only for O(1) list operations and never across an `.await`, a wake, or a
+//! user destructor. Wakeups go through three [`Notify`]s: supervisors wait
+//! for work, submitters wait for room, and `wait_idle` waits for quiet.
+//! Every waiter registers (`enable`) before it looks at the state, so a
+//! change made between its look and its wait still wakes it.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::builder::PlanBuilder;
+use crate::error::SubmitError;
+use crate::handle::TaskHandle;
+use crate::queue::Queue;
+use crate::stats::{Counters, ShutdownReport, Stats};
+use crate::supervisor;
+use crate::task::{BoxedTask, Core, Header, Outcome, Task, TaskId};
+
+/// A set of workers that run submitted futures, at most `workers` at a time,
+/// with a bounded queue in front of them.
+///
+/// A plan owns `workers` supervisor tasks spawned on the Tokio runtime that
+/// built it. Each supervisor takes the oldest queued task, runs it to the
+/// end, and takes the next. Every submitted task gets a [`TaskHandle`] to
+/// await its output or cancel it, and the plan as a whole can be closed,
+/// drained with a deadline ([`shutdown`](Plan::shutdown)) or stopped at once
+/// ([`abort`](Plan::abort)).
+///
+/// `Plan` is cheap to clone: clones share one plan. When the last clone is
+/// dropped the plan closes, as if [`close`](Plan::close) were called; the
+/// tasks already queued still run and every handle still resolves.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use taskplan::Plan;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let plan = Plan::builder().workers(4).capacity(1024).name("sync").build()?;
+///
+/// let mut handles = Vec::new();
+/// for n in 0..10u64 {
+///     handles.push(plan.submit(async move { n * n }).await?);
+/// }
+/// let mut total = 0;
+/// for handle in handles {
+///     total += handle.await?;
+/// }
+/// assert_eq!(total, 285);
+///
+/// let report = plan.shutdown(Duration::from_secs(5)).await;
+/// assert_eq!(report.completed, 10);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Plan {
+    shared: Arc<Shared>,
+}
+
+/// State shared by a plan's clones, its supervisors and its handles.
+pub(crate) struct Shared {
+    pub(crate) name: Box<str>,
+    capacity: usize,
+    state: Mutex<State>,
+    /// Supervisors wait here for a task to be queued or for the plan to close.
+    work_available: Notify,
+    /// Submitters wait here for room in the queue or for the plan to close.
+    room_available: Notify,
+    /// `wait_idle` waits here for the last task to finish.
+    idle: Notify,
+    /// Cancelled on abort; every supervisor races its task against it.
+    pub(crate) token: CancellationToken,
+    supervisors: TaskTracker,
+    /// Supervisors not yet exited; the last one out cancels what is queued.
+    live_supervisors: AtomicUsize,
+    workers: AtomicUsize,
+    /// Live `Plan` clones; the last one dropped closes the plan.
+    plans: AtomicUsize,
+    next_id: AtomicU64,
+    counters: Counters,
+    runtime: Handle,
+}
+
+struct State {
+    queue: Queue,
+    closed: bool,
+}
+
+/// Why `Shared::push` refused a task; the task is handed back.
+enum Refused<T> {
+    Full(T),
+    Closed(T),
+}
+
+impl Plan {
+    /// Returns a builder for a plan, with the defaults: as many workers as
+    /// [`std::thread::available_parallelism`], a capacity of 1024 queued
+    /// tasks, and the name `"plan"`.
+    pub fn builder() -> PlanBuilder {
+        PlanBuilder::new()
+    }
+
+    pub(crate) fn start(
+        name: String,
+        workers: usize,
+        capacity: usize,
+        token: CancellationToken,
+        runtime: Handle,
+    ) -> Plan {
+        let shared = Arc::new(Shared {
+            name: name.into_boxed_str(),
+            capacity,
+            state: Mutex::new(State {
+                // Grows on demand: a large capacity costs nothing up front.
+                queue: Queue::with_capacity(capacity.min(1024)),
+                closed: false,
+            }),
+            work_available: Notify::new(),
+            room_available: Notify::new(),
+            idle: Notify::new(),
+            token,
+            supervisors: TaskTracker::new(),
+            live_supervisors: AtomicUsize::new(0),
+            workers: AtomicUsize::new(workers),
+            plans: AtomicUsize::new(1),
+            next_id: AtomicU64::new(0),
+            counters: Counters::default(),
+            runtime,
+        });
+        for _ in 0..workers {
+            shared.spawn_supervisor();
+        }
+        tracing::debug!(plan = %shared.name, workers, capacity, "plan started");
+        Plan { shared }
+    }
+
+    /// Submits a task, waiting while the queue is full.
+    ///
+    /// The queue is full when it holds `capacity` tasks that have not
+    /// started; then this waits until a task starts, is cancelled, or the
+    /// plan closes. Returns a [`TaskHandle`] for the task once it is queued.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SubmitError::Closed`] with the future inside if the plan is
+    /// closed, or closes while waiting.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe: if the returned future is dropped before
+    /// it resolves, nothing was submitted, and the task's future is dropped
+    /// with it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plan = taskplan::Plan::builder().workers(1).capacity(1).build()?;
+    /// let handle = plan.submit(async { "done" }).await?;
+    /// assert_eq!(handle.await?, "done");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn submit<F>(&self, future: F) -> Result<TaskHandle<F::Output>, SubmitError<F>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (task, core) = self.prepare(future);
+        let mut task = match self.shared.push(task) {
+            Ok(()) => return Ok(self.handle(core)),
+            Err(Refused::Closed(task)) => return Err(SubmitError::Closed(task.into_future())),
+            Err(Refused::Full(task)) => task,
+        };
+        loop {
+            let mut room = pin!(self.shared.room_available.notified());
+            room.as_mut().enable();
+            task = match self.shared.push(task) {
+                Ok(()) => return Ok(self.handle(core)),
+                Err(Refused::Closed(task)) => {
+                    return Err(SubmitError::Closed(task.into_future()));
+                }
+                Err(Refused::Full(task)) => task,
+            };
+            room.await;
+        }
+    }
+
+    /// Submits a task if the queue has room, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SubmitError::Full`] if the queue holds `capacity` tasks that
+    /// have not started, and [`SubmitError::Closed`] if the plan is closed.
+    /// Either way the future is handed back inside the error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // One worker, room for one queued task.
+    /// let plan = taskplan::Plan::builder().workers(1).capacity(1).build().unwrap();
+    /// let first = plan.try_submit(async { 1 }).unwrap();
+    /// // The worker has not had a chance to start `first`: the queue is full.
+    /// let refused = plan.try_submit(async { 2 }).unwrap_err();
+    /// assert!(refused.is_full());
+    /// assert_eq!(first.await.unwrap(), 1);
+    /// assert_eq!(refused.into_inner().await, 2);
+    /// # }
+    /// ```
+    pub fn try_submit<F>(&self, future: F) -> Result<TaskHandle<F::Output>, SubmitError<F>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (task, core) = self.prepare(future);
+        match self.shared.push(task) {
+            Ok(()) => Ok(self.handle(core)),
+            Err(Refused::Full(task)) => Err(SubmitError::Full(task.into_future())),
+            Err(Refused::Closed(task)) => Err(SubmitError::Closed(task.into_future())),
+        }
+    }
+
+    fn prepare<F>(&self, future: F) -> (Box<Task<F>>, Arc<Core<F::Output>>)
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let id = TaskId::from_sequence(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
+        let core = Arc::new(Core::new(id));
+        (Box::new(Task::new(future, Arc::clone(&core))), core)
+    }
+
+    fn handle<T>(&self, core: Arc<Core<T>>) -> TaskHandle<T> {
+        TaskHandle::new(core, Arc::clone(&self.shared))
+    }
+
+    /// Closes the plan to new tasks. Returns `true` if this call closed it,
+    /// `false` if it was already closed.
+    ///
+    /// Tasks already queued or running are not affected: they run to the end
+    /// and their handles resolve as usual. Submitters waiting for room get
+    /// [`SubmitError::Closed`]. Once the queue is empty the supervisors exit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let plan = taskplan::Plan::builder().workers(1).build().unwrap();
+    /// let queued = plan.submit(async { 1 }).await.unwrap();
+    /// assert!(plan.close());
+    /// assert!(!plan.close());
+    /// assert!(plan.submit(async { 2 }).await.unwrap_err().is_closed());
+    /// assert_eq!(queued.await.unwrap(), 1);
+    /// # }
+    /// ```
+    pub fn close(&self) -> bool {
+        self.shared.close()
+    }
+
+    /// Returns `true` once the plan accepts no new tasks: after
+    /// [`close`](Plan::close), a shutdown, an abort, or when the last clone
+    /// was dropped.
+    pub fn is_closed(&self) -> bool {
+        self.shared.lock().closed
+    }
+
+    /// Closes the plan, lets queued and running tasks finish for up to
+    /// `grace`, then cancels what is left, waits for every supervisor to
+    /// exit, and reports.
+    ///
+    /// When this returns, every task the plan accepted has finished and its
+    /// handle has resolved, and no supervisor is running. If the grace period
+    /// runs out, the plan's [`token`](Plan::token) is cancelled, queued tasks
+    /// are dropped without starting, and running tasks are dropped at once.
+    ///
+    /// Calling this again, or from several clones at once, is safe: each call
+    /// waits for the same end, and the first grace period to run out cancels
+    /// what is left.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the returned future before it resolves leaves the plan
+    /// closed, and, if the grace period had run out, aborted; the
+    /// supervisors still finish on their own.
+    ///
+    /// # Panics
+    ///
+    /// With a non-zero `grace`, panics if the runtime was built without the
+    /// time driver (`enable_time`), as `tokio::time::timeout` does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    ///
+    /// let plan = taskplan::Plan::builder().workers(1).build().unwrap();
+    /// plan.submit(async {}).await.unwrap();
+    /// plan.submit(std::future::pending::<()>()).await.unwrap();
+    ///
+    /// let report = plan.shutdown(Duration::from_millis(10)).await;
+    /// assert_eq!((report.completed, report.cancelled), (1, 1));
+    /// assert!(report.forced);
+    /// # }
+    /// ```
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        let started = tokio::time::Instant::now();
+        self.close();
+        let supervisors = &self.shared.supervisors;
+        let drained = !grace.is_zero()
+            && tokio::time::timeout(grace, supervisors.wait())
+                .await
+                .is_ok();
+        let forced = !drained && !self.shared.counters.is_idle();
+        if !drained {
+            self.shared.token.cancel();
+        }
+        supervisors.wait().await;
+        let stats = self.stats();
+        ShutdownReport {
+            completed: stats.completed,
+            cancelled: stats.cancelled,
+            panicked: stats.panicked,
+            timed_out: stats.timed_out,
+            forced,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Stops the plan at once: [`shutdown`](Plan::shutdown) with zero grace.
+    ///
+    /// Queued tasks never start, running tasks are dropped at their
+    /// supervisor's next poll, and every handle resolves as cancelled. Needs
+    /// no time driver.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let plan = taskplan::Plan::builder().workers(1).build().unwrap();
+    /// let stuck = plan.submit(std::future::pending::<()>()).await.unwrap();
+    /// let report = plan.abort().await;
+    /// assert_eq!(report.cancelled, 1);
+    /// assert!(stuck.await.unwrap_err().is_cancelled());
+    /// # }
+    /// ```
+    pub async fn abort(&self) -> ShutdownReport {
+        self.shutdown(Duration::ZERO).await
+    }
+
+    /// Waits until no task is queued or running.
+    ///
+    /// Returns at once if the plan is idle. A task submitted after this
+    /// returns is not waited for.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let plan = taskplan::Plan::builder().workers(2).build().unwrap();
+    /// for _ in 0..8 {
+    ///     plan.submit(tokio::task::yield_now()).await.unwrap();
+    /// }
+    /// plan.wait_idle().await;
+    /// assert_eq!(plan.stats().completed, 8);
+    /// # }
+    /// ```
+    pub async fn wait_idle(&self) {
+        loop {
+            let mut idle = pin!(self.shared.idle.notified());
+            idle.as_mut().enable();
+            if self.shared.counters.is_idle() {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    /// Returns a snapshot of the plan's counters. See [`Stats`] for the
+    /// conservation law they obey.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Returns the plan's cancellation token.
+    ///
+    /// The token is cancelled when the plan aborts: by [`abort`](Plan::abort),
+    /// by a [`shutdown`](Plan::shutdown) whose grace ran out, or by the
+    /// cancellation of the parent token given to
+    /// [`PlanBuilder::token`](crate::PlanBuilder::token). Cancelling it
+    /// aborts the plan, as if `abort` were called, without waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let plan = taskplan::Plan::builder().workers(1).build().unwrap();
+    /// let token = plan.token();
+    /// let stuck = plan.submit(std::future::pending::<()>()).await.unwrap();
+    /// token.cancel();
+    /// assert!(stuck.await.unwrap_err().is_cancelled());
+    /// assert!(plan.is_closed());
+    /// # }
+    /// ```
+    pub fn token(&self) -> CancellationToken {
+        self.shared.token.clone()
+    }
+
+    /// Returns the plan's name, as set by [`PlanBuilder::name`](crate::PlanBuilder::name).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+}
+
+impl Clone for Plan {
+    fn clone(&self) -> Plan {
+        self.shared.plans.fetch_add(1, Ordering::Relaxed);
+        Plan {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl Drop for Plan {
+    fn drop(&mut self) {
+        if self.shared.plans.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.close();
+        }
+    }
+}
+
+impl fmt::Debug for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plan")
+            .field("name", &self.shared.name)
+            .field("capacity", &self.shared.capacity)
+            .field("closed", &self.is_closed())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The lock is never held across user code, so a poisoned lock means a
+        // bug in this crate, not a half-done user operation; the queue itself
+        // is consistent after every statement that can panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn spawn_supervisor(self: &Arc<Shared>) {
+        self.live_supervisors.fetch_add(1, Ordering::AcqRel);
+        let supervisor = self
+            .supervisors
+            .track_future(supervisor::supervise(Arc::clone(self)));
+        self.runtime.spawn(supervisor);
+    }
+
+    fn push<F>(&self, task: Box<Task<F>>) -> Result<(), Refused<Box<Task<F>>>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Refused::Closed(task));
+        }
+        if state.queue.len() >= self.capacity {
+            return Err(Refused::Full(task));
+        }
+        let task: BoxedTask = Box::into_pin(task);
+        state.queue.push_back(task);
+        // Counted under the lock so a supervisor cannot finish the task
+        // before it is counted as submitted.
+        self.counters.submitted.fetch_add(1, Ordering::AcqRel);
+        drop(state);
+        self.work_available.notify_one();
+        Ok(())
+    }
+
+    /// Waits for the next task. Returns `None` once the plan is closed and
+    /// nothing is queued.
+    pub(crate) async fn next_task(&self) -> Option<BoxedTask> {
+        loop {
+            if let Some(next) = self.try_pop() {
+                return next;
+            }
+            let mut work = pin!(self.work_available.notified());
+            work.as_mut().enable();
+            if let Some(next) = self.try_pop() {
+                return next;
+            }
+            work.await;
+        }
+    }
+
+    /// `Some(Some(task))` if one was queued, `Some(None)` if the plan is
+    /// closed and drained, `None` if the caller should wait.
+    fn try_pop(&self) -> Option<Option<BoxedTask>> {
+        let mut state = self.lock();
+        match state.queue.pop_front() {
+            Some(task) => {
+                self.counters.started.fetch_add(1, Ordering::AcqRel);
+                drop(state);
+                self.room_available.notify_one();
+                Some(Some(task))
+            }
+            None if state.closed => Some(None),
+            None => None,
+        }
+    }
+
+    /// Cancels one task, queued or running.
+    pub(crate) fn cancel(&self, header: &Header) {
+        if header.request_cancel() {
+            return;
+        }
+        let mut state = self.lock();
+        if !header.is_queued() {
+            // A supervisor took it between our two looks: cancel it there.
+            drop(state);
+            header.request_cancel();
+            return;
+        }
+        let task = state.queue.remove(header.queue_key());
+        drop(state);
+        // Drops the future and resolves the handle, outside the lock.
+        drop(task);
+        self.counters.record_cancelled_queued(1);
+        self.room_available.notify_one();
+        self.notify_if_idle();
+    }
+
+    pub(crate) fn close(&self) -> bool {
+        let newly_closed = !std::mem::replace(&mut self.lock().closed, true);
+        if newly_closed {
+            self.supervisors.close();
+            self.work_available.notify_waiters();
+            self.room_available.notify_waiters();
+            tracing::debug!(plan = %self.name, "plan closed");
+        }
+        newly_closed
+    }
+
+    /// Closes the plan and drops every queued task without starting it.
+    pub(crate) fn cancel_queued(&self) {
+        self.close();
+        let tasks = self.lock().queue.drain();
+        if tasks.is_empty() {
+            return;
+        }
+        let count = tasks.len();
+        drop(tasks);
+        self.counters.record_cancelled_queued(count);
+        self.notify_if_idle();
+    }
+
+    /// Counts a finished task and logs a panic.
+    pub(crate) fn finish(&self, id: TaskId, outcome: Outcome) {
+        if let Outcome::Panicked(message) = &outcome {
+            tracing::error!(
+                plan = %self.name,
+                task = %id,
+                panic = message.as_deref().unwrap_or("<non-string payload>"),
+                "task panicked"
+            );
+        }
+        self.counters.record(&outcome);
+        self.notify_if_idle();
+    }
+
+    fn notify_if_idle(&self) {
+        if self.counters.is_idle() {
+            self.idle.notify_waiters();
+        }
+    }
+
+    pub(crate) fn supervisor_exited(&self) {
+        if self.live_supervisors.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Nobody is left to run what is queued (an abort, or the runtime
+            // shutting down): resolve those handles now rather than never.
+            self.cancel_queued();
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        let queued = self.lock().queue.len();
+        self.counters
+            .snapshot(self.workers.load(Ordering::Acquire), queued)
+    }
+}

@@ -1,0 +1,165 @@
+//! Counters: what a plan has done so far ([`Stats`]) and how a shutdown
+//! ended ([`ShutdownReport`]).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::task::Outcome;
+
+/// A snapshot of a plan's counters, from [`Plan::stats`](crate::Plan::stats).
+///
+/// Every task the plan accepted is in exactly one state, so at every quiet
+/// point (no submit, pop or completion in flight):
+///
+/// ```text
+/// submitted == queued + running + completed + cancelled + panicked + timed_out
+/// ```
+///
+/// Taken while tasks move, the fields are each current but may not add up.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let plan = taskplan::Plan::builder().workers(2).build().unwrap();
+/// plan.submit(async {}).await.unwrap().await.unwrap();
+/// plan.wait_idle().await;
+///
+/// let stats = plan.stats();
+/// assert_eq!((stats.workers, stats.submitted, stats.completed), (2, 1, 1));
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// How many supervisors the plan runs: at most this many tasks run at once.
+    pub workers: usize,
+    /// Tasks accepted and not yet started.
+    pub queued: usize,
+    /// Tasks started and not yet finished.
+    pub running: usize,
+    /// Tasks ever accepted.
+    pub submitted: usize,
+    /// Tasks whose future returned a value.
+    pub completed: usize,
+    /// Tasks cancelled before they finished, queued or running, including by
+    /// an abort.
+    pub cancelled: usize,
+    /// Tasks whose future panicked.
+    pub panicked: usize,
+    /// Tasks dropped because they ran past their timeout.
+    pub timed_out: usize,
+}
+
+/// How a [`Plan::shutdown`](crate::Plan::shutdown) or
+/// [`Plan::abort`](crate::Plan::abort) ended.
+///
+/// The counts are totals over the plan's whole life, taken once every
+/// supervisor has exited, so they are final: a later call reports the same.
+/// `completed + cancelled + panicked + timed_out` equals the number of tasks
+/// the plan ever accepted.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::time::Duration;
+///
+/// let plan = taskplan::Plan::builder().workers(1).build().unwrap();
+/// plan.submit(async {}).await.unwrap();
+/// let report = plan.shutdown(Duration::from_secs(5)).await;
+/// assert_eq!((report.completed, report.cancelled), (1, 0));
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Tasks whose future returned a value.
+    pub completed: usize,
+    /// Tasks cancelled before they finished, including those the shutdown
+    /// cancelled when the grace period ran out.
+    pub cancelled: usize,
+    /// Tasks whose future panicked.
+    pub panicked: usize,
+    /// Tasks dropped because they ran past their timeout.
+    pub timed_out: usize,
+    /// `true` if tasks were still queued or running when the grace period
+    /// ran out (or the plan was aborted) and were cancelled.
+    pub forced: bool,
+    /// How long this call took.
+    pub elapsed: Duration,
+}
+
+/// Lock-free counters of finished tasks.
+///
+/// Each finished task adds one to exactly one of the outcome counters, and
+/// `submitted` is only ever raised before the task can finish, so reading
+/// the outcomes first and `submitted` last never sees more finished tasks
+/// than submitted ones.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) submitted: AtomicUsize,
+    /// Tasks that left the queue to run (they may have finished since).
+    pub(crate) started: AtomicUsize,
+    pub(crate) completed: AtomicUsize,
+    pub(crate) cancelled: AtomicUsize,
+    /// The part of `cancelled` that never started.
+    pub(crate) cancelled_queued: AtomicUsize,
+    pub(crate) panicked: AtomicUsize,
+    pub(crate) timed_out: AtomicUsize,
+}
+
+impl Counters {
+    pub(crate) fn record(&self, outcome: &Outcome) {
+        let counter = match outcome {
+            Outcome::Completed => &self.completed,
+            Outcome::Cancelled => &self.cancelled,
+            Outcome::Panicked(_) => &self.panicked,
+        };
+        counter.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn record_cancelled_queued(&self, count: usize) {
+        self.cancelled_queued.fetch_add(count, Ordering::AcqRel);
+        self.cancelled.fetch_add(count, Ordering::AcqRel);
+    }
+
+    pub(crate) fn finished(&self) -> usize {
+        self.completed.load(Ordering::Acquire)
+            + self.cancelled.load(Ordering::Acquire)
+            + self.panicked.load(Ordering::Acquire)
+            + self.timed_out.load(Ordering::Acquire)
+    }
+
+    /// `true` if, at some instant during the call, no task was queued or
+    /// running. See the type's docs for why the load order makes this exact.
+    pub(crate) fn is_idle(&self) -> bool {
+        let finished = self.finished();
+        finished == self.submitted.load(Ordering::Acquire)
+    }
+
+    /// Fills the counters of a snapshot; `queued` comes from the queue.
+    pub(crate) fn snapshot(&self, workers: usize, queued: usize) -> Stats {
+        let completed = self.completed.load(Ordering::Acquire);
+        let cancelled = self.cancelled.load(Ordering::Acquire);
+        let panicked = self.panicked.load(Ordering::Acquire);
+        let timed_out = self.timed_out.load(Ordering::Acquire);
+        let cancelled_running = cancelled - self.cancelled_queued.load(Ordering::Acquire).min(cancelled);
+        let finished_after_start = completed + cancelled_running + panicked + timed_out;
+        Stats {
+            workers,
+            queued,
+            running: self
+                .started
+                .load(Ordering::Acquire)
+                .saturating_sub(finished_after_start),
+            submitted: self.submitted.load(Ordering::Acquire),
+            completed,
+            cancelled,
+            panicked,
+            timed_out,
+        }
+    }
+}
