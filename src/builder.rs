@@ -117,6 +117,12 @@ impl PlanBuilder {
         let token = self
             .parent
             .map_or_else(CancellationToken::new, |parent| parent.child_token());
-        Ok(Plan::start(self.name, workers, self.capacity, token, runtime))
+        Ok(Plan::start(
+            self.name,
+            workers,
+            self.capacity,
+            token,
+            runtime,
+        ))
     }
 }

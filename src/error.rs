@@ -241,7 +241,9 @@ impl TaskError {
     pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
         match self.try_into_panic() {
             Ok(payload) => payload,
-            Err(error) => panic!("`into_panic` called on a task error that is not a panic: {error}"),
+            Err(error) => {
+                panic!("`into_panic` called on a task error that is not a panic: {error}")
+            }
         }
     }
 

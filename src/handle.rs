@@ -96,9 +96,9 @@ impl<T> Future for TaskHandle<T> {
     type Output = Result<T, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.core.poll_output(cx).map(|output| {
-            output.expect("`TaskHandle` polled after it returned `Ready`")
-        })
+        self.core
+            .poll_output(cx)
+            .map(|output| output.expect("`TaskHandle` polled after it returned `Ready`"))
     }
 }
 

@@ -25,7 +25,7 @@ use crate::handle::TaskHandle;
 use crate::queue::Queue;
 use crate::stats::{Counters, ShutdownReport, Stats};
 use crate::supervisor;
-use crate::task::{BoxedTask, Core, Header, Outcome, Task, TaskId};
+use crate::task::{BoxedTask, Core, Header, Task, TaskId};
 
 /// A set of workers that run submitted futures, at most `workers` at a time,
 /// with a bounded queue in front of them.
@@ -549,11 +549,11 @@ impl Shared {
         }
         let task = state.queue.remove(header.queue_key());
         drop(state);
+        self.room_available.notify_one();
+        self.counters.record_cancelled_queued(1);
         // Drops the future and resolves the handle, outside the lock.
         drop(task);
-        self.counters.record_cancelled_queued(1);
-        self.room_available.notify_one();
-        self.notify_if_idle();
+        self.settle(1);
     }
 
     pub(crate) fn close(&self) -> bool {
@@ -575,26 +575,19 @@ impl Shared {
             return;
         }
         let count = tasks.len();
-        drop(tasks);
         self.counters.record_cancelled_queued(count);
-        self.notify_if_idle();
+        drop(tasks);
+        self.settle(count);
     }
 
-    /// Counts a finished task and logs a panic.
-    pub(crate) fn finish(&self, id: TaskId, outcome: Outcome) {
-        if let Outcome::Panicked(message) = &outcome {
-            tracing::error!(
-                plan = %self.name,
-                task = %id,
-                panic = message.as_deref().unwrap_or("<non-string payload>"),
-                "task panicked"
-            );
-        }
-        self.counters.record(&outcome);
-        self.notify_if_idle();
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
     }
 
-    fn notify_if_idle(&self) {
+    /// Marks `count` finished tasks' handles as resolved, and wakes
+    /// `wait_idle` if nothing is left.
+    pub(crate) fn settle(&self, count: usize) {
+        self.counters.settled.fetch_add(count, Ordering::AcqRel);
         if self.counters.is_idle() {
             self.idle.notify_waiters();
         }

@@ -92,12 +92,14 @@ pub struct ShutdownReport {
     pub elapsed: Duration,
 }
 
-/// Lock-free counters of finished tasks.
+/// Lock-free counters of the plan's tasks.
 ///
-/// Each finished task adds one to exactly one of the outcome counters, and
-/// `submitted` is only ever raised before the task can finish, so reading
-/// the outcomes first and `submitted` last never sees more finished tasks
-/// than submitted ones.
+/// A finishing task adds one to exactly one outcome counter before its
+/// handle resolves (so a resolved handle is always counted), and one to
+/// `settled` after (so `wait_idle` never returns before a handle resolves).
+/// `submitted` is raised before a task can finish, so reading `settled`
+/// first and `submitted` last never sees more settled tasks than submitted
+/// ones: if the two are equal, the plan was idle at the first read.
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) submitted: AtomicUsize,
@@ -109,6 +111,8 @@ pub(crate) struct Counters {
     pub(crate) cancelled_queued: AtomicUsize,
     pub(crate) panicked: AtomicUsize,
     pub(crate) timed_out: AtomicUsize,
+    /// Finished tasks whose handles have resolved.
+    pub(crate) settled: AtomicUsize,
 }
 
 impl Counters {
@@ -126,18 +130,11 @@ impl Counters {
         self.cancelled.fetch_add(count, Ordering::AcqRel);
     }
 
-    pub(crate) fn finished(&self) -> usize {
-        self.completed.load(Ordering::Acquire)
-            + self.cancelled.load(Ordering::Acquire)
-            + self.panicked.load(Ordering::Acquire)
-            + self.timed_out.load(Ordering::Acquire)
-    }
-
     /// `true` if, at some instant during the call, no task was queued or
     /// running. See the type's docs for why the load order makes this exact.
     pub(crate) fn is_idle(&self) -> bool {
-        let finished = self.finished();
-        finished == self.submitted.load(Ordering::Acquire)
+        let settled = self.settled.load(Ordering::Acquire);
+        settled == self.submitted.load(Ordering::Acquire)
     }
 
     /// Fills the counters of a snapshot; `queued` comes from the queue.
@@ -146,7 +143,8 @@ impl Counters {
         let cancelled = self.cancelled.load(Ordering::Acquire);
         let panicked = self.panicked.load(Ordering::Acquire);
         let timed_out = self.timed_out.load(Ordering::Acquire);
-        let cancelled_running = cancelled - self.cancelled_queued.load(Ordering::Acquire).min(cancelled);
+        let cancelled_running =
+            cancelled - self.cancelled_queued.load(Ordering::Acquire).min(cancelled);
         let finished_after_start = completed + cancelled_running + panicked + timed_out;
         Stats {
             workers,

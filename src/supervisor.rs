@@ -32,20 +32,29 @@ pub(crate) async fn supervise(plan: Arc<Shared>) {
         // pays for looking at the token.
         let outcome = tokio::select! {
             biased;
-            outcome = poll_fn(|cx| task.as_mut().poll_run(cx)) => Some(outcome),
+            outcome = poll_fn(|cx| task.as_mut().poll_run(cx, plan.counters())) => Some(outcome),
             _ = &mut aborted => None,
         };
-        let id = task.header().id();
         let Some(outcome) = outcome else {
             // Close and empty the queue before this task's handle resolves,
             // so whoever awaits it sees the plan already stopped.
             plan.cancel_queued();
+            plan.counters().record(&Outcome::Cancelled);
             drop(task);
-            plan.finish(id, Outcome::Cancelled);
+            plan.settle(1);
             break;
         };
+        let id = task.header().id();
         drop(task);
-        plan.finish(id, outcome);
+        if let Outcome::Panicked(message) = outcome {
+            tracing::error!(
+                plan = %plan.name,
+                task = %id,
+                panic = message.as_deref().unwrap_or("<non-string payload>"),
+                "task panicked"
+            );
+        }
+        plan.settle(1);
     }
     plan.cancel_queued();
 }

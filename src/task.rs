@@ -21,6 +21,7 @@ use futures_util::task::AtomicWaker;
 use pin_project_lite::pin_project;
 
 use crate::error::{TaskError, panic_message};
+use crate::stats::Counters;
 
 /// A task's id, unique within its plan and assigned in submission order.
 ///
@@ -203,9 +204,12 @@ pub(crate) trait Runnable: Send {
     fn header(&self) -> &Header;
 
     /// Polls the user's future once, unless cancellation was requested.
-    /// After this returns `Ready` the future has been dropped and the handle
-    /// resolved; it must not be polled again.
-    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome>;
+    ///
+    /// When the task ends, in this order: the future is dropped (its
+    /// destructors run), the outcome is counted in `counters`, and the
+    /// handle resolves; so whoever sees the handle resolved sees the count.
+    /// After `Ready` the task must not be polled again.
+    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>, counters: &Counters) -> Poll<Outcome>;
 }
 
 pub(crate) type BoxedTask = Pin<Box<dyn Runnable>>;
@@ -229,7 +233,8 @@ pin_project! {
     impl<F: Future> PinnedDrop for Task<F> {
         fn drop(this: Pin<&mut Self>) {
             // Dropped before finishing: by a cancel of a queued task, by an
-            // abort, or with the runtime. The handle still resolves.
+            // abort, or with the runtime. The handle still resolves; the
+            // code that dropped the task counts it.
             let this = this.project();
             if matches!(*this.stage, Stage::Running { .. }) {
                 discard(this.stage);
@@ -270,10 +275,12 @@ impl<F: Future> Task<F> {
         }
     }
 
-    fn cancel(self: Pin<&mut Self>) -> Poll<Outcome> {
+    fn cancel(self: Pin<&mut Self>, counters: &Counters) -> Poll<Outcome> {
         let this = self.project();
         discard(this.stage);
-        this.core.resolve(Err(TaskError::cancelled(this.core.header.id)));
+        counters.record(&Outcome::Cancelled);
+        this.core
+            .resolve(Err(TaskError::cancelled(this.core.header.id)));
         Poll::Ready(Outcome::Cancelled)
     }
 }
@@ -287,9 +294,13 @@ where
         &self.core.header
     }
 
-    fn poll_run(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+    fn poll_run(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        counters: &Counters,
+    ) -> Poll<Outcome> {
         if self.core.header.cancel_requested() {
-            return self.cancel();
+            return self.cancel(counters);
         }
         let mut this = self.as_mut().project();
         let StageProjection::Running { future } = this.stage.as_mut().project() else {
@@ -298,6 +309,7 @@ where
         match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
             Ok(Poll::Ready(output)) => {
                 discard(this.stage);
+                counters.record(&Outcome::Completed);
                 this.core.resolve(Ok(output));
                 Poll::Ready(Outcome::Completed)
             }
@@ -306,7 +318,7 @@ where
                 // between the two either is seen here or wakes us.
                 this.core.header.cancel_waker.register(cx.waker());
                 if this.core.header.cancel_requested() {
-                    return self.cancel();
+                    return self.cancel(counters);
                 }
                 Poll::Pending
             }
@@ -314,6 +326,7 @@ where
                 discard(this.stage);
                 let message = panic_message(&*payload).map(str::to_owned);
                 let id = this.core.header.id;
+                counters.record(&Outcome::Panicked(None));
                 this.core.resolve(Err(TaskError::panic(id, payload)));
                 Poll::Ready(Outcome::Panicked(message))
             }

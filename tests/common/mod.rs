@@ -1,0 +1,111 @@
+//! Helpers shared by the integration tests: deterministic gates and signals,
+//! never sleeps.
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use tokio::sync::{Semaphore, mpsc};
+
+/// Defines `#[tokio::test]`s on both runtime flavours for each named
+/// `async fn` in the calling module.
+#[macro_export]
+macro_rules! on_both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        mod current_thread {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name().await
+                }
+            )*
+        }
+        mod multi_thread {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name().await
+                }
+            )*
+        }
+    };
+}
+
+/// A gate tasks wait at until the test lets them through, one at a time or
+/// all at once.
+#[derive(Clone)]
+pub struct Gate(Arc<Semaphore>);
+
+impl Gate {
+    pub fn closed() -> Gate {
+        Gate(Arc::new(Semaphore::new(0)))
+    }
+
+    pub async fn pass(&self) {
+        self.0
+            .acquire()
+            .await
+            .expect("gate semaphore is never closed")
+            .forget();
+    }
+
+    pub fn let_through(&self, count: usize) {
+        self.0.add_permits(count);
+    }
+
+    pub fn open(&self) {
+        self.0.add_permits(Semaphore::MAX_PERMITS / 2);
+    }
+}
+
+/// Reports which tasks started, in order.
+pub fn started_channel() -> (mpsc::UnboundedSender<usize>, mpsc::UnboundedReceiver<usize>) {
+    mpsc::unbounded_channel()
+}
+
+/// Sets a flag when dropped: proves a future's destructors ran.
+pub struct DropFlag(pub Arc<AtomicBool>);
+
+impl DropFlag {
+    pub fn new() -> (DropFlag, Arc<AtomicBool>) {
+        let flag = Arc::new(AtomicBool::new(false));
+        (DropFlag(Arc::clone(&flag)), flag)
+    }
+}
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Counts how many tasks run at once and the most ever seen.
+#[derive(Clone, Default)]
+pub struct Occupancy {
+    now: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+impl Occupancy {
+    pub fn enter(&self) -> OccupancyGuard {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        OccupancyGuard(Arc::clone(&self.now))
+    }
+
+    pub fn now(&self) -> usize {
+        self.now.load(Ordering::SeqCst)
+    }
+
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+pub struct OccupancyGuard(Arc<AtomicUsize>);
+
+impl Drop for OccupancyGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
