@@ -23,7 +23,7 @@ use crate::builder::PlanBuilder;
 use crate::error::SubmitError;
 use crate::handle::TaskHandle;
 use crate::queue::Queue;
-use crate::stats::{Counters, ShutdownReport, Stats};
+use crate::stats::{Counters, Outcomes, ShutdownReport, Stats};
 use crate::supervisor;
 use crate::task::{BoxedTask, Core, Header, Task, TaskId};
 
@@ -97,6 +97,17 @@ pub(crate) struct Shared {
 struct State {
     queue: Queue,
     closed: bool,
+    /// Tasks taken off the queue to run, for `Stats::running`.
+    started: usize,
+    /// Submitters registered to wait for room and not yet sent a wakeup.
+    /// A pop or a cancel that frees room claims one and wakes it; with none
+    /// waiting, freeing room costs no wakeup at all.
+    waiting_submitters: usize,
+    /// Supervisors registered to wait for work and not yet sent a wakeup;
+    /// a push claims one. The count may overstate (a waiter can be dropped
+    /// by an abort), which only costs a spare wakeup; it never understates,
+    /// because a waiter registers with the `Notify` before it is counted.
+    idle_supervisors: usize,
 }
 
 /// Why `Shared::push` refused a task; the task is handed back.
@@ -127,6 +138,9 @@ impl Plan {
                 // Grows on demand: a large capacity costs nothing up front.
                 queue: Queue::with_capacity(capacity.min(1024)),
                 closed: false,
+                started: 0,
+                waiting_submitters: 0,
+                idle_supervisors: 0,
             }),
             work_available: Notify::new(),
             room_available: Notify::new(),
@@ -143,6 +157,9 @@ impl Plan {
         for _ in 0..workers {
             shared.spawn_supervisor();
         }
+        shared
+            .runtime
+            .spawn(supervisor::watch_token(Arc::clone(&shared)));
         tracing::debug!(plan = %shared.name, workers, capacity, "plan started");
         Plan { shared }
     }
@@ -181,7 +198,7 @@ impl Plan {
         F::Output: Send + 'static,
     {
         let (task, core) = self.prepare(future);
-        let mut task = match self.shared.push(task) {
+        let mut task = match self.shared.push(task, false) {
             Ok(()) => return Ok(self.handle(core)),
             Err(Refused::Closed(task)) => return Err(SubmitError::Closed(task.into_future())),
             Err(Refused::Full(task)) => task,
@@ -189,7 +206,7 @@ impl Plan {
         loop {
             let mut room = pin!(self.shared.room_available.notified());
             room.as_mut().enable();
-            task = match self.shared.push(task) {
+            task = match self.shared.push(task, true) {
                 Ok(()) => return Ok(self.handle(core)),
                 Err(Refused::Closed(task)) => {
                     return Err(SubmitError::Closed(task.into_future()));
@@ -229,7 +246,7 @@ impl Plan {
         F::Output: Send + 'static,
     {
         let (task, core) = self.prepare(future);
-        match self.shared.push(task) {
+        match self.shared.push(task, false) {
             Ok(()) => Ok(self.handle(core)),
             Err(Refused::Full(task)) => Err(SubmitError::Full(task.into_future())),
             Err(Refused::Closed(task)) => Err(SubmitError::Closed(task.into_future())),
@@ -331,6 +348,9 @@ impl Plan {
                 .is_ok();
         let forced = !drained && !self.shared.counters.is_idle();
         if !drained {
+            // Drain before cancelling: a task still queued when the grace
+            // ran out must never start.
+            self.shared.cancel_queued();
             self.shared.token.cancel();
         }
         supervisors.wait().await;
@@ -481,7 +501,10 @@ impl Shared {
         self.runtime.spawn(supervisor);
     }
 
-    fn push<F>(&self, task: Box<Task<F>>) -> Result<(), Refused<Box<Task<F>>>>
+    /// Queues a task, or hands it back. With `wait_for_room`, a refusal for
+    /// lack of room also counts the caller as a waiting submitter: it must
+    /// have registered with `room_available` first.
+    fn push<F>(&self, task: Box<Task<F>>, wait_for_room: bool) -> Result<(), Refused<Box<Task<F>>>>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -491,15 +514,19 @@ impl Shared {
             return Err(Refused::Closed(task));
         }
         if state.queue.len() >= self.capacity {
+            state.waiting_submitters += usize::from(wait_for_room);
             return Err(Refused::Full(task));
         }
         let task: BoxedTask = Box::into_pin(task);
         state.queue.push_back(task);
         // Counted under the lock so a supervisor cannot finish the task
         // before it is counted as submitted.
-        self.counters.submitted.fetch_add(1, Ordering::AcqRel);
+        self.counters.record_submitted();
+        let wake_supervisor = claim(&mut state.idle_supervisors);
         drop(state);
-        self.work_available.notify_one();
+        if wake_supervisor {
+            self.work_available.notify_one();
+        }
         Ok(())
     }
 
@@ -507,12 +534,12 @@ impl Shared {
     /// nothing is queued.
     pub(crate) async fn next_task(&self) -> Option<BoxedTask> {
         loop {
-            if let Some(next) = self.try_pop() {
+            if let Some(next) = self.try_pop(false) {
                 return next;
             }
             let mut work = pin!(self.work_available.notified());
             work.as_mut().enable();
-            if let Some(next) = self.try_pop() {
+            if let Some(next) = self.try_pop(true) {
                 return next;
             }
             work.await;
@@ -520,18 +547,26 @@ impl Shared {
     }
 
     /// `Some(Some(task))` if one was queued, `Some(None)` if the plan is
-    /// closed and drained, `None` if the caller should wait.
-    fn try_pop(&self) -> Option<Option<BoxedTask>> {
+    /// closed and drained, `None` if the caller should wait; then, with
+    /// `register_idle`, it is counted as an idle supervisor, and must have
+    /// registered with `work_available` first.
+    fn try_pop(&self, register_idle: bool) -> Option<Option<BoxedTask>> {
         let mut state = self.lock();
         match state.queue.pop_front() {
             Some(task) => {
-                self.counters.started.fetch_add(1, Ordering::AcqRel);
+                state.started += 1;
+                let wake_submitter = claim(&mut state.waiting_submitters);
                 drop(state);
-                self.room_available.notify_one();
+                if wake_submitter {
+                    self.room_available.notify_one();
+                }
                 Some(Some(task))
             }
             None if state.closed => Some(None),
-            None => None,
+            None => {
+                state.idle_supervisors += usize::from(register_idle);
+                None
+            }
         }
     }
 
@@ -548,9 +583,12 @@ impl Shared {
             return;
         }
         let task = state.queue.remove(header.queue_key());
+        let wake_submitter = claim(&mut state.waiting_submitters);
         drop(state);
-        self.room_available.notify_one();
-        self.counters.record_cancelled_queued(1);
+        if wake_submitter {
+            self.room_available.notify_one();
+        }
+        self.counters.outcomes().record_cancelled_queued(1);
         // Drops the future and resolves the handle, outside the lock.
         drop(task);
         self.settle(1);
@@ -575,22 +613,27 @@ impl Shared {
             return;
         }
         let count = tasks.len();
-        self.counters.record_cancelled_queued(count);
+        self.counters.outcomes().record_cancelled_queued(count);
         drop(tasks);
         self.settle(count);
     }
 
-    pub(crate) fn counters(&self) -> &Counters {
-        &self.counters
+    pub(crate) fn outcomes(&self) -> &Outcomes {
+        self.counters.outcomes()
     }
 
     /// Marks `count` finished tasks' handles as resolved, and wakes
     /// `wait_idle` if nothing is left.
     pub(crate) fn settle(&self, count: usize) {
-        self.counters.settled.fetch_add(count, Ordering::AcqRel);
+        self.counters.outcomes().record_settled(count);
         if self.counters.is_idle() {
             self.idle.notify_waiters();
         }
+    }
+
+    /// Resolves once the plan is closed and every supervisor has exited.
+    pub(crate) async fn supervisors_exited(&self) {
+        self.supervisors.wait().await;
     }
 
     pub(crate) fn supervisor_exited(&self) {
@@ -602,8 +645,19 @@ impl Shared {
     }
 
     fn stats(&self) -> Stats {
-        let queued = self.lock().queue.len();
+        let (queued, started) = {
+            let state = self.lock();
+            (state.queue.len(), state.started)
+        };
         self.counters
-            .snapshot(self.workers.load(Ordering::Acquire), queued)
+            .snapshot(self.workers.load(Ordering::Acquire), queued, started)
     }
+}
+
+/// Takes one from a count of registered waiters; `true` if there was one to
+/// wake.
+fn claim(waiters: &mut usize) -> bool {
+    let claimed = *waiters > 0;
+    *waiters -= usize::from(claimed);
+    claimed
 }

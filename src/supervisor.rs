@@ -16,33 +16,31 @@ use crate::plan::Shared;
 use crate::task::Outcome;
 
 /// Runs tasks until the plan is closed and drained, or aborted.
+///
+/// Taking the next task does not look at the token: an abort closes and
+/// drains the queue (see `watch_token`), which ends `next_task` as surely
+/// and costs the hot path nothing.
 pub(crate) async fn supervise(plan: Arc<Shared>) {
     let _exit = ExitGuard { plan: &plan };
-    // One `cancelled()` future for the supervisor's whole life: it registers
-    // with the token once, not once per task.
+    // One `cancelled()` future for the supervisor's whole life, so it joins
+    // the token's waiter list once, not once per task.
     let mut aborted = pin!(plan.token.cancelled());
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = &mut aborted => break,
-            next = plan.next_task() => next,
-        };
-        let Some(mut task) = next else { return };
+    while let Some(mut task) = plan.next_task().await {
         // The task goes first: a task that finishes on its first poll never
         // pays for looking at the token.
         let outcome = tokio::select! {
             biased;
-            outcome = poll_fn(|cx| task.as_mut().poll_run(cx, plan.counters())) => Some(outcome),
+            outcome = poll_fn(|cx| task.as_mut().poll_run(cx, plan.outcomes())) => Some(outcome),
             _ = &mut aborted => None,
         };
         let Some(outcome) = outcome else {
             // Close and empty the queue before this task's handle resolves,
             // so whoever awaits it sees the plan already stopped.
             plan.cancel_queued();
-            plan.counters().record(&Outcome::Cancelled);
+            plan.outcomes().record(&Outcome::Cancelled);
             drop(task);
             plan.settle(1);
-            break;
+            return;
         };
         let id = task.header().id();
         drop(task);
@@ -56,7 +54,19 @@ pub(crate) async fn supervise(plan: Arc<Shared>) {
         }
         plan.settle(1);
     }
-    plan.cancel_queued();
+}
+
+/// Turns a cancellation of the plan's token, from wherever it comes, into
+/// an abort of the queue: closed, and every queued task dropped unstarted.
+/// Running tasks see the token themselves, in `supervise`.
+///
+/// Ends when the token is cancelled or when every supervisor has exited, so
+/// a plan that shuts down normally leaves nothing waiting on the token.
+pub(crate) async fn watch_token(plan: Arc<Shared>) {
+    tokio::select! {
+        _ = plan.token.cancelled() => plan.cancel_queued(),
+        _ = plan.supervisors_exited() => {}
+    }
 }
 
 /// Runs when a supervisor exits, normally or because the runtime dropped it.

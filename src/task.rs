@@ -21,7 +21,7 @@ use futures_util::task::AtomicWaker;
 use pin_project_lite::pin_project;
 
 use crate::error::{TaskError, panic_message};
-use crate::stats::Counters;
+use crate::stats::Outcomes;
 
 /// A task's id, unique within its plan and assigned in submission order.
 ///
@@ -209,7 +209,7 @@ pub(crate) trait Runnable: Send {
     /// destructors run), the outcome is counted in `counters`, and the
     /// handle resolves; so whoever sees the handle resolved sees the count.
     /// After `Ready` the task must not be polled again.
-    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>, counters: &Counters) -> Poll<Outcome>;
+    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>, counters: &Outcomes) -> Poll<Outcome>;
 }
 
 pub(crate) type BoxedTask = Pin<Box<dyn Runnable>>;
@@ -275,7 +275,7 @@ impl<F: Future> Task<F> {
         }
     }
 
-    fn cancel(self: Pin<&mut Self>, counters: &Counters) -> Poll<Outcome> {
+    fn cancel(self: Pin<&mut Self>, counters: &Outcomes) -> Poll<Outcome> {
         let this = self.project();
         discard(this.stage);
         counters.record(&Outcome::Cancelled);
@@ -297,7 +297,7 @@ where
     fn poll_run(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        counters: &Counters,
+        counters: &Outcomes,
     ) -> Poll<Outcome> {
         if self.core.header.cancel_requested() {
             return self.cancel(counters);
