@@ -1,6 +1,7 @@
 //! [`PlanBuilder`]: configuration for a [`Plan`].
 
 use std::num::NonZeroUsize;
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +29,7 @@ pub struct PlanBuilder {
     capacity: usize,
     name: String,
     parent: Option<CancellationToken>,
+    task_timeout: Option<Duration>,
 }
 
 impl Default for PlanBuilder {
@@ -44,6 +46,7 @@ impl PlanBuilder {
             capacity: 1024,
             name: String::from("plan"),
             parent: None,
+            task_timeout: None,
         }
     }
 
@@ -96,6 +99,20 @@ impl PlanBuilder {
         self
     }
 
+    /// Sets a timeout for every task that does not set its own with
+    /// [`TaskBuilder::timeout`](crate::TaskBuilder::timeout) or opt out with
+    /// [`TaskBuilder::no_timeout`](crate::TaskBuilder::no_timeout).
+    ///
+    /// A task's timeout counts from when it starts running. A task still
+    /// running at its deadline is dropped like a cancelled one, its handle
+    /// resolves with [`TaskError::is_timeout`](crate::TaskError::is_timeout),
+    /// and it counts in [`Stats::timed_out`](crate::Stats::timed_out).
+    /// Timeouts need the runtime's time driver (`enable_time`).
+    pub fn task_timeout(mut self, timeout: Duration) -> PlanBuilder {
+        self.task_timeout = Some(timeout);
+        self
+    }
+
     /// Builds the plan and spawns its supervisors on the current Tokio
     /// runtime, current-thread or multi-thread.
     ///
@@ -121,6 +138,7 @@ impl PlanBuilder {
             self.name,
             workers,
             self.capacity,
+            self.task_timeout,
             token,
             runtime,
         ))

@@ -58,6 +58,14 @@ impl<F> SubmitError<F> {
         }
     }
 
+    /// Applies `f` to the refused task, keeping the reason.
+    pub(crate) fn map<G>(self, f: impl FnOnce(F) -> G) -> SubmitError<G> {
+        match self {
+            SubmitError::Full(task) => SubmitError::Full(f(task)),
+            SubmitError::Closed(task) => SubmitError::Closed(f(task)),
+        }
+    }
+
     /// Returns `true` if the task was refused because the queue was full.
     pub fn is_full(&self) -> bool {
         matches!(self, SubmitError::Full(_))
@@ -137,6 +145,40 @@ impl fmt::Display for BuildError {
 
 impl Error for BuildError {}
 
+/// [`Plan::set_workers`](crate::Plan::set_workers) refused a new size; the
+/// plan is unchanged.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use taskplan::{Plan, ResizeError};
+///
+/// let plan = Plan::builder().workers(2).build().unwrap();
+/// assert_eq!(plan.set_workers(0), Err(ResizeError::ZeroWorkers));
+/// assert_eq!(plan.stats().workers, 2);
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResizeError {
+    /// `set_workers(0)` was called.
+    ZeroWorkers,
+}
+
+impl fmt::Display for ResizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResizeError::ZeroWorkers => f.write_str(
+                "`workers` must be at least 1; to stop the plan use `shutdown` or `abort`",
+            ),
+        }
+    }
+}
+
+impl Error for ResizeError {}
+
 /// Why a task produced no value.
 ///
 /// A [`TaskHandle`](crate::TaskHandle) resolves to `Err(TaskError)` when its
@@ -176,7 +218,6 @@ impl TaskError {
         }
     }
 
-    #[allow(dead_code)] // Produced once per-task timeouts land.
     pub(crate) fn timed_out(id: TaskId) -> TaskError {
         TaskError {
             id,

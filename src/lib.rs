@@ -58,18 +58,25 @@
 #![forbid(unsafe_code)]
 #![warn(rust_2018_idioms, unreachable_pub)]
 
+mod blocking;
 mod builder;
 mod error;
 mod handle;
 mod plan;
 mod queue;
+#[cfg(feature = "signal")]
+mod signal;
 mod stats;
 mod supervisor;
+mod tag;
 mod task;
+mod task_builder;
 
 pub use builder::PlanBuilder;
-pub use error::{BuildError, SubmitError, TaskError};
+pub use error::{BuildError, ResizeError, SubmitError, TaskError};
 pub use handle::TaskHandle;
 pub use plan::Plan;
 pub use stats::{ShutdownReport, Stats};
+pub use tag::Tag;
 pub use task::TaskId;
+pub use task_builder::TaskBuilder;

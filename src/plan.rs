@@ -19,13 +19,18 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use slab::Slab;
+
+use crate::blocking::{Blocking, BlockingTask};
 use crate::builder::PlanBuilder;
-use crate::error::SubmitError;
+use crate::error::{ResizeError, SubmitError};
 use crate::handle::TaskHandle;
 use crate::queue::Queue;
 use crate::stats::{Counters, Outcomes, ShutdownReport, Stats};
 use crate::supervisor;
-use crate::task::{BoxedTask, Core, Header, Task, TaskId};
+use crate::tag::{Tag, TagRegistry};
+use crate::task::{BoxedTask, CancelRequest, Control, Core, Header, Task, TaskId};
+use crate::task_builder::{TaskBuilder, TaskOptions};
 
 /// A set of workers that run submitted futures, at most `workers` at a time,
 /// with a bounded queue in front of them.
@@ -86,7 +91,18 @@ pub(crate) struct Shared {
     supervisors: TaskTracker,
     /// Supervisors not yet exited; the last one out cancels what is queued.
     live_supervisors: AtomicUsize,
+    /// Supervisors not yet told to retire. `set_workers` moves `workers`,
+    /// then supervisors are spawned or retire until this matches it.
+    active_supervisors: AtomicUsize,
+    /// The target number of supervisors.
     workers: AtomicUsize,
+    /// Applied to tasks that do not set their own timeout.
+    pub(crate) default_timeout: Option<Duration>,
+    /// Every tag seen. Lock order: never taken while `state` is held.
+    tags: Mutex<TagRegistry>,
+    /// Blocking closures still running on the blocking pool after their task
+    /// ended.
+    blocking: Arc<Blocking>,
     /// Live `Plan` clones; the last one dropped closes the plan.
     plans: AtomicUsize,
     next_id: AtomicU64,
@@ -96,6 +112,8 @@ pub(crate) struct Shared {
 
 struct State {
     queue: Queue,
+    /// Per-tag counts, by tag index.
+    tags: Vec<TagState>,
     closed: bool,
     /// Tasks taken off the queue to run, for `Stats::running`.
     started: usize,
@@ -108,6 +126,15 @@ struct State {
     /// by an abort), which only costs a spare wakeup; it never understates,
     /// because a waiter registers with the `Notify` before it is counted.
     idle_supervisors: usize,
+}
+
+/// What the locked state knows of one tag.
+#[derive(Default)]
+struct TagState {
+    submitted: usize,
+    started: usize,
+    /// The tag's running tasks, so `cancel_tag` can reach them.
+    running: Slab<Arc<dyn Control>>,
 }
 
 /// Why `Shared::push` refused a task; the task is handed back.
@@ -128,6 +155,7 @@ impl Plan {
         name: String,
         workers: usize,
         capacity: usize,
+        default_timeout: Option<Duration>,
         token: CancellationToken,
         runtime: Handle,
     ) -> Plan {
@@ -137,6 +165,7 @@ impl Plan {
             state: Mutex::new(State {
                 // Grows on demand: a large capacity costs nothing up front.
                 queue: Queue::with_capacity(capacity.min(1024)),
+                tags: Vec::new(),
                 closed: false,
                 started: 0,
                 waiting_submitters: 0,
@@ -148,15 +177,17 @@ impl Plan {
             token,
             supervisors: TaskTracker::new(),
             live_supervisors: AtomicUsize::new(0),
+            active_supervisors: AtomicUsize::new(0),
             workers: AtomicUsize::new(workers),
+            default_timeout,
+            tags: Mutex::new(TagRegistry::default()),
+            blocking: Arc::new(Blocking::default()),
             plans: AtomicUsize::new(1),
             next_id: AtomicU64::new(0),
             counters: Counters::default(),
             runtime,
         });
-        for _ in 0..workers {
-            shared.spawn_supervisor();
-        }
+        shared.spawn_missing_supervisors();
         shared
             .runtime
             .spawn(supervisor::watch_token(Arc::clone(&shared)));
@@ -197,24 +228,7 @@ impl Plan {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, core) = self.prepare(future);
-        let mut task = match self.shared.push(task, false) {
-            Ok(()) => return Ok(self.handle(core)),
-            Err(Refused::Closed(task)) => return Err(SubmitError::Closed(task.into_future())),
-            Err(Refused::Full(task)) => task,
-        };
-        loop {
-            let mut room = pin!(self.shared.room_available.notified());
-            room.as_mut().enable();
-            task = match self.shared.push(task, true) {
-                Ok(()) => return Ok(self.handle(core)),
-                Err(Refused::Closed(task)) => {
-                    return Err(SubmitError::Closed(task.into_future()));
-                }
-                Err(Refused::Full(task)) => task,
-            };
-            room.await;
-        }
+        self.task(future).submit().await
     }
 
     /// Submits a task if the queue has room, without waiting.
@@ -245,22 +259,230 @@ impl Plan {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, core) = self.prepare(future);
-        match self.shared.push(task, false) {
+        self.task(future).try_submit()
+    }
+
+    /// Starts describing a task to submit: its tag, priority and timeout.
+    ///
+    /// Nothing is submitted until [`TaskBuilder::submit`] or
+    /// [`TaskBuilder::try_submit`] is called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    ///
+    /// let plan = taskplan::Plan::builder().workers(2).build()?;
+    /// let handle = plan
+    ///     .task(async { "redrawn" })
+    ///     .tag("ui")
+    ///     .priority(5)
+    ///     .timeout(Duration::from_secs(2))
+    ///     .submit()
+    ///     .await?;
+    /// assert_eq!(handle.await?, "redrawn");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn task<F>(&self, future: F) -> TaskBuilder<'_, F>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        TaskBuilder::new(self, future)
+    }
+
+    /// Submits a task built from its own [`CancellationToken`], waiting while
+    /// the queue is full.
+    ///
+    /// `make` is called at once with a fresh child of the plan's
+    /// [token](Plan::token), and returns the task's future. The token is
+    /// cancelled when the task is cancelled, times out, panics or is dropped
+    /// by an abort, so work the task hands elsewhere (a spawned task, a
+    /// thread, a request to another service) can watch it and stop too. A
+    /// task that completes leaves its token alone.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Plan::submit); the error carries the future `make`
+    /// returned.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`submit`](Plan::submit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plan = taskplan::Plan::builder().workers(1).build()?;
+    /// let (helper_tx, helper_rx) = tokio::sync::oneshot::channel();
+    /// let handle = plan
+    ///     .submit_with(|token| async move {
+    ///         // Hand work elsewhere; it stops when this task is cancelled.
+    ///         let helper = tokio::spawn(async move { token.cancelled().await });
+    ///         helper_tx.send(helper).unwrap();
+    ///         std::future::pending::<()>().await
+    ///     })
+    ///     .await?;
+    /// let helper = helper_rx.await?;
+    /// handle.cancel();
+    /// helper.await?; // ended because the task's token was cancelled
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn submit_with<M, F>(&self, make: M) -> Result<TaskHandle<F::Output>, SubmitError<F>>
+    where
+        M: FnOnce(CancellationToken) -> F,
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let token = self.shared.token.child_token();
+        let future = make(token.clone());
+        self.submit_task(future, TaskOptions::default(), Some(token))
+            .await
+    }
+
+    /// Submits a synchronous closure to run on Tokio's blocking thread pool,
+    /// waiting while the queue is full.
+    ///
+    /// The closure runs while holding one of the plan's worker slots, so
+    /// blocking work counts against `workers` like any other task. It gets
+    /// its own [`CancellationToken`], as with [`submit_with`](Plan::submit_with).
+    ///
+    /// Cancelling the task cancels the token, resolves the handle as cancelled
+    /// at once, and frees the worker slot. **A thread cannot be stopped from
+    /// outside**: a closure that never looks at its token runs on until it
+    /// returns, and its result is dropped. A shutdown never waits past its
+    /// grace period for such closures; it counts those still running as
+    /// [`abandoned`](crate::ShutdownReport::abandoned).
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Plan::submit); the error carries the closure, not yet
+    /// called.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`submit`](Plan::submit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plan = taskplan::Plan::builder().workers(2).build()?;
+    /// let handle = plan
+    ///     .submit_blocking(|token| {
+    ///         let mut checksum = 0u64;
+    ///         for block in 0..1_000u64 {
+    ///             if token.is_cancelled() {
+    ///                 break; // a cooperative closure stops when asked
+    ///             }
+    ///             checksum = checksum.wrapping_add(block * block);
+    ///         }
+    ///         checksum
+    ///     })
+    ///     .await?;
+    /// assert_eq!(handle.await?, 332_833_500);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn submit_blocking<C, T>(&self, closure: C) -> Result<TaskHandle<T>, SubmitError<C>>
+    where
+        C: FnOnce(CancellationToken) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let token = self.shared.token.child_token();
+        let task = BlockingTask::new(closure, token.clone(), Arc::clone(&self.shared.blocking));
+        self.submit_task(task, TaskOptions::default(), Some(token))
+            .await
+            .map_err(|error| error.map(BlockingTask::into_closure))
+    }
+
+    /// Submits with the given options, waiting while the queue is full.
+    pub(crate) async fn submit_task<F>(
+        &self,
+        future: F,
+        options: TaskOptions,
+        token: Option<CancellationToken>,
+    ) -> Result<TaskHandle<F::Output>, SubmitError<F>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let Prepared {
+            task,
+            core,
+            placement,
+        } = self.prepare(future, options, token);
+        let mut task = match self.shared.push(task, placement, false) {
+            Ok(()) => return Ok(self.handle(core)),
+            Err(Refused::Closed(task)) => return Err(SubmitError::Closed(task.into_future())),
+            Err(Refused::Full(task)) => task,
+        };
+        loop {
+            let mut room = pin!(self.shared.room_available.notified());
+            room.as_mut().enable();
+            task = match self.shared.push(task, placement, true) {
+                Ok(()) => return Ok(self.handle(core)),
+                Err(Refused::Closed(task)) => {
+                    return Err(SubmitError::Closed(task.into_future()));
+                }
+                Err(Refused::Full(task)) => task,
+            };
+            room.await;
+        }
+    }
+
+    /// Submits with the given options if the queue has room.
+    pub(crate) fn try_submit_task<F>(
+        &self,
+        future: F,
+        options: TaskOptions,
+    ) -> Result<TaskHandle<F::Output>, SubmitError<F>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let Prepared {
+            task,
+            core,
+            placement,
+        } = self.prepare(future, options, None);
+        match self.shared.push(task, placement, false) {
             Ok(()) => Ok(self.handle(core)),
             Err(Refused::Full(task)) => Err(SubmitError::Full(task.into_future())),
             Err(Refused::Closed(task)) => Err(SubmitError::Closed(task.into_future())),
         }
     }
 
-    fn prepare<F>(&self, future: F) -> (Box<Task<F>>, Arc<Core<F::Output>>)
+    fn prepare<F>(
+        &self,
+        future: F,
+        options: TaskOptions,
+        token: Option<CancellationToken>,
+    ) -> Prepared<F>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
         let id = TaskId::from_sequence(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
-        let core = Arc::new(Core::new(id));
-        (Box::new(Task::new(future, Arc::clone(&core))), core)
+        let tag = options.tag.map(|tag| self.shared.tag_info(tag));
+        let placement = Placement {
+            priority: options.priority,
+            tag: tag.as_ref().map(|tag| tag.index),
+        };
+        let timeout = options.timeout.unwrap_or(self.shared.default_timeout);
+        let core = Arc::new(Core::new(id, tag, timeout));
+        Prepared {
+            task: Box::new(Task::new(future, Arc::clone(&core), token)),
+            core,
+            placement,
+        }
     }
 
     fn handle<T>(&self, core: Arc<Core<T>>) -> TaskHandle<T> {
@@ -360,6 +582,7 @@ impl Plan {
             cancelled: stats.cancelled,
             panicked: stats.panicked,
             timed_out: stats.timed_out,
+            abandoned: self.shared.blocking.still_running(),
             forced,
             elapsed: started.elapsed(),
         }
@@ -455,6 +678,122 @@ impl Plan {
     pub fn name(&self) -> &str {
         &self.shared.name
     }
+
+    /// Moves every queued task tagged `tag` in front of every other queued
+    /// task, and returns how many moved.
+    ///
+    /// The moved tasks keep the order in which they would have started, and
+    /// start before anything queued at the time of the call, including tasks
+    /// moved by earlier promotions. Tasks submitted later queue behind them
+    /// as usual. The cost grows with the number of tasks moved (it is
+    /// O(m log m) for m tasks), never with the length of the queue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plan = taskplan::Plan::builder().workers(1).build()?;
+    /// let (order_tx, mut order_rx) = tokio::sync::mpsc::unbounded_channel();
+    /// for job in ["bg 1", "bg 2", "click"] {
+    ///     let order_tx = order_tx.clone();
+    ///     let tag = if job == "click" { "ui" } else { "bg" };
+    ///     plan.task(async move { order_tx.send(job).unwrap() }).tag(tag).try_submit()?;
+    /// }
+    /// // The worker has not started anything yet: the click goes first.
+    /// assert_eq!(plan.promote("ui"), 1);
+    /// plan.wait_idle().await;
+    /// assert_eq!(order_rx.recv().await, Some("click"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn promote(&self, tag: &str) -> usize {
+        self.shared.promote(tag)
+    }
+
+    /// Cancels every queued and running task tagged `tag`, and returns how
+    /// many it cancelled.
+    ///
+    /// Each is cancelled as by [`TaskHandle::cancel`]: queued ones never
+    /// start, running ones are dropped at once. Tasks with other tags, or
+    /// none, are untouched. A task that finishes while this runs is not
+    /// counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plan = taskplan::Plan::builder().workers(1).build()?;
+    /// let sync = plan.task(std::future::pending::<()>()).tag("sync").submit().await?;
+    /// let ui = plan.task(async { "drawn" }).tag("ui").submit().await?;
+    /// assert_eq!(plan.cancel_tag("sync"), 1);
+    /// assert!(sync.await.unwrap_err().is_cancelled());
+    /// assert_eq!(ui.await?, "drawn");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cancel_tag(&self, tag: &str) -> usize {
+        self.shared.cancel_tag(tag)
+    }
+
+    /// Changes how many tasks may run at once, while the plan runs.
+    ///
+    /// Growing takes effect at once: new workers start and take queued tasks.
+    /// Shrinking never cancels or interrupts a running task: surplus workers
+    /// leave after their current task, so for a while more than `workers`
+    /// tasks may still be running. [`Stats::workers`] reports the new target
+    /// as soon as this returns.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ResizeError::ZeroWorkers`] if `workers` is zero; the plan is
+    /// left as it was.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plan = taskplan::Plan::builder().workers(1).build()?;
+    /// plan.set_workers(3)?;
+    /// assert_eq!(plan.stats().workers, 3);
+    /// assert!(plan.set_workers(0).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_workers(&self, workers: usize) -> Result<(), ResizeError> {
+        if workers == 0 {
+            return Err(ResizeError::ZeroWorkers);
+        }
+        self.shared.workers.store(workers, Ordering::Release);
+        self.shared.spawn_missing_supervisors();
+        // Idle surplus supervisors retire now rather than at their next task.
+        self.shared.work_available.notify_waiters();
+        tracing::debug!(plan = %self.shared.name, workers, "workers changed");
+        Ok(())
+    }
+
+    /// Returns the counters of the tasks tagged `tag`, with the same fields
+    /// and the same conservation law as [`stats`](Plan::stats). `workers` is
+    /// the plan's. A tag never used gives all zeros.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plan = taskplan::Plan::builder().workers(1).build()?;
+    /// plan.task(async {}).tag("ui").submit().await?.await?;
+    /// plan.task(async {}).tag("bg").submit().await?.await?;
+    /// let ui = plan.tag_stats("ui");
+    /// assert_eq!((ui.submitted, ui.completed), (1, 1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn tag_stats(&self, tag: &str) -> Stats {
+        self.shared.tag_stats(tag)
+    }
 }
 
 impl Clone for Plan {
@@ -493,18 +832,70 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn spawn_supervisor(self: &Arc<Shared>) {
-        self.live_supervisors.fetch_add(1, Ordering::AcqRel);
-        let supervisor = self
-            .supervisors
-            .track_future(supervisor::supervise(Arc::clone(self)));
-        self.runtime.spawn(supervisor);
+    /// Spawns supervisors until as many are active as `workers` asks for.
+    fn spawn_missing_supervisors(self: &Arc<Shared>) {
+        loop {
+            let active = self.active_supervisors.load(Ordering::Acquire);
+            if active >= self.workers.load(Ordering::Acquire) {
+                return;
+            }
+            if self
+                .active_supervisors
+                .compare_exchange(active, active + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                self.live_supervisors.fetch_add(1, Ordering::AcqRel);
+                let supervisor = self
+                    .supervisors
+                    .track_future(supervisor::supervise(Arc::clone(self)));
+                self.runtime.spawn(supervisor);
+            }
+        }
+    }
+
+    /// Claims a retirement if more supervisors are active than `workers`
+    /// asks for. A supervisor that gets `true` must exit.
+    pub(crate) fn should_retire(&self) -> bool {
+        loop {
+            let active = self.active_supervisors.load(Ordering::Acquire);
+            if active <= self.workers.load(Ordering::Acquire) {
+                return false;
+            }
+            if self
+                .active_supervisors
+                .compare_exchange(active, active - 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return true;
+            }
+        }
+    }
+
+    /// Returns the entry of a tag, creating it on first use.
+    fn tag_info(&self, tag: Tag) -> Arc<crate::tag::TagInfo> {
+        self.tags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(tag)
+    }
+
+    fn find_tag(&self, tag: &str) -> Option<Arc<crate::tag::TagInfo>> {
+        self.tags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tag)
+            .cloned()
     }
 
     /// Queues a task, or hands it back. With `wait_for_room`, a refusal for
     /// lack of room also counts the caller as a waiting submitter: it must
     /// have registered with `room_available` first.
-    fn push<F>(&self, task: Box<Task<F>>, wait_for_room: bool) -> Result<(), Refused<Box<Task<F>>>>
+    fn push<F>(
+        &self,
+        task: Box<Task<F>>,
+        placement: Placement,
+        wait_for_room: bool,
+    ) -> Result<(), Refused<Box<Task<F>>>>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -518,7 +909,13 @@ impl Shared {
             return Err(Refused::Full(task));
         }
         let task: BoxedTask = Box::into_pin(task);
-        state.queue.push_back(task);
+        state.queue.push(task, placement.priority, placement.tag);
+        if let Some(tag) = placement.tag {
+            if state.tags.len() <= tag {
+                state.tags.resize_with(tag + 1, TagState::default);
+            }
+            state.tags[tag].submitted += 1;
+        }
         // Counted under the lock so a supervisor cannot finish the task
         // before it is counted as submitted.
         self.counters.record_submitted();
@@ -531,9 +928,12 @@ impl Shared {
     }
 
     /// Waits for the next task. Returns `None` once the plan is closed and
-    /// nothing is queued.
+    /// nothing is queued, or when this supervisor must retire.
     pub(crate) async fn next_task(&self) -> Option<BoxedTask> {
         loop {
+            if self.should_retire() {
+                return None;
+            }
             if let Some(next) = self.try_pop(false) {
                 return next;
             }
@@ -552,9 +952,15 @@ impl Shared {
     /// registered with `work_available` first.
     fn try_pop(&self, register_idle: bool) -> Option<Option<BoxedTask>> {
         let mut state = self.lock();
-        match state.queue.pop_front() {
-            Some(task) => {
+        match state.queue.pop() {
+            Some((task, tag)) => {
                 state.started += 1;
+                if let Some(tag) = tag {
+                    let tag = &mut state.tags[tag];
+                    tag.started += 1;
+                    let key = tag.running.insert(task.control());
+                    task.header().set_running_key(key);
+                }
                 let wake_submitter = claim(&mut state.waiting_submitters);
                 drop(state);
                 if wake_submitter {
@@ -570,9 +976,92 @@ impl Shared {
         }
     }
 
+    /// Forgets a tagged task that stopped running.
+    pub(crate) fn finished_running(&self, header: &Header) {
+        if let Some(tag) = header.tag() {
+            self.lock().tags[tag.index]
+                .running
+                .remove(header.running_key());
+        }
+    }
+
+    /// Hands a wakeup meant for a supervisor that is leaving to another.
+    pub(crate) fn pass_on_wakeup(&self) {
+        let wake = claim(&mut self.lock().idle_supervisors);
+        if wake {
+            self.work_available.notify_one();
+        }
+    }
+
+    fn promote(&self, tag: &str) -> usize {
+        let Some(tag) = self.find_tag(tag) else {
+            return 0;
+        };
+        self.lock().queue.promote(tag.index)
+    }
+
+    fn cancel_tag(&self, tag: &str) -> usize {
+        let Some(tag) = self.find_tag(tag) else {
+            return 0;
+        };
+        let mut state = self.lock();
+        let queued = state.queue.drain_tag(tag.index);
+        let mut cancelled = queued.len();
+        if let Some(tag_state) = state.tags.get(tag.index) {
+            for (_, running) in &tag_state.running {
+                // Wakes the task's supervisor, which drops it; no user code
+                // runs here, so this is safe under the lock.
+                if running.header().request_cancel() == CancelRequest::Requested {
+                    cancelled += 1;
+                }
+            }
+        }
+        let wake_submitters = claim_up_to(&mut state.waiting_submitters, queued.len());
+        drop(state);
+        self.drop_unstarted(queued);
+        for _ in 0..wake_submitters {
+            self.room_available.notify_one();
+        }
+        cancelled
+    }
+
+    /// Counts, drops and settles tasks taken off the queue unstarted.
+    fn drop_unstarted(&self, tasks: Vec<BoxedTask>) {
+        if tasks.is_empty() {
+            return;
+        }
+        let count = tasks.len();
+        for task in &tasks {
+            task.header().record_cancelled_queued(self.outcomes());
+        }
+        // Drops the futures and resolves the handles, outside the lock.
+        drop(tasks);
+        self.settle(count);
+    }
+
+    fn tag_stats(&self, tag: &str) -> Stats {
+        let workers = self.workers.load(Ordering::Acquire);
+        let Some(tag) = self.find_tag(tag) else {
+            return Stats {
+                workers,
+                ..Stats::default()
+            };
+        };
+        let (queued, started, submitted) = {
+            let state = self.lock();
+            let counts = state.tags.get(tag.index);
+            (
+                state.queue.tag_len(tag.index),
+                counts.map_or(0, |counts| counts.started),
+                counts.map_or(0, |counts| counts.submitted),
+            )
+        };
+        tag.outcomes.snapshot(workers, queued, started, submitted)
+    }
+
     /// Cancels one task, queued or running.
     pub(crate) fn cancel(&self, header: &Header) {
-        if header.request_cancel() {
+        if header.request_cancel() != CancelRequest::StillQueued {
             return;
         }
         let mut state = self.lock();
@@ -582,16 +1071,13 @@ impl Shared {
             header.request_cancel();
             return;
         }
-        let task = state.queue.remove(header.queue_key());
+        let (task, _) = state.queue.remove(header.queue_key());
         let wake_submitter = claim(&mut state.waiting_submitters);
         drop(state);
         if wake_submitter {
             self.room_available.notify_one();
         }
-        self.counters.outcomes().record_cancelled_queued(1);
-        // Drops the future and resolves the handle, outside the lock.
-        drop(task);
-        self.settle(1);
+        self.drop_unstarted(vec![task]);
     }
 
     pub(crate) fn close(&self) -> bool {
@@ -609,13 +1095,7 @@ impl Shared {
     pub(crate) fn cancel_queued(&self) {
         self.close();
         let tasks = self.lock().queue.drain();
-        if tasks.is_empty() {
-            return;
-        }
-        let count = tasks.len();
-        self.counters.outcomes().record_cancelled_queued(count);
-        drop(tasks);
-        self.settle(count);
+        self.drop_unstarted(tasks.into_iter().map(|(task, _)| task).collect());
     }
 
     pub(crate) fn outcomes(&self) -> &Outcomes {
@@ -654,10 +1134,31 @@ impl Shared {
     }
 }
 
+/// A task ready to be queued: the boxed wrapper, its handle's half, and
+/// where it goes.
+struct Prepared<F: Future> {
+    task: Box<Task<F>>,
+    core: Arc<Core<F::Output>>,
+    placement: Placement,
+}
+
+/// Where a task goes in the queue.
+#[derive(Clone, Copy)]
+struct Placement {
+    priority: i32,
+    tag: Option<usize>,
+}
+
 /// Takes one from a count of registered waiters; `true` if there was one to
 /// wake.
 fn claim(waiters: &mut usize) -> bool {
-    let claimed = *waiters > 0;
-    *waiters -= usize::from(claimed);
+    claim_up_to(waiters, 1) == 1
+}
+
+/// Takes up to `wanted` from a count of registered waiters; returns how many
+/// to wake.
+fn claim_up_to(waiters: &mut usize, wanted: usize) -> usize {
+    let claimed = wanted.min(*waiters);
+    *waiters -= claimed;
     claimed
 }

@@ -1,12 +1,26 @@
-//! The queue of tasks that have not started.
+//! The queue of tasks that have not started: priority lanes, promotion
+//! tiers and per-tag lists, all threaded through one slab.
 //!
-//! Tasks live in a slab and are threaded on an intrusive doubly linked list
-//! by slab key. Unlike a channel, this lets a queued task be unlinked in O(1)
-//! when it is cancelled (so its future is dropped and its room freed at once,
-//! not when a supervisor would have reached it), and it lets later features
-//! relink queued tasks, for priorities and promotion, without touching the
-//! rest of the queue. The queue is not synchronized itself: it lives inside
-//! the plan's mutex.
+//! Every queued task is one slab node, linked into two intrusive doubly
+//! linked lists by slab key:
+//!
+//! - its *place*: either the lane of its priority, or a promotion tier;
+//! - if it has a tag, the list of that tag's queued tasks, in submission
+//!   order.
+//!
+//! Tasks start in this order: promotion tiers, newest first, each in its own
+//! order; then lanes, highest priority first, each first in, first out.
+//!
+//! That layout is what makes the operations a channel cannot offer cheap:
+//! cancelling a queued task unlinks it in O(1), so its future is dropped and
+//! its room freed at once; promoting a tag walks only that tag's list; and
+//! cancelling a tag drops only that tag's tasks. There is no separate ingress
+//! channel: a submitted task goes straight into this structure, so promotion
+//! and cancellation see every queued task. The queue is not synchronized
+//! itself: it lives inside the plan's mutex.
+
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
 
 use slab::Slab;
 
@@ -15,25 +29,95 @@ use crate::task::BoxedTask;
 /// Marks the end of a list; slab keys never reach it.
 const NIL: usize = usize::MAX;
 
-struct Node {
-    task: BoxedTask,
+/// Where a queued task waits.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Place {
+    /// The lane of this priority.
+    Lane(i32),
+    /// The promotion tier with this key in `Queue::tiers`.
+    Tier(usize),
+}
+
+/// Ends and length of one intrusive list.
+#[derive(Clone, Copy, Debug)]
+struct List {
+    head: usize,
+    tail: usize,
+    len: usize,
+}
+
+impl List {
+    const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+    };
+}
+
+/// Links of one list through a node.
+#[derive(Clone, Copy)]
+struct Links {
     previous: usize,
     next: usize,
 }
 
-/// A FIFO of queued tasks with O(1) removal by key.
+impl Links {
+    const UNLINKED: Links = Links {
+        previous: NIL,
+        next: NIL,
+    };
+}
+
+struct Node {
+    task: BoxedTask,
+    place: Place,
+    /// Order within the node's place: submission order in a lane, the
+    /// order of promotion in a tier.
+    sequence: u64,
+    place_links: Links,
+    tag: Option<usize>,
+    tag_links: Links,
+}
+
+/// Selects one of a node's two sets of links.
+#[derive(Clone, Copy)]
+enum Chain {
+    Place,
+    Tag,
+}
+
+impl Node {
+    fn links(&mut self, chain: Chain) -> &mut Links {
+        match chain {
+            Chain::Place => &mut self.place_links,
+            Chain::Tag => &mut self.tag_links,
+        }
+    }
+}
+
+/// The queued tasks of a plan.
 pub(crate) struct Queue {
     nodes: Slab<Node>,
-    head: usize,
-    tail: usize,
+    /// Lanes by priority, highest first. Empty lanes are removed.
+    lanes: BTreeMap<Reverse<i32>, List>,
+    /// Promotion tiers, by key; `tier_order` says which runs first.
+    tiers: Slab<List>,
+    /// Keys of non-empty tiers, oldest promotion first: the last runs first.
+    tier_order: Vec<usize>,
+    /// Queued tasks of each tag, by tag index.
+    tags: Vec<List>,
+    next_sequence: u64,
 }
 
 impl Queue {
     pub(crate) fn with_capacity(capacity: usize) -> Queue {
         Queue {
             nodes: Slab::with_capacity(capacity),
-            head: NIL,
-            tail: NIL,
+            lanes: BTreeMap::new(),
+            tiers: Slab::new(),
+            tier_order: Vec::new(),
+            tags: Vec::new(),
+            next_sequence: 0,
         }
     }
 
@@ -41,67 +125,187 @@ impl Queue {
         self.nodes.len()
     }
 
-    /// Appends a task and records its key in its header.
-    pub(crate) fn push_back(&mut self, task: BoxedTask) {
-        let previous = self.tail;
+    /// Number of queued tasks with the tag of this index.
+    pub(crate) fn tag_len(&self, tag: usize) -> usize {
+        self.tags.get(tag).map_or(0, |list| list.len)
+    }
+
+    /// Queues a task behind every task of its priority and records its key
+    /// in its header.
+    pub(crate) fn push(&mut self, task: BoxedTask, priority: i32, tag: Option<usize>) {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
         let slot = self.nodes.vacant_entry();
         let key = slot.key();
         task.header().set_queue_key(key);
         slot.insert(Node {
             task,
-            previous,
-            next: NIL,
+            place: Place::Lane(priority),
+            sequence,
+            place_links: Links::UNLINKED,
+            tag,
+            tag_links: Links::UNLINKED,
         });
-        match previous {
-            NIL => self.head = key,
-            previous => self.nodes[previous].next = key,
+        let lane = self.lanes.entry(Reverse(priority)).or_insert(List::EMPTY);
+        append(&mut self.nodes, lane, key, Chain::Place);
+        if let Some(tag) = tag {
+            if self.tags.len() <= tag {
+                self.tags.resize(tag + 1, List::EMPTY);
+            }
+            append(&mut self.nodes, &mut self.tags[tag], key, Chain::Tag);
         }
-        self.tail = key;
     }
 
-    /// Takes the first task and marks it started.
-    pub(crate) fn pop_front(&mut self) -> Option<BoxedTask> {
-        if self.head == NIL {
-            return None;
-        }
-        let task = self.unlink(self.head);
+    /// Takes the task that starts next and marks it started.
+    pub(crate) fn pop(&mut self) -> Option<(BoxedTask, Option<usize>)> {
+        let key = match self.tier_order.last() {
+            Some(&tier) => self.tiers[tier].head,
+            None => self.lanes.first_key_value()?.1.head,
+        };
+        let (task, tag) = self.remove_node(key);
         task.header().mark_started();
-        Some(task)
+        Some((task, tag))
     }
 
     /// Unlinks the task at `key` so it can be dropped instead of run.
     ///
     /// The caller must have seen the task as queued with the lock held, which
     /// guarantees `key` still belongs to it.
-    pub(crate) fn remove(&mut self, key: usize) -> BoxedTask {
-        let task = self.unlink(key);
+    pub(crate) fn remove(&mut self, key: usize) -> (BoxedTask, Option<usize>) {
+        let (task, tag) = self.remove_node(key);
         task.header().mark_unqueued_for_cancel();
-        task
+        (task, tag)
     }
 
     /// Takes every queued task, to be dropped instead of run.
-    pub(crate) fn drain(&mut self) -> Vec<BoxedTask> {
-        let mut tasks = Vec::with_capacity(self.len());
-        while self.head != NIL {
-            tasks.push(self.remove(self.head));
+    pub(crate) fn drain(&mut self) -> Vec<(BoxedTask, Option<usize>)> {
+        let keys: Vec<usize> = self.nodes.iter().map(|(key, _)| key).collect();
+        keys.into_iter().map(|key| self.remove(key)).collect()
+    }
+
+    /// Takes every queued task of one tag, to be dropped instead of run.
+    pub(crate) fn drain_tag(&mut self, tag: usize) -> Vec<BoxedTask> {
+        let mut tasks = Vec::with_capacity(self.tag_len(tag));
+        while let Some(key) = self
+            .tags
+            .get(tag)
+            .map(|list| list.head)
+            .filter(|&key| key != NIL)
+        {
+            tasks.push(self.remove(key).0);
         }
         tasks
     }
 
-    fn unlink(&mut self, key: usize) -> BoxedTask {
-        let Node {
-            task,
-            previous,
-            next,
-        } = self.nodes.remove(key);
-        match previous {
-            NIL => self.head = next,
-            previous => self.nodes[previous].next = next,
+    /// Moves every queued task of one tag in front of every other queued
+    /// task, keeping the order in which they would have started, and returns
+    /// how many moved.
+    ///
+    /// Costs O(m log m) for the m tasks moved, whatever the queue's length:
+    /// it walks the tag's own list, never the queue.
+    pub(crate) fn promote(&mut self, tag: usize) -> usize {
+        let Some(list) = self.tags.get(tag).copied() else {
+            return 0;
+        };
+        if list.len == 0 {
+            return 0;
         }
-        match next {
-            NIL => self.tail = previous,
-            next => self.nodes[next].previous = previous,
+        // Where each tier runs: a later position runs earlier.
+        let mut tier_rank = vec![0usize; self.tiers.capacity()];
+        for (position, &tier) in self.tier_order.iter().enumerate() {
+            tier_rank[tier] = position + 1;
         }
-        task
+        let mut moving = Vec::with_capacity(list.len);
+        let mut key = list.head;
+        while key != NIL {
+            let node = &self.nodes[key];
+            // The order the task would start in: tiers before lanes (rank 0),
+            // newer tiers first, then higher priorities, then sequence.
+            let (rank, priority) = match node.place {
+                Place::Tier(tier) => (tier_rank[tier], 0),
+                Place::Lane(priority) => (0, priority),
+            };
+            moving.push((Reverse(rank), Reverse(priority), node.sequence, key));
+            key = node.tag_links.next;
+        }
+        moving.sort_unstable();
+
+        let tier = self.tiers.insert(List::EMPTY);
+        for &(_, _, _, key) in &moving {
+            self.unlink_place(key);
+            let sequence = self.next_sequence;
+            self.next_sequence += 1;
+            let node = &mut self.nodes[key];
+            node.place = Place::Tier(tier);
+            node.sequence = sequence;
+            append(&mut self.nodes, &mut self.tiers[tier], key, Chain::Place);
+        }
+        self.tier_order.push(tier);
+        moving.len()
     }
+
+    fn remove_node(&mut self, key: usize) -> (BoxedTask, Option<usize>) {
+        self.unlink_place(key);
+        let tag = self.nodes[key].tag;
+        if let Some(tag) = tag {
+            unlink(&mut self.nodes, &mut self.tags[tag], key, Chain::Tag);
+        }
+        (self.nodes.remove(key).task, tag)
+    }
+
+    /// Unlinks a node from its lane or tier, dropping the lane or tier if it
+    /// empties.
+    fn unlink_place(&mut self, key: usize) {
+        match self.nodes[key].place {
+            Place::Lane(priority) => {
+                let lane = self
+                    .lanes
+                    .get_mut(&Reverse(priority))
+                    .expect("a queued task's lane exists");
+                unlink(&mut self.nodes, lane, key, Chain::Place);
+                if lane.len == 0 {
+                    self.lanes.remove(&Reverse(priority));
+                }
+            }
+            Place::Tier(tier) => {
+                unlink(&mut self.nodes, &mut self.tiers[tier], key, Chain::Place);
+                if self.tiers[tier].len == 0 {
+                    self.tiers.remove(tier);
+                    // Usually the newest tier; the scan is over the few
+                    // promotions still pending.
+                    if let Some(position) = self.tier_order.iter().rposition(|&t| t == tier) {
+                        self.tier_order.remove(position);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn append(nodes: &mut Slab<Node>, list: &mut List, key: usize, chain: Chain) {
+    let previous = list.tail;
+    *nodes[key].links(chain) = Links {
+        previous,
+        next: NIL,
+    };
+    match previous {
+        NIL => list.head = key,
+        previous => nodes[previous].links(chain).next = key,
+    }
+    list.tail = key;
+    list.len += 1;
+}
+
+fn unlink(nodes: &mut Slab<Node>, list: &mut List, key: usize, chain: Chain) {
+    let Links { previous, next } = *nodes[key].links(chain);
+    match previous {
+        NIL => list.head = next,
+        previous => nodes[previous].links(chain).next = next,
+    }
+    match next {
+        NIL => list.tail = previous,
+        next => nodes[next].links(chain).previous = previous,
+    }
+    *nodes[key].links(chain) = Links::UNLINKED;
+    list.len -= 1;
 }

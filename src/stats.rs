@@ -85,6 +85,12 @@ pub struct ShutdownReport {
     pub panicked: usize,
     /// Tasks dropped because they ran past their timeout.
     pub timed_out: usize,
+    /// Blocking closures (from [`Plan::submit_blocking`](crate::Plan::submit_blocking))
+    /// whose task was cancelled, timed out or aborted, and which were still
+    /// running on the blocking pool when this call returned. A thread cannot
+    /// be stopped from outside, so they run on until they return; their
+    /// results are dropped.
+    pub abandoned: usize,
     /// `true` if tasks were still queued or running when the grace period
     /// ran out (or the plan was aborted) and were cancelled.
     pub forced: bool,
@@ -158,32 +164,44 @@ impl Counters {
 
     /// Fills a snapshot; `queued` and `started` come from the queue lock.
     pub(crate) fn snapshot(&self, workers: usize, queued: usize, started: usize) -> Stats {
-        let outcomes = &self.outcomes;
-        let completed = outcomes.completed.load(Ordering::Acquire);
-        let cancelled = outcomes.cancelled.load(Ordering::Acquire);
-        let panicked = outcomes.panicked.load(Ordering::Acquire);
-        let timed_out = outcomes.timed_out.load(Ordering::Acquire);
-        let cancelled_queued = outcomes.cancelled_queued.load(Ordering::Acquire);
+        let submitted = self.submitted.load(Ordering::Acquire);
+        self.outcomes.snapshot(workers, queued, started, submitted)
+    }
+}
+
+impl Outcomes {
+    /// Fills a snapshot of these outcomes with the counts kept elsewhere.
+    pub(crate) fn snapshot(
+        &self,
+        workers: usize,
+        queued: usize,
+        started: usize,
+        submitted: usize,
+    ) -> Stats {
+        let completed = self.completed.load(Ordering::Acquire);
+        let cancelled = self.cancelled.load(Ordering::Acquire);
+        let panicked = self.panicked.load(Ordering::Acquire);
+        let timed_out = self.timed_out.load(Ordering::Acquire);
+        let cancelled_queued = self.cancelled_queued.load(Ordering::Acquire);
         let cancelled_running = cancelled.saturating_sub(cancelled_queued);
         let finished_after_start = completed + cancelled_running + panicked + timed_out;
         Stats {
             workers,
             queued,
             running: started.saturating_sub(finished_after_start),
-            submitted: self.submitted.load(Ordering::Acquire),
+            submitted,
             completed,
             cancelled,
             panicked,
             timed_out,
         }
     }
-}
 
-impl Outcomes {
     pub(crate) fn record(&self, outcome: &Outcome) {
         let counter = match outcome {
             Outcome::Completed => &self.completed,
             Outcome::Cancelled => &self.cancelled,
+            Outcome::TimedOut => &self.timed_out,
             Outcome::Panicked(_) => &self.panicked,
         };
         counter.fetch_add(1, Ordering::AcqRel);

@@ -13,15 +13,18 @@ use std::future::Future;
 use std::num::NonZeroU64;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use pin_project_lite::pin_project;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{TaskError, panic_message};
 use crate::stats::Outcomes;
+use crate::tag::TagInfo;
 
 /// A task's id, unique within its plan and assigned in submission order.
 ///
@@ -87,11 +90,49 @@ pub(crate) struct Header {
     /// The task's slot in the queue; only meaningful while QUEUED and only
     /// read or written with the queue lock held.
     queue_key: AtomicUsize,
+    /// A tagged task's slot in its tag's registry of running tasks; only
+    /// read or written with the queue lock held.
+    running_key: AtomicUsize,
+    tag: Option<Arc<TagInfo>>,
+    /// How long the task may run once started.
+    timeout: Option<Duration>,
 }
 
 impl Header {
     pub(crate) fn id(&self) -> TaskId {
         self.id
+    }
+
+    pub(crate) fn tag(&self) -> Option<&Arc<TagInfo>> {
+        self.tag.as_ref()
+    }
+
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    pub(crate) fn running_key(&self) -> usize {
+        self.running_key.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_running_key(&self, key: usize) {
+        self.running_key.store(key, Ordering::Relaxed);
+    }
+
+    /// Counts how the task ended, for the plan and for its tag.
+    pub(crate) fn record(&self, plan: &Outcomes, outcome: &Outcome) {
+        plan.record(outcome);
+        if let Some(tag) = &self.tag {
+            tag.outcomes.record(outcome);
+        }
+    }
+
+    /// Counts the task as cancelled before it started.
+    pub(crate) fn record_cancelled_queued(&self, plan: &Outcomes) {
+        plan.record_cancelled_queued(1);
+        if let Some(tag) = &self.tag {
+            tag.outcomes.record_cancelled_queued(1);
+        }
     }
 
     pub(crate) fn is_queued(&self) -> bool {
@@ -125,21 +166,35 @@ impl Header {
         self.state.fetch_or(RUNNING | CANCEL, Ordering::AcqRel);
     }
 
-    /// Asks a running task to stop. Returns `false` if the task is still
-    /// queued, in which case the caller must unlink it under the queue lock.
-    pub(crate) fn request_cancel(&self) -> bool {
+    /// Asks a running task to stop.
+    pub(crate) fn request_cancel(&self) -> CancelRequest {
         match self.state.load(Ordering::Acquire) & STAGE_MASK {
-            QUEUED => false,
-            DONE => true,
+            QUEUED => CancelRequest::StillQueued,
+            DONE => CancelRequest::AlreadyDone,
             _ => {
                 // A running task only moves on to DONE, where the flag is
                 // ignored, so setting it unconditionally is safe.
-                self.state.fetch_or(CANCEL, Ordering::AcqRel);
+                let previous = self.state.fetch_or(CANCEL, Ordering::AcqRel);
                 self.cancel_waker.wake();
-                true
+                if previous & (CANCEL | DONE) == 0 {
+                    CancelRequest::Requested
+                } else {
+                    CancelRequest::AlreadyDone
+                }
             }
         }
     }
+}
+
+/// What `Header::request_cancel` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CancelRequest {
+    /// The task is queued: the caller must unlink it under the queue lock.
+    StillQueued,
+    /// The task was running and is now asked to stop.
+    Requested,
+    /// The task had finished, or was already asked to stop.
+    AlreadyDone,
 }
 
 /// Shared state of a task whose output is `T`.
@@ -150,13 +205,16 @@ pub(crate) struct Core<T> {
 }
 
 impl<T> Core<T> {
-    pub(crate) fn new(id: TaskId) -> Core<T> {
+    pub(crate) fn new(id: TaskId, tag: Option<Arc<TagInfo>>, timeout: Option<Duration>) -> Core<T> {
         Core {
             header: Header {
                 id,
                 state: AtomicU8::new(QUEUED),
                 cancel_waker: AtomicWaker::new(),
                 queue_key: AtomicUsize::new(usize::MAX),
+                running_key: AtomicUsize::new(usize::MAX),
+                tag,
+                timeout,
             },
             output: Mutex::new(None),
             join_waker: AtomicWaker::new(),
@@ -195,13 +253,33 @@ impl<T> Core<T> {
 pub(crate) enum Outcome {
     Completed,
     Cancelled,
+    TimedOut,
     Panicked(Option<String>),
+}
+
+/// The type-erased header of a task that may outlive its wrapper: what the
+/// plan keeps of a running tagged task, to cancel it by tag.
+pub(crate) trait Control: Send + Sync {
+    fn header(&self) -> &Header;
+}
+
+impl<T: Send> Control for Core<T> {
+    fn header(&self) -> &Header {
+        &self.header
+    }
 }
 
 /// A queued or running task with its type erased, as the queue and the
 /// supervisors hold it.
 pub(crate) trait Runnable: Send {
     fn header(&self) -> &Header;
+
+    /// A shared handle on the header, for registries that outlive a poll.
+    fn control(&self) -> Arc<dyn Control>;
+
+    /// Drops the future of a task that ran past its timeout: counts it and
+    /// resolves its handle with a timeout error.
+    fn time_out(self: Pin<&mut Self>, counters: &Outcomes) -> Outcome;
 
     /// Polls the user's future once, unless cancellation was requested.
     ///
@@ -227,7 +305,11 @@ pin_project! {
     pub(crate) struct Task<F: Future> {
         #[pin]
         stage: Stage<F>,
-        core: std::sync::Arc<Core<F::Output>>,
+        core: Arc<Core<F::Output>>,
+        // The task's own token, for `submit_with` and `submit_blocking`:
+        // cancelled whenever the task ends without a value, so work it
+        // handed elsewhere stops too.
+        token: Option<CancellationToken>,
     }
 
     impl<F: Future> PinnedDrop for Task<F> {
@@ -237,16 +319,20 @@ pin_project! {
             // code that dropped the task counts it.
             let this = this.project();
             if matches!(*this.stage, Stage::Running { .. }) {
-                discard(this.stage);
+                discard(this.stage, this.token.as_ref());
                 this.core.resolve(Err(TaskError::cancelled(this.core.header.id)));
             }
         }
     }
 }
 
-/// Drops the user's future in place. A panicking destructor must not take
-/// the supervisor down with it, so its panic is contained and logged.
-fn discard<F>(mut stage: Pin<&mut Stage<F>>) {
+/// Drops the user's future in place, after cancelling the task's token if
+/// it has one. A panicking destructor must not take the supervisor down with
+/// it, so its panic is contained and logged.
+fn discard<F>(mut stage: Pin<&mut Stage<F>>, token: Option<&CancellationToken>) {
+    if let Some(token) = token {
+        token.cancel();
+    }
     if let Err(payload) = catch_unwind(AssertUnwindSafe(|| stage.set(Stage::Finished))) {
         tracing::error!(
             panic = panic_message(&*payload).unwrap_or("<non-string payload>"),
@@ -256,10 +342,15 @@ fn discard<F>(mut stage: Pin<&mut Stage<F>>) {
 }
 
 impl<F: Future> Task<F> {
-    pub(crate) fn new(future: F, core: std::sync::Arc<Core<F::Output>>) -> Task<F> {
+    pub(crate) fn new(
+        future: F,
+        core: Arc<Core<F::Output>>,
+        token: Option<CancellationToken>,
+    ) -> Task<F> {
         Task {
             stage: Stage::Running { future },
             core,
+            token,
         }
     }
 
@@ -275,23 +366,43 @@ impl<F: Future> Task<F> {
         }
     }
 
-    fn cancel(self: Pin<&mut Self>, counters: &Outcomes) -> Poll<Outcome> {
+    /// Ends the task without a value: drops the future, counts `outcome`,
+    /// then resolves the handle with `error`.
+    fn end(
+        self: Pin<&mut Self>,
+        counters: &Outcomes,
+        outcome: Outcome,
+        error: TaskError,
+    ) -> Outcome {
         let this = self.project();
-        discard(this.stage);
-        counters.record(&Outcome::Cancelled);
-        this.core
-            .resolve(Err(TaskError::cancelled(this.core.header.id)));
-        Poll::Ready(Outcome::Cancelled)
+        discard(this.stage, this.token.as_ref());
+        this.core.header.record(counters, &outcome);
+        this.core.resolve(Err(error));
+        outcome
+    }
+
+    fn cancel(self: Pin<&mut Self>, counters: &Outcomes) -> Poll<Outcome> {
+        let id = self.core.header.id;
+        Poll::Ready(self.end(counters, Outcome::Cancelled, TaskError::cancelled(id)))
     }
 }
 
 impl<F> Runnable for Task<F>
 where
     F: Future + Send,
-    F::Output: Send,
+    F::Output: Send + 'static,
 {
     fn header(&self) -> &Header {
         &self.core.header
+    }
+
+    fn control(&self) -> Arc<dyn Control> {
+        Arc::clone(&self.core) as Arc<dyn Control>
+    }
+
+    fn time_out(self: Pin<&mut Self>, counters: &Outcomes) -> Outcome {
+        let id = self.core.header.id;
+        self.end(counters, Outcome::TimedOut, TaskError::timed_out(id))
     }
 
     fn poll_run(
@@ -308,8 +419,10 @@ where
         };
         match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
             Ok(Poll::Ready(output)) => {
-                discard(this.stage);
-                counters.record(&Outcome::Completed);
+                // Finished with a value: the token, if any, is left alone;
+                // what the task handed on was meant to outlive it.
+                discard(this.stage, None);
+                this.core.header.record(counters, &Outcome::Completed);
                 this.core.resolve(Ok(output));
                 Poll::Ready(Outcome::Completed)
             }
@@ -323,12 +436,10 @@ where
                 Poll::Pending
             }
             Err(payload) => {
-                discard(this.stage);
                 let message = panic_message(&*payload).map(str::to_owned);
-                let id = this.core.header.id;
-                counters.record(&Outcome::Panicked(None));
-                this.core.resolve(Err(TaskError::panic(id, payload)));
-                Poll::Ready(Outcome::Panicked(message))
+                let id = self.core.header.id;
+                let outcome = Outcome::Panicked(message);
+                Poll::Ready(self.end(counters, outcome, TaskError::panic(id, payload)))
             }
         }
     }

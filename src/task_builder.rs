@@ -1,0 +1,132 @@
+//! [`TaskBuilder`]: a task's tag, priority and timeout, set before it is
+//! submitted.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use crate::error::SubmitError;
+use crate::handle::TaskHandle;
+use crate::plan::Plan;
+use crate::tag::Tag;
+
+/// What a task asks of the queue and its supervisor.
+#[derive(Debug, Default)]
+pub(crate) struct TaskOptions {
+    pub(crate) tag: Option<Tag>,
+    pub(crate) priority: i32,
+    /// `None`: the plan's default; `Some(None)`: no timeout at all.
+    pub(crate) timeout: Option<Option<Duration>>,
+}
+
+/// Describes one task before it is submitted; made by [`Plan::task`].
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+///
+/// let plan = taskplan::Plan::builder().workers(1).build()?;
+/// let handle = plan
+///     .task(async { 7 })
+///     .tag("bg")
+///     .priority(-1)
+///     .timeout(Duration::from_secs(30))
+///     .try_submit()?;
+/// assert_eq!(handle.await?, 7);
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a task is only submitted by `submit` or `try_submit`"]
+pub struct TaskBuilder<'plan, F> {
+    plan: &'plan Plan,
+    future: F,
+    options: TaskOptions,
+}
+
+impl<'plan, F> TaskBuilder<'plan, F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    pub(crate) fn new(plan: &'plan Plan, future: F) -> Self {
+        TaskBuilder {
+            plan,
+            future,
+            options: TaskOptions::default(),
+        }
+    }
+
+    /// Tags the task, so that [`Plan::promote`], [`Plan::cancel_tag`] and
+    /// [`Plan::tag_stats`] can act on it with others of its kind. Accepts a
+    /// `&'static str` or a `String`.
+    pub fn tag(mut self, tag: impl Into<Tag>) -> Self {
+        self.options.tag = Some(tag.into());
+        self
+    }
+
+    /// Sets the task's priority; the default is 0.
+    ///
+    /// Among queued tasks, a higher priority starts first, and equal
+    /// priorities start in submission order. Priorities order the queue
+    /// only: a running task is never interrupted for a higher one.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.options.priority = priority;
+        self
+    }
+
+    /// Limits how long the task may run, counted from when it starts, not
+    /// from when it is queued. A task still running at the deadline is
+    /// dropped like a cancelled one, and its handle resolves to an error for
+    /// which [`TaskError::is_timeout`](crate::TaskError::is_timeout) is
+    /// `true`. Overrides [`PlanBuilder::task_timeout`](crate::PlanBuilder::task_timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.options.timeout = Some(Some(timeout));
+        self
+    }
+
+    /// Lets the task run as long as it takes, even if the plan has a
+    /// [default timeout](crate::PlanBuilder::task_timeout).
+    pub fn no_timeout(mut self) -> Self {
+        self.options.timeout = Some(None);
+        self
+    }
+
+    /// Submits the task, waiting while the queue is full; see
+    /// [`Plan::submit`].
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SubmitError::Closed`] with the future inside if the plan is
+    /// closed, or closes while waiting.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe: if the returned future is dropped before
+    /// it resolves, nothing was submitted.
+    pub async fn submit(self) -> Result<TaskHandle<F::Output>, SubmitError<F>> {
+        self.plan.submit_task(self.future, self.options, None).await
+    }
+
+    /// Submits the task if the queue has room, without waiting; see
+    /// [`Plan::try_submit`].
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SubmitError::Full`] or [`SubmitError::Closed`] with the
+    /// future inside.
+    pub fn try_submit(self) -> Result<TaskHandle<F::Output>, SubmitError<F>> {
+        self.plan.try_submit_task(self.future, self.options)
+    }
+}
+
+impl<F> fmt::Debug for TaskBuilder<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskBuilder")
+            .field("plan", &self.plan.name())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
