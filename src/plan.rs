@@ -10,7 +10,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ use crate::queue::Queue;
 use crate::stats::{Counters, Outcomes, ShutdownReport, Stats};
 use crate::supervisor;
 use crate::tag::{Tag, TagRegistry};
-use crate::task::{BoxedTask, CancelRequest, Control, Core, Header, Task, TaskId};
+use crate::task::{BoxedTask, CancelRequest, Control, Core, Header, Task};
 use crate::task_builder::{TaskBuilder, TaskOptions};
 
 /// A set of workers that run submitted futures, at most `workers` at a time,
@@ -105,7 +105,6 @@ pub(crate) struct Shared {
     blocking: Arc<Blocking>,
     /// Live `Plan` clones; the last one dropped closes the plan.
     plans: AtomicUsize,
-    next_id: AtomicU64,
     counters: Counters,
     runtime: Handle,
 }
@@ -183,7 +182,6 @@ impl Plan {
             tags: Mutex::new(TagRegistry::default()),
             blocking: Arc::new(Blocking::default()),
             plans: AtomicUsize::new(1),
-            next_id: AtomicU64::new(0),
             counters: Counters::default(),
             runtime,
         });
@@ -470,14 +468,13 @@ impl Plan {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let id = TaskId::from_sequence(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
         let tag = options.tag.map(|tag| self.shared.tag_info(tag));
         let placement = Placement {
             priority: options.priority,
             tag: tag.as_ref().map(|tag| tag.index),
         };
         let timeout = options.timeout.unwrap_or(self.shared.default_timeout);
-        let core = Arc::new(Core::new(id, tag, timeout));
+        let core = Arc::new(Core::new(tag, timeout));
         Prepared {
             task: Box::new(Task::new(future, Arc::clone(&core), token)),
             core,

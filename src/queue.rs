@@ -130,14 +130,16 @@ impl Queue {
         self.tags.get(tag).map_or(0, |list| list.len)
     }
 
-    /// Queues a task behind every task of its priority and records its key
-    /// in its header.
+    /// Queues a task behind every task of its priority, and records in its
+    /// header its key and its sequence number, which becomes its id: ids
+    /// follow the order in which tasks were queued.
     pub(crate) fn push(&mut self, task: BoxedTask, priority: i32, tag: Option<usize>) {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         let slot = self.nodes.vacant_entry();
         let key = slot.key();
         task.header().set_queue_key(key);
+        task.header().set_sequence(sequence);
         slot.insert(Node {
             task,
             place: Place::Lane(priority),

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::num::NonZeroU64;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -83,7 +83,9 @@ const CANCEL: u8 = 0b100;
 
 /// The type-erased part of a task's shared state.
 pub(crate) struct Header {
-    id: TaskId,
+    /// The task's sequence number, given when it is queued (with the queue
+    /// lock held, so ids follow queue order); read through `id()`.
+    sequence: AtomicU64,
     state: AtomicU8,
     /// Woken when cancellation is requested for a running task.
     cancel_waker: AtomicWaker,
@@ -100,7 +102,12 @@ pub(crate) struct Header {
 
 impl Header {
     pub(crate) fn id(&self) -> TaskId {
-        self.id
+        TaskId::from_sequence(self.sequence.load(Ordering::Relaxed))
+    }
+
+    /// Numbers the task. Caller holds the queue lock and queues it next.
+    pub(crate) fn set_sequence(&self, sequence: u64) {
+        self.sequence.store(sequence, Ordering::Relaxed);
     }
 
     pub(crate) fn tag(&self) -> Option<&Arc<TagInfo>> {
@@ -205,10 +212,10 @@ pub(crate) struct Core<T> {
 }
 
 impl<T> Core<T> {
-    pub(crate) fn new(id: TaskId, tag: Option<Arc<TagInfo>>, timeout: Option<Duration>) -> Core<T> {
+    pub(crate) fn new(tag: Option<Arc<TagInfo>>, timeout: Option<Duration>) -> Core<T> {
         Core {
             header: Header {
-                id,
+                sequence: AtomicU64::new(0),
                 state: AtomicU8::new(QUEUED),
                 cancel_waker: AtomicWaker::new(),
                 queue_key: AtomicUsize::new(usize::MAX),
@@ -320,7 +327,7 @@ pin_project! {
             let this = this.project();
             if matches!(*this.stage, Stage::Running { .. }) {
                 discard(this.stage, this.token.as_ref());
-                this.core.resolve(Err(TaskError::cancelled(this.core.header.id)));
+                this.core.resolve(Err(TaskError::cancelled(this.core.header.id())));
             }
         }
     }
@@ -382,7 +389,7 @@ impl<F: Future> Task<F> {
     }
 
     fn cancel(self: Pin<&mut Self>, counters: &Outcomes) -> Poll<Outcome> {
-        let id = self.core.header.id;
+        let id = self.core.header.id();
         Poll::Ready(self.end(counters, Outcome::Cancelled, TaskError::cancelled(id)))
     }
 }
@@ -401,7 +408,7 @@ where
     }
 
     fn time_out(self: Pin<&mut Self>, counters: &Outcomes) -> Outcome {
-        let id = self.core.header.id;
+        let id = self.core.header.id();
         self.end(counters, Outcome::TimedOut, TaskError::timed_out(id))
     }
 
@@ -437,7 +444,7 @@ where
             }
             Err(payload) => {
                 let message = panic_message(&*payload).map(str::to_owned);
-                let id = self.core.header.id;
+                let id = self.core.header.id();
                 let outcome = Outcome::Panicked(message);
                 Poll::Ready(self.end(counters, outcome, TaskError::panic(id, payload)))
             }

@@ -1,0 +1,158 @@
+//! Issue 0.2, semantics 3 and 8: cancelling by tag and per-tag counters.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::{DropFlag, Gate};
+use taskplan::{Plan, Stats, Tag};
+
+fn assert_conserved(stats: Stats) {
+    assert_eq!(
+        stats.submitted,
+        stats.queued
+            + stats.running
+            + stats.completed
+            + stats.cancelled
+            + stats.panicked
+            + stats.timed_out,
+        "{stats:?}"
+    );
+}
+
+async fn cancel_tag_cancels_queued_and_running_of_that_tag_only() {
+    let plan = Plan::builder().workers(2).build().unwrap();
+    let gate = Gate::closed();
+    let (started_tx, mut started_rx) = common::started_channel();
+
+    // Running: one "sync", one "ui". Queued: two "sync", one "ui".
+    let (guard, running_sync_dropped) = DropFlag::new();
+    let started = started_tx.clone();
+    let running_sync = plan
+        .task(async move {
+            let _guard = guard;
+            started.send(0).unwrap();
+            std::future::pending::<()>().await
+        })
+        .tag("sync")
+        .submit()
+        .await
+        .unwrap();
+    let (ui_gate, started) = (gate.clone(), started_tx.clone());
+    let running_ui = plan
+        .task(async move {
+            started.send(1).unwrap();
+            ui_gate.pass().await;
+            "ui ran"
+        })
+        .tag(String::from("ui"))
+        .submit()
+        .await
+        .unwrap();
+    started_rx.recv().await.unwrap();
+    started_rx.recv().await.unwrap();
+    let queued_sync: Vec<_> = (0..2)
+        .map(|_| plan.task(async {}).tag("sync").try_submit().unwrap())
+        .collect();
+    let queued_ui = plan
+        .task(async { "queued ui ran" })
+        .tag("ui")
+        .try_submit()
+        .unwrap();
+    let untagged = plan.try_submit(async { "untagged ran" }).unwrap();
+
+    assert_eq!(plan.cancel_tag("sync"), 3);
+    assert!(running_sync.await.unwrap_err().is_cancelled());
+    assert!(running_sync_dropped.load(Ordering::SeqCst));
+    for handle in queued_sync {
+        assert!(handle.await.unwrap_err().is_cancelled());
+    }
+    gate.open();
+    assert_eq!(running_ui.await.unwrap(), "ui ran");
+    assert_eq!(queued_ui.await.unwrap(), "queued ui ran");
+    assert_eq!(untagged.await.unwrap(), "untagged ran");
+
+    assert_eq!(plan.cancel_tag("sync"), 0, "nothing of the tag is left");
+    assert_eq!(plan.cancel_tag("never-used"), 0);
+    plan.wait_idle().await;
+    let sync = plan.tag_stats("sync");
+    assert_eq!((sync.submitted, sync.cancelled, sync.completed), (3, 3, 0));
+    let ui = plan.tag_stats("ui");
+    assert_eq!((ui.submitted, ui.cancelled, ui.completed), (2, 0, 2));
+}
+
+async fn tag_stats_obey_the_conservation_law_per_tag() {
+    let plan = Plan::builder().workers(2).build().unwrap();
+    let gate = Gate::closed();
+    let (started_tx, mut started_rx) = common::started_channel();
+    let mut gated = Vec::new();
+    for n in 0..4 {
+        let (gate, started_tx) = (gate.clone(), started_tx.clone());
+        gated.push(
+            plan.task(async move {
+                started_tx.send(n).unwrap();
+                gate.pass().await;
+            })
+            .tag("a")
+            .submit()
+            .await
+            .unwrap(),
+        );
+    }
+    started_rx.recv().await.unwrap();
+    started_rx.recv().await.unwrap();
+    let b_panics = plan
+        .task(async { panic!("b fails") })
+        .tag("b")
+        .submit()
+        .await
+        .unwrap();
+
+    // Quiet: two "a" running, two "a" and one "b" queued.
+    let a = plan.tag_stats("a");
+    assert_eq!((a.workers, a.submitted, a.running, a.queued), (2, 4, 2, 2));
+    assert_conserved(a);
+    let b = plan.tag_stats("b");
+    assert_eq!((b.submitted, b.queued, b.running), (1, 1, 0));
+    assert_conserved(b);
+
+    gated.pop().unwrap().cancel(); // a queued one
+    gate.open();
+    for handle in gated {
+        handle.await.unwrap();
+    }
+    assert!(b_panics.await.unwrap_err().is_panic());
+    plan.wait_idle().await;
+
+    let a = plan.tag_stats("a");
+    assert_eq!(
+        (a.submitted, a.completed, a.cancelled, a.running, a.queued),
+        (4, 3, 1, 0, 0)
+    );
+    assert_conserved(a);
+    let b = plan.tag_stats("b");
+    assert_eq!((b.submitted, b.panicked), (1, 1));
+    assert_conserved(b);
+    let unknown = plan.tag_stats("c");
+    assert_eq!((unknown.workers, unknown.submitted), (2, 0));
+    // The plan's counters include every tag.
+    let all = plan.stats();
+    assert_eq!(
+        (all.submitted, all.completed, all.cancelled, all.panicked),
+        (5, 3, 1, 1)
+    );
+}
+
+on_both_runtimes!(
+    cancel_tag_cancels_queued_and_running_of_that_tag_only,
+    tag_stats_obey_the_conservation_law_per_tag,
+);
+
+#[test]
+fn tags_come_from_static_strs_and_strings() {
+    let borrowed = Tag::from("ui");
+    let owned = Tag::from(String::from("ui"));
+    assert_eq!(borrowed, owned);
+    assert_eq!(borrowed.as_str(), "ui");
+    assert_eq!(format!("{owned} {owned:?}"), "ui \"ui\"");
+}

@@ -1,0 +1,105 @@
+//! Issue 0.2, semantics 6: a task's own cancellation token.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Gate;
+use taskplan::Plan;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+/// Submits a task that passes its token out and then waits at `gate`.
+async fn task_sharing_its_token(
+    plan: &Plan,
+    gate: Gate,
+) -> (taskplan::TaskHandle<()>, CancellationToken) {
+    let (token_tx, token_rx) = oneshot::channel();
+    let handle = plan
+        .submit_with(move |token| async move {
+            token_tx.send(token).unwrap();
+            gate.pass().await;
+        })
+        .await
+        .unwrap();
+    (handle, token_rx.await.unwrap())
+}
+
+async fn the_token_is_cancelled_when_the_task_is_cancelled() {
+    let plan = Plan::builder().workers(1).build().unwrap();
+    let (handle, token) = task_sharing_its_token(&plan, Gate::closed()).await;
+    // Work handed elsewhere stops with the task.
+    let helper = tokio::spawn({
+        let token = token.clone();
+        async move { token.cancelled().await }
+    });
+    assert!(!token.is_cancelled());
+    handle.cancel();
+    assert!(handle.await.unwrap_err().is_cancelled());
+    assert!(token.is_cancelled());
+    helper.await.unwrap();
+}
+
+async fn the_token_is_cancelled_when_the_plan_aborts() {
+    let plan = Plan::builder().workers(1).build().unwrap();
+    let (handle, token) = task_sharing_its_token(&plan, Gate::closed()).await;
+    plan.abort().await;
+    assert!(token.is_cancelled());
+    assert!(handle.await.unwrap_err().is_cancelled());
+}
+
+async fn the_token_of_a_task_that_completes_is_left_alone() {
+    let plan = Plan::builder().workers(1).build().unwrap();
+    let gate = Gate::closed();
+    let (handle, token) = task_sharing_its_token(&plan, gate.clone()).await;
+    gate.open();
+    handle.await.unwrap();
+    assert!(!token.is_cancelled());
+}
+
+async fn a_closed_plan_hands_the_future_back() {
+    let plan = Plan::builder().workers(1).build().unwrap();
+    plan.close();
+    let refused = plan
+        .submit_with(|token| async move { token.is_cancelled() })
+        .await
+        .unwrap_err();
+    assert!(refused.is_closed());
+    assert!(
+        !refused.into_inner().await,
+        "the future runs elsewhere as it is"
+    );
+}
+
+on_both_runtimes!(
+    the_token_is_cancelled_when_the_task_is_cancelled,
+    the_token_is_cancelled_when_the_plan_aborts,
+    the_token_of_a_task_that_completes_is_left_alone,
+    a_closed_plan_hands_the_future_back,
+);
+
+#[tokio::test(start_paused = true)]
+async fn the_token_is_cancelled_when_the_task_times_out() {
+    let plan = Plan::builder()
+        .workers(1)
+        .task_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let (handle, token) = task_sharing_its_token(&plan, Gate::closed()).await;
+    assert!(handle.await.unwrap_err().is_timeout());
+    assert!(token.is_cancelled());
+}
+
+#[tokio::test]
+async fn the_token_is_a_child_of_the_plan_token() {
+    let parent = CancellationToken::new();
+    let plan = Plan::builder()
+        .workers(1)
+        .token(parent.clone())
+        .build()
+        .unwrap();
+    let (handle, token) = task_sharing_its_token(&plan, Gate::closed()).await;
+    parent.cancel();
+    assert!(token.is_cancelled());
+    assert!(handle.await.unwrap_err().is_cancelled());
+}
