@@ -1,0 +1,77 @@
+//! Issue 0.2, semantics 9: a real process shuts down gracefully on SIGTERM.
+//!
+//! Runs the `graceful_shutdown` example, which `cargo test` builds, as a
+//! child process, waits for it to say it is serving, sends it SIGTERM, and
+//! checks that it drains and exits 0 with its report.
+#![cfg(all(unix, feature = "signal"))]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// `target/<profile>/examples/graceful_shutdown`, next to this test's own
+/// `target/<profile>/deps/` directory. A plain `cargo test` has built it; a
+/// run of this test alone (`cargo test --test signal`) has not, so then it
+/// is built here, with the same cargo.
+fn example_binary() -> PathBuf {
+    let test_binary = std::env::current_exe().unwrap();
+    let profile_dir = test_binary.parent().unwrap().parent().unwrap();
+    let binary = profile_dir.join("examples").join("graceful_shutdown");
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", "graceful_shutdown"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the example failed");
+    }
+    binary
+}
+
+#[test]
+fn sigterm_drains_the_plan_and_exits_zero_with_a_report() {
+    let binary = example_binary();
+    assert!(binary.exists(), "{} is missing", binary.display());
+    let mut child = Command::new(&binary)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+
+    // Wait for the event "serving", not for a fixed time.
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with("ready"), "unexpected first line: {line:?}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -TERM failed");
+
+    let mut rest = String::new();
+    for line in stdout.lines() {
+        rest.push_str(&line.unwrap());
+        rest.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}, output:\n{rest}");
+    let report = rest
+        .lines()
+        .find(|line| line.starts_with("report:"))
+        .unwrap_or_else(|| panic!("no report in output:\n{rest}"));
+    // Work under 50 ms each and a 2 s grace: everything accepted drains.
+    assert!(report.contains("forced false"), "{report}");
+    assert!(report.contains("cancelled 0"), "{report}");
+    let field = |name: &str| -> u64 {
+        let after = report.split(&format!("{name} ")).nth(1).unwrap();
+        after
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(field("accepted"), field("completed"), "{report}");
+}
