@@ -38,6 +38,12 @@
 //!   against every task, as taskplan's supervisors do with the plan token.
 //! - `header_flag`: no token: an atomic cancel flag checked before the poll,
 //!   as taskplan's task wrapper does with the flag in the task header.
+//!
+//! # Group `promote`
+//!
+//! `Plan::promote` of a tag with 16 queued tasks spread through queues of
+//! 1,000 and of 100,000 tasks. Promotion walks only the tag's own list, so
+//! the two times should match.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -412,5 +418,51 @@ fn cancel_signal(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hot_path, cancel_signal);
+/// `Plan::promote` of a tag with [`PROMOTED`] queued tasks, behind queues of
+/// very different lengths: the time must not grow with the queue.
+fn promote(c: &mut Criterion) {
+    const PROMOTED: usize = 16;
+    let rt = multi_thread_runtime();
+    let mut group = c.benchmark_group("promote");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    for queued in [1_000usize, 100_000] {
+        let plan = rt.block_on(async {
+            let plan = Plan::builder()
+                .workers(1)
+                .capacity(queued + PROMOTED)
+                .build()
+                .expect("inside a runtime");
+            // Hold the only worker so everything below stays queued.
+            let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+            plan.submit(async move {
+                started_tx.send(()).expect("the bench waits for this");
+                std::future::pending::<()>().await
+            })
+            .await
+            .expect("plan is open");
+            started_rx.await.expect("the blocker starts");
+            // The "ui" tasks are spread evenly through the queue.
+            let stride = queued / PROMOTED;
+            for n in 0..queued {
+                let task = plan.task(async {}).tag("bg");
+                if n % stride == 0 && n / stride < PROMOTED {
+                    plan.task(async {}).tag("ui").try_submit().expect("room");
+                }
+                task.try_submit().expect("room");
+            }
+            plan
+        });
+        group.bench_function(format!("{PROMOTED}_of_{queued}_queued"), |b| {
+            // Each call moves the same tasks again, to a new front tier.
+            b.iter(|| assert_eq!(plan.promote(black_box("ui")), PROMOTED));
+        });
+        rt.block_on(plan.abort());
+    }
+    group.finish();
+}
+
+criterion_group!(benches, hot_path, cancel_signal, promote);
 criterion_main!(benches);

@@ -53,7 +53,89 @@
 //! allow at any `.await`. Each supervisor races its task against the plan's
 //! [`CancellationToken`](tokio_util::sync::CancellationToken) in `select!`,
 //! and each task's own cancel flag wakes its supervisor, so cancellation never
-//! waits for the task to look at a flag.
+//! waits for the task to look at a flag. [`TaskHandle::cancel`] stops one
+//! task, queued or running; [`Plan::cancel_tag`] stops a kind of task;
+//! [`Plan::abort`] stops everything.
+//!
+//! # Priorities
+//!
+//! [`Plan::task`] describes a task before submitting it. Among queued tasks
+//! a higher [`priority`](TaskBuilder::priority) starts first; equal
+//! priorities start in submission order, whoever submits them.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let plan = taskplan::Plan::builder().workers(1).build()?;
+//! let report = plan.task(async { "report" }).priority(-5).submit().await?;
+//! let alert = plan.task(async { "alert" }).priority(10).submit().await?;
+//! assert_eq!((alert.await?, report.await?), ("alert", "report"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Tags and promotion
+//!
+//! A [`tag`](TaskBuilder::tag) names a kind of task. [`Plan::promote`] moves
+//! every queued task of a tag in front of everything else queued, keeping
+//! their order: the essay's interactive UI, whose clicks must not wait behind
+//! background work. It costs O(m log m) for the m tasks moved, however long
+//! the queue. [`Plan::cancel_tag`] cancels a tag's queued and running tasks,
+//! and [`Plan::tag_stats`] counts them.
+//!
+//! # Resizing
+//!
+//! [`Plan::set_workers`] changes how many tasks run at once while the plan
+//! runs. Growing starts workers at once; shrinking lets surplus workers
+//! finish their current task first. Nothing is lost or interrupted, which is
+//! the point: going from one worker to three is one number, not a redesign.
+//!
+//! # Timeouts
+//!
+//! [`TaskBuilder::timeout`], or [`PlanBuilder::task_timeout`] for every task,
+//! bounds how long a task may run once started. A task over its timeout is
+//! dropped like a cancelled one and its handle reports
+//! [`TaskError::is_timeout`].
+//!
+//! # Tokens for work handed elsewhere
+//!
+//! [`Plan::submit_with`] gives a task its own
+//! [`CancellationToken`](tokio_util::sync::CancellationToken), a child of the
+//! plan's, cancelled when the task is cancelled, times out or the plan aborts,
+//! so what the task spawned or sent to a thread can stop with it.
+//!
+//! # Blocking tasks
+//!
+//! [`Plan::submit_blocking`] runs a synchronous closure on Tokio's blocking
+//! pool while it holds one of the plan's worker slots. Cancelling it resolves
+//! its handle and frees its slot at once, and cancels its token; but a thread
+//! cannot be killed, so a closure that never looks at its token runs on until
+//! it returns. A shutdown does not wait for such closures and reports them as
+//! [`abandoned`](ShutdownReport::abandoned).
+//!
+//! # Shutdown
+//!
+//! [`Plan::shutdown`] stops intake, drains for a grace period, then cancels
+//! what is left and reports. With the `signal` feature (on by default),
+//! [`Plan::shutdown_on_signal`] does so on SIGTERM or Ctrl-C, which is what a
+//! service under an orchestrator needs:
+//!
+//! ```no_run
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//!
+//! let plan = taskplan::Plan::builder().name("service").build()?;
+//! // ... hand `plan.clone()` to whatever submits work ...
+//! let report = plan.shutdown_on_signal(Duration::from_secs(10)).await;
+//! eprintln!("{} completed, {} cancelled", report.completed, report.cancelled);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! - `signal` (default): [`Plan::shutdown_on_signal`], through `tokio/signal`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![warn(rust_2018_idioms, unreachable_pub)]
