@@ -1003,21 +1003,29 @@ impl Shared {
         };
         let mut state = self.lock();
         let queued = state.queue.drain_tag(tag.index);
-        let mut cancelled = queued.len();
-        if let Some(tag_state) = state.tags.get(tag.index) {
-            for (_, running) in &tag_state.running {
-                // Wakes the task's supervisor, which drops it; no user code
-                // runs here, so this is safe under the lock.
-                if running.header().request_cancel() == CancelRequest::Requested {
-                    cancelled += 1;
-                }
-            }
-        }
+        // Cloned out so the supervisors are woken after the lock is released.
+        let running: Vec<Arc<dyn Control>> = state
+            .tags
+            .get(tag.index)
+            .map(|tag_state| {
+                tag_state
+                    .running
+                    .iter()
+                    .map(|(_, task)| Arc::clone(task))
+                    .collect()
+            })
+            .unwrap_or_default();
         let wake_submitters = claim_up_to(&mut state.waiting_submitters, queued.len());
         drop(state);
+        let mut cancelled = queued.len();
         self.drop_unstarted(queued);
         for _ in 0..wake_submitters {
             self.room_available.notify_one();
+        }
+        for task in running {
+            if task.header().request_cancel() == CancelRequest::Requested {
+                cancelled += 1;
+            }
         }
         cancelled
     }

@@ -182,8 +182,9 @@ impl Header {
                 // A running task only moves on to DONE, where the flag is
                 // ignored, so setting it unconditionally is safe.
                 let previous = self.state.fetch_or(CANCEL, Ordering::AcqRel);
-                self.cancel_waker.wake();
-                if previous & (CANCEL | DONE) == 0 {
+                let newly_requested = previous & STAGE_MASK == RUNNING && previous & CANCEL == 0;
+                if newly_requested {
+                    self.cancel_waker.wake();
                     CancelRequest::Requested
                 } else {
                     CancelRequest::AlreadyDone
