@@ -10,6 +10,8 @@
 //!
 //! Tasks start in this order: promotion tiers, newest first, each in its own
 //! order; then lanes, highest priority first, each first in, first out.
+//! Slab keys, lanes and tags are indices, never pointers: the structure has
+//! no `unsafe` and no reference cycles.
 //!
 //! That layout is what makes the operations a channel cannot offer cheap:
 //! cancelling a queued task unlinks it in O(1), so its future is dropped and
@@ -98,7 +100,12 @@ impl Node {
 /// The queued tasks of a plan.
 pub(crate) struct Queue {
     nodes: Slab<Node>,
-    /// Lanes by priority, highest first. Empty lanes are removed.
+    /// The lane of the default priority, 0, where most tasks go. It lives
+    /// outside `lanes` so that a queue emptying and refilling, the common
+    /// case, never allocates or frees a map node.
+    default_lane: List,
+    /// Lanes of other priorities, highest first. Empty lanes are removed, so
+    /// the map holds only priorities in use.
     lanes: BTreeMap<Reverse<i32>, List>,
     /// Promotion tiers, by key; `tier_order` says which runs first.
     tiers: Slab<List>,
@@ -113,6 +120,7 @@ impl Queue {
     pub(crate) fn with_capacity(capacity: usize) -> Queue {
         Queue {
             nodes: Slab::with_capacity(capacity),
+            default_lane: List::EMPTY,
             lanes: BTreeMap::new(),
             tiers: Slab::new(),
             tier_order: Vec::new(),
@@ -148,7 +156,10 @@ impl Queue {
             tag,
             tag_links: Links::UNLINKED,
         });
-        let lane = self.lanes.entry(Reverse(priority)).or_insert(List::EMPTY);
+        let lane = match priority {
+            0 => &mut self.default_lane,
+            _ => self.lanes.entry(Reverse(priority)).or_insert(List::EMPTY),
+        };
         append(&mut self.nodes, lane, key, Chain::Place);
         if let Some(tag) = tag {
             if self.tags.len() <= tag {
@@ -162,7 +173,12 @@ impl Queue {
     pub(crate) fn pop(&mut self) -> Option<(BoxedTask, Option<usize>)> {
         let key = match self.tier_order.last() {
             Some(&tier) => self.tiers[tier].head,
-            None => self.lanes.first_key_value()?.1.head,
+            None => match self.lanes.first_key_value() {
+                Some((&Reverse(priority), lane)) if priority > 0 => lane.head,
+                _ if self.default_lane.len > 0 => self.default_lane.head,
+                Some((_, lane)) => lane.head,
+                None => return None,
+            },
         };
         let (task, tag) = self.remove_node(key);
         task.header().mark_started();
@@ -259,6 +275,7 @@ impl Queue {
     /// empties.
     fn unlink_place(&mut self, key: usize) {
         match self.nodes[key].place {
+            Place::Lane(0) => unlink(&mut self.nodes, &mut self.default_lane, key, Chain::Place),
             Place::Lane(priority) => {
                 let lane = self
                     .lanes
