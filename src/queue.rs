@@ -328,3 +328,141 @@ fn unlink(nodes: &mut Slab<Node>, list: &mut List, key: usize, chain: Chain) {
     *nodes[key].links(chain) = Links::UNLINKED;
     list.len -= 1;
 }
+
+#[cfg(test)]
+mod tests {
+    //! The queue against a model that sorts a plain vector: random pushes,
+    //! pops, removals, promotions and tag drains must agree on every start.
+
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::task::{Core, Task};
+
+    /// A queued task as the model sees it.
+    #[derive(Clone, Debug)]
+    struct Entry {
+        id: u64,
+        key: usize,
+        priority: i32,
+        tag: Option<usize>,
+        /// `Some((promotion, position))` once promoted.
+        promoted: Option<(u64, usize)>,
+    }
+
+    impl Entry {
+        /// Smaller starts first.
+        fn order(&self) -> (u8, Reverse<u64>, usize, Reverse<i32>, u64) {
+            match self.promoted {
+                Some((promotion, position)) => (0, Reverse(promotion), position, Reverse(0), 0),
+                None => (1, Reverse(0), 0, Reverse(self.priority), self.id),
+            }
+        }
+    }
+
+    fn task() -> BoxedTask {
+        Box::pin(Task::new(
+            async {},
+            Arc::new(Core::<()>::new(None, None)),
+            None,
+        ))
+    }
+
+    /// xorshift64: deterministic, no dependency.
+    struct Random(u64);
+
+    impl Random {
+        fn below(&mut self, bound: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % bound
+        }
+    }
+
+    fn sorted(model: &[Entry]) -> Vec<Entry> {
+        let mut sorted = model.to_vec();
+        sorted.sort_by_key(Entry::order);
+        sorted
+    }
+
+    #[test]
+    fn matches_a_sorted_vector_model() {
+        for seed in 1..=40u64 {
+            let mut random = Random(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut queue = Queue::with_capacity(4);
+            let mut model: Vec<Entry> = Vec::new();
+            let mut promotions = 0u64;
+            for _ in 0..600 {
+                match random.below(10) {
+                    0..=3 => {
+                        let priority = [0, 0, 0, 1, -1, 5][random.below(6) as usize];
+                        let tag = [None, Some(0), Some(1), Some(2)][random.below(4) as usize];
+                        let task = task();
+                        let header_id = |task: &BoxedTask| task.header().id().as_u64();
+                        queue.push(task, priority, tag);
+                        let key = queue
+                            .nodes
+                            .iter()
+                            .map(|(key, _)| key)
+                            .max_by_key(|&key| header_id(&queue.nodes[key].task));
+                        let key = key.unwrap();
+                        model.push(Entry {
+                            id: header_id(&queue.nodes[key].task),
+                            key,
+                            priority,
+                            tag,
+                            promoted: None,
+                        });
+                    }
+                    4 | 5 => {
+                        let expected = sorted(&model).first().map(|entry| entry.id);
+                        let popped = queue.pop().map(|(task, _)| task.header().id().as_u64());
+                        assert_eq!(popped, expected, "seed {seed}");
+                        model.retain(|entry| Some(entry.id) != expected);
+                    }
+                    6 if !model.is_empty() => {
+                        let victim = model.remove(random.below(model.len() as u64) as usize);
+                        let (task, _) = queue.remove(victim.key);
+                        assert_eq!(task.header().id().as_u64(), victim.id);
+                    }
+                    7 | 8 => {
+                        let tag = random.below(3) as usize;
+                        promotions += 1;
+                        let moving: Vec<u64> = sorted(&model)
+                            .into_iter()
+                            .filter(|entry| entry.tag == Some(tag))
+                            .map(|entry| entry.id)
+                            .collect();
+                        for (position, id) in moving.iter().enumerate() {
+                            let entry = model.iter_mut().find(|entry| entry.id == *id).unwrap();
+                            entry.promoted = Some((promotions, position));
+                        }
+                        assert_eq!(queue.promote(tag), moving.len(), "seed {seed}");
+                    }
+                    _ => {
+                        let tag = random.below(3) as usize;
+                        let drained = queue.drain_tag(tag).len();
+                        let before = model.len();
+                        model.retain(|entry| entry.tag != Some(tag));
+                        assert_eq!(drained, before - model.len(), "seed {seed}");
+                    }
+                }
+                assert_eq!(queue.len(), model.len());
+                for tag in 0..3 {
+                    let expected = model.iter().filter(|entry| entry.tag == Some(tag)).count();
+                    assert_eq!(queue.tag_len(tag), expected, "seed {seed}");
+                }
+            }
+            // Whatever is left starts in the model's order.
+            for expected in sorted(&model) {
+                let (task, _) = queue.pop().unwrap();
+                assert_eq!(task.header().id().as_u64(), expected.id, "seed {seed}");
+            }
+            assert!(queue.pop().is_none());
+            assert!(
+                queue.lanes.is_empty() && queue.tiers.is_empty() && queue.tier_order.is_empty()
+            );
+        }
+    }
+}
