@@ -38,8 +38,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
+    // Listening starts with this call, so "ready" is only printed once a
+    // signal can no longer be missed.
+    let shutdown = plan.shutdown_on_signal(GRACE);
     println!("ready: pid {}", std::process::id());
-    let report = plan.shutdown_on_signal(GRACE).await;
+    let report = shutdown.await;
     let accepted = producer.await?;
     println!(
         "report: accepted {accepted}, completed {}, cancelled {}, panicked {}, forced {}, drained in {} ms",

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -103,6 +103,8 @@ pub(crate) struct Shared {
     /// Blocking closures still running on the blocking pool after their task
     /// ended.
     blocking: Arc<Blocking>,
+    /// Set once an abort cancelled a queued or running task.
+    forced: AtomicBool,
     /// Live `Plan` clones; the last one dropped closes the plan.
     plans: AtomicUsize,
     counters: Counters,
@@ -181,6 +183,7 @@ impl Plan {
             default_timeout,
             tags: Mutex::new(TagRegistry::default()),
             blocking: Arc::new(Blocking::default()),
+            forced: AtomicBool::new(false),
             plans: AtomicUsize::new(1),
             counters: Counters::default(),
             runtime,
@@ -565,14 +568,16 @@ impl Plan {
             && tokio::time::timeout(grace, supervisors.wait())
                 .await
                 .is_ok();
-        let forced = !drained && !self.shared.counters.is_idle();
         if !drained {
             // Drain before cancelling: a task still queued when the grace
             // ran out must never start.
-            self.shared.cancel_queued();
+            self.shared.abort_queued();
             self.shared.token.cancel();
         }
         supervisors.wait().await;
+        // A task that a cancel on another thread took off the queue may still
+        // be resolving there; the report waits for its handle too.
+        self.wait_idle().await;
         let stats = self.stats();
         ShutdownReport {
             completed: stats.completed,
@@ -580,7 +585,7 @@ impl Plan {
             panicked: stats.panicked,
             timed_out: stats.timed_out,
             abandoned: self.shared.blocking.still_running(),
-            forced,
+            forced: self.shared.forced.load(Ordering::Acquire),
             elapsed: started.elapsed(),
         }
     }
@@ -669,6 +674,12 @@ impl Plan {
     /// ```
     pub fn token(&self) -> CancellationToken {
         self.shared.token.clone()
+    }
+
+    /// The runtime the plan's supervisors run on.
+    #[cfg_attr(not(feature = "signal"), allow(dead_code))]
+    pub(crate) fn runtime(&self) -> &Handle {
+        &self.shared.runtime
     }
 
     /// Returns the plan's name, as set by [`PlanBuilder::name`](crate::PlanBuilder::name).
@@ -1101,6 +1112,16 @@ impl Shared {
         self.close();
         let tasks = self.lock().queue.drain();
         self.drop_unstarted(tasks.into_iter().map(|(task, _)| task).collect());
+    }
+
+    /// The queue's part of an abort: marks the plan as forced and cancels
+    /// what is queued. Callers that interrupt a running task call this even
+    /// when the queue is empty, since that task makes the abort forced.
+    pub(crate) fn abort_queued(&self) {
+        if !self.counters.is_idle() {
+            self.forced.store(true, Ordering::Release);
+        }
+        self.cancel_queued();
     }
 
     pub(crate) fn outcomes(&self) -> &Outcomes {

@@ -91,8 +91,11 @@ pub struct ShutdownReport {
     /// be stopped from outside, so they run on until they return; their
     /// results are dropped.
     pub abandoned: usize,
-    /// `true` if tasks were still queued or running when the grace period
-    /// ran out (or the plan was aborted) and were cancelled.
+    /// `true` if an abort (a grace period that ran out, [`Plan::abort`], or
+    /// the plan's token) cancelled tasks that were queued or running. Like
+    /// the counts, it covers the plan's whole life.
+    ///
+    /// [`Plan::abort`]: crate::Plan::abort
     pub forced: bool,
     /// How long this call took.
     pub elapsed: Duration,

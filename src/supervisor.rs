@@ -9,14 +9,16 @@
 //! poll (see `task.rs`).
 
 use std::future::{Future, poll_fn};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::Poll;
 
 use tokio::time::{Instant, Sleep, sleep_until};
 
+use crate::error::panic_message;
 use crate::plan::Shared;
-use crate::task::Outcome;
+use crate::task::{BoxedTask, Outcome};
 
 /// Runs tasks until the plan is closed and drained, is aborted, or has more
 /// supervisors than it needs.
@@ -33,7 +35,20 @@ pub(crate) async fn supervise(plan: Arc<Shared>) {
     // a timeout (a runtime without a time driver never needs one), and reset
     // for each later one.
     let mut timer: Option<Pin<Box<Sleep>>> = None;
-    while let Some(mut task) = plan.next_task().await {
+    while let Some(task) = plan.next_task().await {
+        // Ends the task however this iteration ends, including when the
+        // runtime drops this supervisor in the middle of it.
+        let mut running = Running {
+            plan: &plan,
+            task: Some(task),
+        };
+        // An abort may have come after this task left the queue and before
+        // the queue was drained: then it must not start at all.
+        if plan.token.is_cancelled() {
+            plan.abort_queued();
+            return;
+        }
+        let task = running.task();
         let deadline = task
             .header()
             .timeout()
@@ -56,31 +71,72 @@ pub(crate) async fn supervise(plan: Arc<Shared>) {
             _ = &mut aborted => Ending::Aborted,
             _ = expired => Ending::Expired,
         };
-        plan.finished_running(task.header());
-        let outcome = match ending {
-            Ending::Ran(outcome) => outcome,
-            Ending::Expired => task.as_mut().time_out(plan.outcomes()),
+        match ending {
+            Ending::Ran(Outcome::Panicked(message)) => {
+                let header = task.header();
+                tracing::error!(
+                    plan = %plan.name,
+                    task = %header.id(),
+                    tag = header.tag().map(|tag| tag.name.as_str()),
+                    panic = message.as_deref().unwrap_or("<non-string payload>"),
+                    "task panicked"
+                );
+            }
+            Ending::Ran(_) => {}
+            Ending::Expired => {
+                task.as_mut().time_out(plan.outcomes());
+            }
             Ending::Aborted => {
                 // Close and empty the queue before this task's handle
-                // resolves, so whoever awaits it sees the plan stopped.
-                plan.cancel_queued();
-                task.header().record(plan.outcomes(), &Outcome::Cancelled);
-                drop(task);
-                plan.settle(1);
+                // resolves (when `running` drops), so whoever awaits it sees
+                // the plan already stopped.
+                plan.abort_queued();
                 return;
             }
-        };
-        if let Outcome::Panicked(message) = &outcome {
-            let header = task.header();
+        }
+        drop(running);
+        // Tasks that finish on their first poll never make this loop wait:
+        // let the rest of the runtime have its turn now and then.
+        tokio::task::coop::consume_budget().await;
+    }
+}
+
+/// The task a supervisor is running. Dropping it ends the task: one that has
+/// not resolved yet (an abort, or the runtime dropping the supervisor) is
+/// counted and resolved as cancelled, and every task is settled, so
+/// `wait_idle` and `shutdown` never wait for it in vain.
+struct Running<'a> {
+    plan: &'a Shared,
+    /// Always `Some` until `drop` takes it.
+    task: Option<BoxedTask>,
+}
+
+impl Running<'_> {
+    fn task(&mut self) -> &mut BoxedTask {
+        self.task.as_mut().expect("taken only on drop")
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let Some(task) = self.task.take() else { return };
+        let plan = self.plan;
+        let header = task.header();
+        if !header.is_done() {
+            header.record(plan.outcomes(), &Outcome::Cancelled);
+        }
+        plan.finished_running(header);
+        let id = header.id();
+        // Dropping a detached task's output runs user code too; its panic
+        // must not take the supervisor down.
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(task))) {
             tracing::error!(
                 plan = %plan.name,
-                task = %header.id(),
-                tag = header.tag().map(|tag| tag.name.as_str()),
-                panic = message.as_deref().unwrap_or("<non-string payload>"),
-                "task panicked"
+                task = %id,
+                panic = panic_message(&*payload).unwrap_or("<non-string payload>"),
+                "a task's output destructor panicked"
             );
         }
-        drop(task);
         plan.settle(1);
     }
 }
@@ -100,7 +156,7 @@ enum Ending {
 /// a plan that shuts down normally leaves nothing waiting on the token.
 pub(crate) async fn watch_token(plan: Arc<Shared>) {
     tokio::select! {
-        _ = plan.token.cancelled() => plan.cancel_queued(),
+        _ = plan.token.cancelled() => plan.abort_queued(),
         _ = plan.supervisors_exited() => {}
     }
 }
