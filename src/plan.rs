@@ -144,6 +144,16 @@ enum Refused<T> {
     Closed(T),
 }
 
+impl<F: Future> Refused<Box<Task<F>>> {
+    /// The error for the submitter, with its future taken back out.
+    fn into_submit_error(self) -> SubmitError<F> {
+        match self {
+            Refused::Full(task) => SubmitError::Full(task.into_future()),
+            Refused::Closed(task) => SubmitError::Closed(task.into_future()),
+        }
+    }
+}
+
 impl Plan {
     /// Returns a builder for a plan, with the defaults: as many workers as
     /// [`std::thread::available_parallelism`], a capacity of 1024 queued
@@ -416,26 +426,27 @@ impl Plan {
         F::Output: Send + 'static,
     {
         let Prepared {
-            task,
+            mut task,
             core,
             placement,
         } = self.prepare(future, options, token);
-        let mut task = match self.shared.push(task, placement, false) {
-            Ok(()) => return Ok(self.handle(core)),
-            Err(Refused::Closed(task)) => return Err(SubmitError::Closed(task.into_future())),
-            Err(Refused::Full(task)) => task,
-        };
+        let mut wait_for_room = false;
         loop {
             let mut room = pin!(self.shared.room_available.notified());
-            room.as_mut().enable();
-            task = match self.shared.push(task, placement, true) {
+            if wait_for_room {
+                // Registered before the look at the queue, so room freed
+                // between the look and the wait still wakes this submitter.
+                room.as_mut().enable();
+            }
+            task = match self.shared.push(task, placement, wait_for_room) {
                 Ok(()) => return Ok(self.handle(core)),
-                Err(Refused::Closed(task)) => {
-                    return Err(SubmitError::Closed(task.into_future()));
-                }
                 Err(Refused::Full(task)) => task,
+                Err(refused) => return Err(refused.into_submit_error()),
             };
-            room.await;
+            if wait_for_room {
+                room.await;
+            }
+            wait_for_room = true;
         }
     }
 
@@ -454,11 +465,10 @@ impl Plan {
             core,
             placement,
         } = self.prepare(future, options, None);
-        match self.shared.push(task, placement, false) {
-            Ok(()) => Ok(self.handle(core)),
-            Err(Refused::Full(task)) => Err(SubmitError::Full(task.into_future())),
-            Err(Refused::Closed(task)) => Err(SubmitError::Closed(task.into_future())),
-        }
+        self.shared
+            .push(task, placement, false)
+            .map(|()| self.handle(core))
+            .map_err(Refused::into_submit_error)
     }
 
     fn prepare<F>(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-use common::{DropFlag, Gate};
+use common::{DropFlag, Gate, Gated};
 use taskplan::Plan;
 
 /// Pending forever, and drops the waker it is given: nothing can ever wake
@@ -94,28 +94,14 @@ async fn a_running_task_that_never_wakes_is_dropped_at_once() {
 
 async fn cancelling_one_task_leaves_the_others_running() {
     let plan = Plan::builder().workers(2).build().unwrap();
-    let gate = Gate::closed();
-    let (started_tx, mut started_rx) = common::started_channel();
-    let mut handles = Vec::new();
-    for n in 0..2 {
-        let (gate, started_tx) = (gate.clone(), started_tx.clone());
-        handles.push(
-            plan.submit(async move {
-                started_tx.send(n).unwrap();
-                gate.pass().await;
-                n
-            })
-            .await
-            .unwrap(),
-        );
-    }
-    started_rx.recv().await.unwrap();
-    started_rx.recv().await.unwrap();
-    let survivor = handles.pop().unwrap();
-    let cancelled = handles.pop().unwrap();
+    let mut tasks = Gated::new();
+    let cancelled = plan.submit(tasks.task(0)).await.unwrap();
+    let survivor = plan.submit(tasks.task(1)).await.unwrap();
+    tasks.started().await;
+    tasks.started().await;
     cancelled.cancel();
     assert!(cancelled.await.unwrap_err().is_cancelled());
-    gate.open();
+    tasks.gate.open();
     assert_eq!(survivor.await.unwrap(), 1);
 }
 

@@ -3,49 +3,38 @@
 
 mod common;
 
-use common::{Gate, Occupancy};
+use common::{Gated, Occupancy};
 use taskplan::Plan;
 
 async fn never_more_than_n_and_n_while_work_is_queued() {
     const WORKERS: usize = 3;
     const TASKS: usize = 12;
     let plan = Plan::builder().workers(WORKERS).build().unwrap();
-    let gate = Gate::closed();
-    let occupancy = Occupancy::default();
-    let (started_tx, mut started_rx) = common::started_channel();
+    let mut tasks = Gated::new();
     let mut handles = Vec::new();
     for n in 0..TASKS {
-        let (gate, occupancy, started_tx) = (gate.clone(), occupancy.clone(), started_tx.clone());
-        handles.push(
-            plan.submit(async move {
-                let _inside = occupancy.enter();
-                started_tx.send(n).unwrap();
-                gate.pass().await;
-            })
-            .await
-            .unwrap(),
-        );
+        handles.push(plan.submit(tasks.task(n)).await.unwrap());
     }
 
     for _ in 0..WORKERS {
-        started_rx.recv().await.unwrap();
+        tasks.started().await;
     }
     let mut started = WORKERS;
     while started < TASKS {
-        assert_eq!(occupancy.now(), WORKERS);
+        assert_eq!(tasks.occupancy.now(), WORKERS);
         let stats = plan.stats();
         assert_eq!(stats.running, WORKERS);
         assert_eq!(stats.queued, TASKS - started);
         // One finishes, and its worker takes the next queued task.
-        gate.let_through(1);
-        started_rx.recv().await.unwrap();
+        tasks.gate.let_through(1);
+        tasks.started().await;
         started += 1;
     }
-    gate.open();
+    tasks.gate.open();
     for handle in handles {
         handle.await.unwrap();
     }
-    assert_eq!(occupancy.peak(), WORKERS);
+    assert_eq!(tasks.occupancy.peak(), WORKERS);
 }
 
 async fn one_worker_runs_tasks_one_at_a_time_in_order() {

@@ -2,67 +2,44 @@
 
 mod common;
 
-use common::{Gate, Occupancy};
+use common::{Gated, Occupancy};
 use taskplan::{Plan, ResizeError};
 
 async fn growing_takes_effect_at_once() {
     let plan = Plan::builder().workers(1).build().unwrap();
-    let gate = Gate::closed();
-    let occupancy = Occupancy::default();
-    let (started_tx, mut started_rx) = common::started_channel();
+    let mut tasks = Gated::new();
     let mut handles = Vec::new();
     for n in 0..4 {
-        let (gate, occupancy, started_tx) = (gate.clone(), occupancy.clone(), started_tx.clone());
-        handles.push(
-            plan.submit(async move {
-                let _inside = occupancy.enter();
-                started_tx.send(n).unwrap();
-                gate.pass().await;
-            })
-            .await
-            .unwrap(),
-        );
+        handles.push(plan.submit(tasks.task(n)).await.unwrap());
     }
-    assert_eq!(started_rx.recv().await, Some(0));
+    assert_eq!(tasks.started().await, 0);
     assert_eq!(plan.stats().queued, 3);
 
     plan.set_workers(3).unwrap();
     assert_eq!(plan.stats().workers, 3);
     // Two new workers take two queued tasks without anything finishing.
-    assert_eq!(started_rx.recv().await, Some(1));
-    assert_eq!(started_rx.recv().await, Some(2));
-    assert_eq!(occupancy.now(), 3);
+    assert_eq!(tasks.started().await, 1);
+    assert_eq!(tasks.started().await, 2);
+    assert_eq!(tasks.occupancy.now(), 3);
     let stats = plan.stats();
     assert_eq!((stats.running, stats.queued), (3, 1));
 
-    gate.open();
+    tasks.gate.open();
     for handle in handles {
         handle.await.unwrap();
     }
-    assert_eq!(occupancy.peak(), 3);
+    assert_eq!(tasks.occupancy.peak(), 3);
 }
 
 async fn shrinking_never_interrupts_running_tasks() {
     let plan = Plan::builder().workers(3).build().unwrap();
-    let gate = Gate::closed();
-    let occupancy = Occupancy::default();
-    let (started_tx, mut started_rx) = common::started_channel();
+    let mut tasks = Gated::new();
     let mut running = Vec::new();
     for n in 0..3 {
-        let (gate, occupancy, started_tx) = (gate.clone(), occupancy.clone(), started_tx.clone());
-        running.push(
-            plan.submit(async move {
-                let _inside = occupancy.enter();
-                started_tx.send(n).unwrap();
-                gate.pass().await;
-                n
-            })
-            .await
-            .unwrap(),
-        );
+        running.push(plan.submit(tasks.task(n)).await.unwrap());
     }
     for _ in 0..3 {
-        started_rx.recv().await.unwrap();
+        tasks.started().await;
     }
 
     plan.set_workers(1).unwrap();
@@ -81,7 +58,7 @@ async fn shrinking_never_interrupts_running_tasks() {
             .unwrap(),
         );
     }
-    gate.open();
+    tasks.gate.open();
     for (n, handle) in running.into_iter().enumerate() {
         assert_eq!(handle.await.unwrap(), n, "a running task finished normally");
     }
@@ -96,31 +73,20 @@ async fn shrinking_idle_workers_and_growing_again() {
     let plan = Plan::builder().workers(4).build().unwrap();
     plan.set_workers(1).unwrap();
     plan.set_workers(2).unwrap();
-    let occupancy = Occupancy::default();
-    let gate = Gate::closed();
-    let (started_tx, mut started_rx) = common::started_channel();
+    let mut tasks = Gated::new();
     let mut handles = Vec::new();
     for n in 0..5 {
-        let (gate, occupancy, started_tx) = (gate.clone(), occupancy.clone(), started_tx.clone());
-        handles.push(
-            plan.submit(async move {
-                let _inside = occupancy.enter();
-                started_tx.send(n).unwrap();
-                gate.pass().await;
-            })
-            .await
-            .unwrap(),
-        );
+        handles.push(plan.submit(tasks.task(n)).await.unwrap());
     }
-    started_rx.recv().await.unwrap();
-    started_rx.recv().await.unwrap();
+    tasks.started().await;
+    tasks.started().await;
     let stats = plan.stats();
     assert_eq!((stats.workers, stats.running, stats.queued), (2, 2, 3));
-    gate.open();
+    tasks.gate.open();
     for handle in handles {
         handle.await.unwrap();
     }
-    assert_eq!(occupancy.peak(), 2);
+    assert_eq!(tasks.occupancy.peak(), 2);
 }
 
 async fn zero_workers_is_an_error_and_changes_nothing() {

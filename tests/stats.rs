@@ -2,21 +2,8 @@
 
 mod common;
 
-use common::Gate;
-use taskplan::{Plan, Stats};
-
-fn assert_conserved(stats: Stats) {
-    assert_eq!(
-        stats.submitted,
-        stats.queued
-            + stats.running
-            + stats.completed
-            + stats.cancelled
-            + stats.panicked
-            + stats.timed_out,
-        "{stats:?}"
-    );
-}
+use common::{Gated, assert_conserved};
+use taskplan::Plan;
 
 async fn counters_add_up_at_every_quiet_point() {
     let plan = Plan::builder().workers(2).build().unwrap();
@@ -34,22 +21,13 @@ async fn counters_add_up_at_every_quiet_point() {
         (0, 0, 0, 0)
     );
 
-    let gate = Gate::closed();
-    let (started_tx, mut started_rx) = common::started_channel();
+    let mut tasks = Gated::new();
     let mut gated = Vec::new();
     for n in 0..6 {
-        let (gate, started_tx) = (gate.clone(), started_tx.clone());
-        gated.push(
-            plan.submit(async move {
-                started_tx.send(n).unwrap();
-                gate.pass().await;
-            })
-            .await
-            .unwrap(),
-        );
+        gated.push(plan.submit(tasks.task(n)).await.unwrap());
     }
-    started_rx.recv().await.unwrap();
-    started_rx.recv().await.unwrap();
+    tasks.started().await;
+    tasks.started().await;
     // Quiet: two running, four queued.
     let stats = plan.stats();
     assert_eq!((stats.submitted, stats.running, stats.queued), (6, 2, 4));
@@ -63,14 +41,14 @@ async fn counters_add_up_at_every_quiet_point() {
     assert!(running.await.unwrap_err().is_cancelled());
     assert!(queued.await.unwrap_err().is_cancelled());
     // The freed worker took the next queued task.
-    started_rx.recv().await.unwrap();
+    tasks.started().await;
     let stats = plan.stats();
     assert_eq!((stats.running, stats.queued, stats.cancelled), (2, 2, 2));
     assert_conserved(stats);
 
     // One panics, the rest complete.
     let panicked = plan.submit(async { panic!("counted") }).await.unwrap();
-    gate.open();
+    tasks.gate.open();
     for handle in gated {
         handle.await.unwrap();
     }

@@ -4,21 +4,8 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::{DropFlag, Gate};
-use taskplan::{Plan, Stats, Tag};
-
-fn assert_conserved(stats: Stats) {
-    assert_eq!(
-        stats.submitted,
-        stats.queued
-            + stats.running
-            + stats.completed
-            + stats.cancelled
-            + stats.panicked
-            + stats.timed_out,
-        "{stats:?}"
-    );
-}
+use common::{DropFlag, Gate, assert_conserved};
+use taskplan::{Plan, Tag};
 
 async fn cancel_tag_cancels_queued_and_running_of_that_tag_only() {
     let plan = Plan::builder().workers(2).build().unwrap();

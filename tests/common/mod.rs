@@ -109,3 +109,60 @@ impl Drop for OccupancyGuard {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// Tasks that report when they start, count how many run at once, and
+/// wait at one gate: the building block of most scheduling tests.
+pub struct Gated {
+    pub gate: Gate,
+    pub occupancy: Occupancy,
+    started_tx: mpsc::UnboundedSender<usize>,
+    started_rx: mpsc::UnboundedReceiver<usize>,
+}
+
+impl Gated {
+    pub fn new() -> Gated {
+        let (started_tx, started_rx) = started_channel();
+        Gated {
+            gate: Gate::closed(),
+            occupancy: Occupancy::default(),
+            started_tx,
+            started_rx,
+        }
+    }
+
+    /// A task that reports `n` when it starts and returns `n` once the gate
+    /// lets it through.
+    pub fn task(&self, n: usize) -> impl std::future::Future<Output = usize> + Send + 'static {
+        let (gate, occupancy, started_tx) = (
+            self.gate.clone(),
+            self.occupancy.clone(),
+            self.started_tx.clone(),
+        );
+        async move {
+            let _inside = occupancy.enter();
+            started_tx.send(n).unwrap();
+            gate.pass().await;
+            n
+        }
+    }
+
+    /// Waits for the next task to start and returns its number.
+    pub async fn started(&mut self) -> usize {
+        self.started_rx.recv().await.unwrap()
+    }
+}
+
+/// Checks `submitted == queued + running + completed + cancelled + panicked
+/// + timed_out`.
+pub fn assert_conserved(stats: taskplan::Stats) {
+    assert_eq!(
+        stats.submitted,
+        stats.queued
+            + stats.running
+            + stats.completed
+            + stats.cancelled
+            + stats.panicked
+            + stats.timed_out,
+        "{stats:?}"
+    );
+}
