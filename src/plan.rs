@@ -572,12 +572,15 @@ impl Plan {
     /// ```
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         let started = tokio::time::Instant::now();
-        self.close();
         let supervisors = &self.shared.supervisors;
-        let drained = !grace.is_zero()
-            && tokio::time::timeout(grace, supervisors.wait())
+        // With no grace, closing and draining must be one step (below), or a
+        // worker could start a queued task in between.
+        let drained = !grace.is_zero() && {
+            self.close();
+            tokio::time::timeout(grace, supervisors.wait())
                 .await
-                .is_ok();
+                .is_ok()
+        };
         if !drained {
             // Drain before cancelling: a task still queued when the grace
             // ran out must never start.
@@ -1109,18 +1112,33 @@ impl Shared {
     pub(crate) fn close(&self) -> bool {
         let newly_closed = !std::mem::replace(&mut self.lock().closed, true);
         if newly_closed {
-            self.supervisors.close();
-            self.work_available.notify_waiters();
-            self.room_available.notify_waiters();
-            tracing::debug!(plan = %self.name, "plan closed");
+            self.announce_closed();
         }
         newly_closed
     }
 
+    /// Wakes whoever waits on a plan that just closed.
+    fn announce_closed(&self) {
+        self.supervisors.close();
+        self.work_available.notify_waiters();
+        self.room_available.notify_waiters();
+        tracing::debug!(plan = %self.name, "plan closed");
+    }
+
     /// Closes the plan and drops every queued task without starting it.
+    ///
+    /// Closing and draining happen under one hold of the lock: a supervisor
+    /// that finishes a task in between must find the queue empty, not pop a
+    /// task that was queued when the abort began.
     pub(crate) fn cancel_queued(&self) {
-        self.close();
-        let tasks = self.lock().queue.drain();
+        let (newly_closed, tasks) = {
+            let mut state = self.lock();
+            let newly_closed = !std::mem::replace(&mut state.closed, true);
+            (newly_closed, state.queue.drain())
+        };
+        if newly_closed {
+            self.announce_closed();
+        }
         self.drop_unstarted(tasks.into_iter().map(|(task, _)| task).collect());
     }
 
