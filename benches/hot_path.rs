@@ -42,8 +42,9 @@
 //! # Group `promote`
 //!
 //! `Plan::promote` of a tag with 16 queued tasks spread through queues of
-//! 1,000 and of 100,000 tasks. Promotion walks only the tag's own list, so
-//! the two times should match.
+//! 1,000 and of 100,000 tasks, and through 100,000 tasks behind 5,000
+//! earlier promotions still pending. Promotion walks only the tag's own
+//! list, so the times should match.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -428,7 +429,9 @@ fn promote(c: &mut Criterion) {
         .sample_size(20)
         .measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500));
-    for queued in [1_000usize, 100_000] {
+    // (queued tasks, of which this many are first promoted one tag each,
+    // leaving that many promotions pending in front of the rest)
+    for (queued, pending) in [(1_000usize, 0usize), (100_000, 0), (100_000, 5_000)] {
         let plan = rt.block_on(async {
             let plan = Plan::builder()
                 .workers(1)
@@ -447,15 +450,24 @@ fn promote(c: &mut Criterion) {
             // The "ui" tasks are spread evenly through the queue.
             let stride = queued / PROMOTED;
             for n in 0..queued {
-                let task = plan.task(async {}).tag("bg");
+                let tag = if n < pending {
+                    taskplan::Tag::from(format!("pending-{n}"))
+                } else {
+                    taskplan::Tag::from("bg")
+                };
+                let task = plan.task(async {}).tag(tag);
                 if n % stride == 0 && n / stride < PROMOTED {
                     plan.task(async {}).tag("ui").try_submit().expect("room");
                 }
                 task.try_submit().expect("room");
             }
+            for n in 0..pending {
+                assert_eq!(plan.promote(&format!("pending-{n}")), 1);
+            }
             plan
         });
-        group.bench_function(format!("{PROMOTED}_of_{queued}_queued"), |b| {
+        let name = format!("{PROMOTED}_of_{queued}_queued_{pending}_pending_promotions");
+        group.bench_function(name, |b| {
             // Each call moves the same tasks again, to a new front tier.
             b.iter(|| assert_eq!(plan.promote(black_box("ui")), PROMOTED));
         });

@@ -96,6 +96,10 @@ pub(crate) struct Shared {
     active_supervisors: AtomicUsize,
     /// The target number of supervisors.
     workers: AtomicUsize,
+    /// Serializes changes to `workers` and `active_supervisors`, so a
+    /// spawn and a retirement never decide on stale counts. A leaf lock:
+    /// nothing else is taken while it is held.
+    resize: Mutex<()>,
     /// Applied to tasks that do not set their own timeout.
     pub(crate) default_timeout: Option<Duration>,
     /// Every tag seen. Lock order: never taken while `state` is held.
@@ -190,6 +194,7 @@ impl Plan {
             live_supervisors: AtomicUsize::new(0),
             active_supervisors: AtomicUsize::new(0),
             workers: AtomicUsize::new(workers),
+            resize: Mutex::new(()),
             default_timeout,
             tags: Mutex::new(TagRegistry::default()),
             blocking: Arc::new(Blocking::default()),
@@ -198,7 +203,10 @@ impl Plan {
             counters: Counters::default(),
             runtime,
         });
-        shared.spawn_missing_supervisors();
+        {
+            let _resize = shared.resize.lock().unwrap_or_else(|e| e.into_inner());
+            shared.spawn_missing_supervisors_locked();
+        }
         shared
             .runtime
             .spawn(supervisor::watch_token(Arc::clone(&shared)));
@@ -787,8 +795,7 @@ impl Plan {
         if workers == 0 {
             return Err(ResizeError::ZeroWorkers);
         }
-        self.shared.workers.store(workers, Ordering::Release);
-        self.shared.spawn_missing_supervisors();
+        self.shared.resize(workers);
         // Idle surplus supervisors retire now rather than at their next task.
         self.shared.work_available.notify_waiters();
         tracing::debug!(plan = %self.shared.name, workers, "workers changed");
@@ -853,43 +860,49 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Sets the target number of supervisors and spawns any that are
+    /// missing.
+    fn resize(self: &Arc<Shared>, workers: usize) {
+        let _resize = self.resize.lock().unwrap_or_else(|e| e.into_inner());
+        self.workers.store(workers, Ordering::Release);
+        self.spawn_missing_supervisors_locked();
+    }
+
     /// Spawns supervisors until as many are active as `workers` asks for.
-    fn spawn_missing_supervisors(self: &Arc<Shared>) {
-        loop {
-            let active = self.active_supervisors.load(Ordering::Acquire);
-            if active >= self.workers.load(Ordering::Acquire) {
-                return;
-            }
-            if self
-                .active_supervisors
-                .compare_exchange(active, active + 1, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                self.live_supervisors.fetch_add(1, Ordering::AcqRel);
-                let supervisor = self
-                    .supervisors
-                    .track_future(supervisor::supervise(Arc::clone(self)));
-                self.runtime.spawn(supervisor);
-            }
+    /// Caller holds `resize`.
+    fn spawn_missing_supervisors_locked(self: &Arc<Shared>) {
+        while self.active_supervisors.load(Ordering::Acquire) < self.workers.load(Ordering::Acquire)
+        {
+            // `live` first: it must never drop to zero while a supervisor
+            // counts as active, or the last one out would abort the queue.
+            self.live_supervisors.fetch_add(1, Ordering::AcqRel);
+            self.active_supervisors.fetch_add(1, Ordering::AcqRel);
+            // The guard is made here, outside the supervisor's future, so it
+            // runs even if the runtime drops that future before polling it.
+            let exit = supervisor::ExitGuard::new(Arc::clone(self));
+            let supervisor = self.supervisors.track_future(supervisor::supervise(exit));
+            self.runtime.spawn(supervisor);
         }
     }
 
     /// Claims a retirement if more supervisors are active than `workers`
     /// asks for. A supervisor that gets `true` must exit.
     pub(crate) fn should_retire(&self) -> bool {
-        loop {
-            let active = self.active_supervisors.load(Ordering::Acquire);
-            if active <= self.workers.load(Ordering::Acquire) {
-                return false;
-            }
-            if self
-                .active_supervisors
-                .compare_exchange(active, active - 1, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                return true;
-            }
+        let surplus = || {
+            self.active_supervisors.load(Ordering::Acquire) > self.workers.load(Ordering::Acquire)
+        };
+        // Both counts only change under `resize`; the unlocked look keeps
+        // the per-task cost to two loads, and a stale "no" only delays a
+        // retirement to the next task.
+        if !surplus() {
+            return false;
         }
+        let _resize = self.resize.lock().unwrap_or_else(|e| e.into_inner());
+        if !surplus() {
+            return false;
+        }
+        self.active_supervisors.fetch_sub(1, Ordering::AcqRel);
+        true
     }
 
     /// Returns the entry of a tag, creating it on first use.

@@ -36,8 +36,8 @@ const NIL: usize = usize::MAX;
 enum Place {
     /// The lane of this priority.
     Lane(i32),
-    /// The promotion tier with this key in `Queue::tiers`.
-    Tier(usize),
+    /// The promotion tier of this number in `Queue::tiers`.
+    Tier(u64),
 }
 
 /// Ends and length of one intrusive list.
@@ -107,10 +107,11 @@ pub(crate) struct Queue {
     /// Lanes of other priorities, highest first. Empty lanes are removed, so
     /// the map holds only priorities in use.
     lanes: BTreeMap<Reverse<i32>, List>,
-    /// Promotion tiers, by key; `tier_order` says which runs first.
-    tiers: Slab<List>,
-    /// Keys of non-empty tiers, oldest promotion first: the last runs first.
-    tier_order: Vec<usize>,
+    /// Non-empty promotion tiers by promotion number: the last runs first.
+    /// Empty tiers are removed, so the map holds only pending promotions.
+    tiers: BTreeMap<u64, List>,
+    /// The number of the next promotion; numbers only grow.
+    next_promotion: u64,
     /// Queued tasks of each tag, by tag index.
     tags: Vec<List>,
     next_sequence: u64,
@@ -122,8 +123,8 @@ impl Queue {
             nodes: Slab::with_capacity(capacity),
             default_lane: List::EMPTY,
             lanes: BTreeMap::new(),
-            tiers: Slab::new(),
-            tier_order: Vec::new(),
+            tiers: BTreeMap::new(),
+            next_promotion: 1,
             tags: Vec::new(),
             next_sequence: 0,
         }
@@ -171,8 +172,8 @@ impl Queue {
 
     /// Takes the task that starts next and marks it started.
     pub(crate) fn pop(&mut self) -> Option<(BoxedTask, Option<usize>)> {
-        let key = match self.tier_order.last() {
-            Some(&tier) => self.tiers[tier].head,
+        let key = match self.tiers.last_key_value() {
+            Some((_, tier)) => tier.head,
             None => match self.lanes.first_key_value() {
                 Some((&Reverse(priority), lane)) if priority > 0 => lane.head,
                 _ if self.default_lane.len > 0 => self.default_lane.head,
@@ -219,19 +220,15 @@ impl Queue {
     /// task, keeping the order in which they would have started, and returns
     /// how many moved.
     ///
-    /// Costs O(m log m) for the m tasks moved, whatever the queue's length:
-    /// it walks the tag's own list, never the queue.
+    /// Costs O(m log m) for the m tasks moved (plus O(log k) per move for k
+    /// pending promotions), whatever the queue's length: it walks the tag's
+    /// own list, never the queue.
     pub(crate) fn promote(&mut self, tag: usize) -> usize {
         let Some(list) = self.tags.get(tag).copied() else {
             return 0;
         };
         if list.len == 0 {
             return 0;
-        }
-        // Where each tier runs: a later position runs earlier.
-        let mut tier_rank = vec![0usize; self.tiers.capacity()];
-        for (position, &tier) in self.tier_order.iter().enumerate() {
-            tier_rank[tier] = position + 1;
         }
         let mut moving = Vec::with_capacity(list.len);
         let mut key = list.head;
@@ -240,7 +237,7 @@ impl Queue {
             // The order the task would start in: tiers before lanes (rank 0),
             // newer tiers first, then higher priorities, then sequence.
             let (rank, priority) = match node.place {
-                Place::Tier(tier) => (tier_rank[tier], 0),
+                Place::Tier(promotion) => (promotion, 0),
                 Place::Lane(priority) => (0, priority),
             };
             moving.push((Reverse(rank), Reverse(priority), node.sequence, key));
@@ -248,17 +245,19 @@ impl Queue {
         }
         moving.sort_unstable();
 
-        let tier = self.tiers.insert(List::EMPTY);
+        let promotion = self.next_promotion;
+        self.next_promotion += 1;
+        let mut tier = List::EMPTY;
         for &(_, _, _, key) in &moving {
             self.unlink_place(key);
             let sequence = self.next_sequence;
             self.next_sequence += 1;
             let node = &mut self.nodes[key];
-            node.place = Place::Tier(tier);
+            node.place = Place::Tier(promotion);
             node.sequence = sequence;
-            append(&mut self.nodes, &mut self.tiers[tier], key, Chain::Place);
+            append(&mut self.nodes, &mut tier, key, Chain::Place);
         }
-        self.tier_order.push(tier);
+        self.tiers.insert(promotion, tier);
         moving.len()
     }
 
@@ -286,15 +285,14 @@ impl Queue {
                     self.lanes.remove(&Reverse(priority));
                 }
             }
-            Place::Tier(tier) => {
-                unlink(&mut self.nodes, &mut self.tiers[tier], key, Chain::Place);
-                if self.tiers[tier].len == 0 {
-                    self.tiers.remove(tier);
-                    // Usually the newest tier; the scan is over the few
-                    // promotions still pending.
-                    if let Some(position) = self.tier_order.iter().rposition(|&t| t == tier) {
-                        self.tier_order.remove(position);
-                    }
+            Place::Tier(promotion) => {
+                let tier = self
+                    .tiers
+                    .get_mut(&promotion)
+                    .expect("a queued task's tier exists");
+                unlink(&mut self.nodes, tier, key, Chain::Place);
+                if tier.len == 0 {
+                    self.tiers.remove(&promotion);
                 }
             }
         }
@@ -460,9 +458,7 @@ mod tests {
                 assert_eq!(task.header().id().as_u64(), expected.id, "seed {seed}");
             }
             assert!(queue.pop().is_none());
-            assert!(
-                queue.lanes.is_empty() && queue.tiers.is_empty() && queue.tier_order.is_empty()
-            );
+            assert!(queue.lanes.is_empty() && queue.tiers.is_empty());
         }
     }
 }

@@ -26,8 +26,8 @@ use crate::task::{BoxedTask, Outcome};
 /// Taking the next task does not look at the token: an abort closes and
 /// drains the queue (see `watch_token`), which ends `next_task` as surely
 /// and costs the hot path nothing.
-pub(crate) async fn supervise(plan: Arc<Shared>) {
-    let _exit = ExitGuard { plan: &plan };
+pub(crate) async fn supervise(exit: ExitGuard) {
+    let plan = &exit.plan;
     // One `cancelled()` future for the supervisor's whole life, so it joins
     // the token's waiter list once, not once per task.
     let mut aborted = pin!(plan.token.cancelled());
@@ -39,7 +39,7 @@ pub(crate) async fn supervise(plan: Arc<Shared>) {
         // Ends the task however this iteration ends, including when the
         // runtime drops this supervisor in the middle of it.
         let mut running = Running {
-            plan: &plan,
+            plan,
             task: Some(task),
         };
         // An abort may have come after this task left the queue and before
@@ -49,14 +49,27 @@ pub(crate) async fn supervise(plan: Arc<Shared>) {
             return;
         }
         let task = running.task();
-        let deadline = task
+        let mut deadline = task
             .header()
             .timeout()
             .and_then(|timeout| Instant::now().checked_add(timeout));
-        if let Some(deadline) = deadline {
+        if let Some(at) = deadline {
             match &mut timer {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => timer = Some(Box::pin(sleep_until(deadline))),
+                Some(timer) => timer.as_mut().reset(at),
+                // Tokio panics when a runtime without the time driver makes
+                // a timer; that must not take the supervisor down.
+                None => match catch_unwind(|| Box::pin(sleep_until(at))) {
+                    Ok(made) => timer = Some(made),
+                    Err(_) => {
+                        tracing::error!(
+                            plan = %plan.name,
+                            task = %task.header().id(),
+                            "task timeouts need the runtime's time driver (`enable_time` or \
+                             `enable_all` on the runtime builder); this task runs without one"
+                        );
+                        deadline = None;
+                    }
+                },
             }
         }
         let expired = poll_fn(|cx| match (&mut timer, deadline) {
@@ -162,11 +175,17 @@ pub(crate) async fn watch_token(plan: Arc<Shared>) {
 }
 
 /// Runs when a supervisor exits, normally or because the runtime dropped it.
-struct ExitGuard<'a> {
-    plan: &'a Shared,
+pub(crate) struct ExitGuard {
+    plan: Arc<Shared>,
 }
 
-impl Drop for ExitGuard<'_> {
+impl ExitGuard {
+    pub(crate) fn new(plan: Arc<Shared>) -> ExitGuard {
+        ExitGuard { plan }
+    }
+}
+
+impl Drop for ExitGuard {
     fn drop(&mut self) {
         // A retiring supervisor may have been the one a push woke: hand the
         // wakeup on so the task it was meant for does not wait.

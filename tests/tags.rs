@@ -3,6 +3,7 @@
 mod common;
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use common::{DropFlag, Gate, assert_conserved};
 use taskplan::{Plan, Tag};
@@ -142,4 +143,60 @@ fn tags_come_from_static_strs_and_strings() {
     assert_eq!(borrowed, owned);
     assert_eq!(borrowed.as_str(), "ui");
     assert_eq!(format!("{owned} {owned:?}"), "ui \"ui\"");
+}
+
+/// Per-tag counts stay exact through timeouts, `cancel_tag` and an abort.
+#[tokio::test(start_paused = true)]
+async fn tag_stats_add_up_through_timeouts_and_abort() {
+    let plan = Plan::builder().workers(2).build().unwrap();
+    let slow = plan
+        .task(std::future::pending::<()>())
+        .tag("t")
+        .timeout(Duration::from_secs(1))
+        .submit()
+        .await
+        .unwrap();
+    let stuck = plan
+        .task(std::future::pending::<()>())
+        .tag("t")
+        .submit()
+        .await
+        .unwrap();
+    let queued = plan.task(async {}).tag("t").submit().await.unwrap();
+    tokio::task::yield_now().await;
+    let s = plan.tag_stats("t");
+    assert_eq!((s.running, s.queued), (2, 1), "{s:?}");
+    assert!(slow.await.unwrap_err().is_timeout());
+    // the freed worker takes `queued`
+    queued.await.unwrap();
+    let s = plan.tag_stats("t");
+    assert_conserved(s);
+    let again = plan
+        .task(std::future::pending::<()>())
+        .tag("t")
+        .submit()
+        .await
+        .unwrap();
+    let waiting = plan.task(async {}).tag("t").submit().await.unwrap();
+    let late = plan.task(async {}).tag("t").submit().await.unwrap();
+    tokio::task::yield_now().await;
+    assert_eq!(plan.cancel_tag("t"), 4);
+    let report = plan.abort().await;
+    for h in [stuck, again, waiting, late] {
+        assert!(h.await.unwrap_err().is_cancelled());
+    }
+    let s = plan.tag_stats("t");
+    assert_eq!(
+        (
+            s.submitted,
+            s.completed,
+            s.timed_out,
+            s.cancelled,
+            s.running,
+            s.queued
+        ),
+        (6, 1, 1, 4, 0, 0),
+        "{s:?} {report:?}"
+    );
+    assert_conserved(s);
 }
