@@ -33,7 +33,10 @@ use crate::task::Outcome;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// How many supervisors the plan runs: at most this many tasks run at once.
+    /// How many workers the plan is set to run: at most this many tasks run
+    /// at once. Right after [`Plan::set_workers`](crate::Plan::set_workers)
+    /// shrinks the plan, this is the new target, while the surplus workers
+    /// finish the tasks they were running.
     pub workers: usize,
     /// Tasks accepted and not yet started.
     pub queued: usize,
@@ -57,6 +60,7 @@ pub struct Stats {
 ///
 /// The counts are totals over the plan's whole life, taken once every
 /// supervisor has exited, so they are final: a later call reports the same.
+/// Only `abandoned` and `elapsed` describe the moment of the call.
 /// `completed + cancelled + panicked + timed_out` equals the number of tasks
 /// the plan ever accepted.
 ///

@@ -71,7 +71,24 @@ async fn a_closed_plan_hands_the_future_back() {
     );
 }
 
+async fn the_token_is_cancelled_when_the_task_panics() {
+    let plan = Plan::builder().workers(1).build().unwrap();
+    let (token_tx, token_rx) = oneshot::channel();
+    let handle = plan
+        .submit_with(move |token| async move {
+            token_tx.send(token).unwrap();
+            tokio::task::yield_now().await;
+            panic!("gave up");
+        })
+        .await
+        .unwrap();
+    let token = token_rx.await.unwrap();
+    assert!(handle.await.unwrap_err().is_panic());
+    assert!(token.is_cancelled());
+}
+
 on_both_runtimes!(
+    the_token_is_cancelled_when_the_task_panics,
     the_token_is_cancelled_when_the_task_is_cancelled,
     the_token_is_cancelled_when_the_plan_aborts,
     the_token_of_a_task_that_completes_is_left_alone,
