@@ -51,9 +51,10 @@
 //!
 //! A running task is stopped by dropping its future, which Tokio futures
 //! allow at any `.await`. Each supervisor races its task against the plan's
-//! [`CancellationToken`](tokio_util::sync::CancellationToken) in `select!`,
-//! and each task's own cancel flag wakes its supervisor, so cancellation never
-//! waits for the task to look at a flag. [`TaskHandle::cancel`] stops one
+//! [`CancellationToken`](tokio_util::sync::CancellationToken) in a biased
+//! select (the token goes first after the task's first poll), and each
+//! task's own cancel flag wakes its supervisor, so cancellation never waits
+//! for the task to look at a flag. [`TaskHandle::cancel`] stops one
 //! task, queued or running; [`Plan::cancel_tag`] stops a kind of task;
 //! [`Plan::abort`] stops everything.
 //!

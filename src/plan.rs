@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,7 +24,7 @@ use slab::Slab;
 
 use crate::blocking::{Blocking, BlockingTask};
 use crate::builder::PlanBuilder;
-use crate::error::{ResizeError, SubmitError};
+use crate::error::{ResizeError, SubmitError, panic_message};
 use crate::handle::TaskHandle;
 use crate::queue::Queue;
 use crate::stats::{Counters, Outcomes, ShutdownReport, Stats};
@@ -97,8 +98,11 @@ pub(crate) struct Shared {
     /// The target number of supervisors.
     workers: AtomicUsize,
     /// Serializes changes to `workers` and `active_supervisors`, so a
-    /// spawn and a retirement never decide on stale counts. A leaf lock:
-    /// nothing else is taken while it is held.
+    /// spawn and a retirement never decide on stale counts. Lock order:
+    /// `resize` before `state`, and only in one corner: spawning on a runtime
+    /// that has shut down drops the new supervisor's exit guard at once,
+    /// which may drain the (by then closed and empty) queue. Nothing takes
+    /// `resize` while holding `state` or `tags`.
     resize: Mutex<()>,
     /// Applied to tasks that do not set their own timeout.
     pub(crate) default_timeout: Option<Duration>,
@@ -1062,6 +1066,16 @@ impl Shared {
         for task in running {
             if task.header().request_cancel() == CancelRequest::Requested {
                 cancelled += 1;
+            }
+            // If the task finished meanwhile and its handle is gone, this is
+            // the last reference, and dropping it drops the task's output:
+            // user code, whose panic must not reach the caller.
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(task))) {
+                tracing::error!(
+                    plan = %self.name,
+                    panic = panic_message(&*payload).unwrap_or("<non-string payload>"),
+                    "a task's output destructor panicked"
+                );
             }
         }
         cancelled

@@ -2,7 +2,8 @@
 //! off the plan's queue and runs them one at a time.
 //!
 //! A supervisor runs each task raced against the plan's
-//! [`CancellationToken`](tokio_util::sync::CancellationToken) in `select!`,
+//! [`CancellationToken`](tokio_util::sync::CancellationToken) (and its
+//! timeout) in a biased select,
 //! so an abort drops a task at once even when it waits on I/O that never
 //! completes. Per-task cancellation needs no token: a task's own cancel flag
 //! and waker live in its header, and the task wrapper checks them on every
@@ -12,7 +13,7 @@ use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use tokio::time::{Instant, Sleep, sleep_until};
 
@@ -72,18 +73,44 @@ pub(crate) async fn supervise(exit: ExitGuard) {
                 },
             }
         }
-        let expired = poll_fn(|cx| match (&mut timer, deadline) {
-            (Some(timer), Some(_)) => timer.as_mut().poll(cx),
-            _ => Poll::Pending,
-        });
-        // The task goes first: a task that finishes on its first poll never
-        // pays for looking at the token or the clock.
-        let ending = tokio::select! {
-            biased;
-            outcome = poll_fn(|cx| task.as_mut().poll_run(cx, plan.outcomes())) => Ending::Ran(outcome),
-            _ = &mut aborted => Ending::Aborted,
-            _ = expired => Ending::Expired,
-        };
+        // A biased select of the task, the token and the clock. The task's
+        // first poll goes first, so a task that finishes at once never pays
+        // for looking at the token or the clock (the token was just looked
+        // at, above). From then on the token and the clock go first: after
+        // an abort or past its deadline a task is not polled again, not even
+        // by the wakeup that brought the news.
+        let mut first_poll = true;
+        let ending = poll_fn(|cx| {
+            // Also registers with the token and the clock, so they wake us.
+            let mut interrupted = |cx: &mut Context<'_>| {
+                if aborted.as_mut().poll(cx).is_ready() {
+                    return Some(Ending::Aborted);
+                }
+                match (&mut timer, deadline) {
+                    (Some(timer), Some(_)) => timer
+                        .as_mut()
+                        .poll(cx)
+                        .is_ready()
+                        .then_some(Ending::Expired),
+                    _ => None,
+                }
+            };
+            if !first_poll {
+                if let Some(ending) = interrupted(cx) {
+                    return Poll::Ready(ending);
+                }
+            }
+            if let Poll::Ready(outcome) = task.as_mut().poll_run(cx, plan.outcomes()) {
+                return Poll::Ready(Ending::Ran(outcome));
+            }
+            if std::mem::take(&mut first_poll) {
+                if let Some(ending) = interrupted(cx) {
+                    return Poll::Ready(ending);
+                }
+            }
+            Poll::Pending
+        })
+        .await;
         match ending {
             Ending::Ran(Outcome::Panicked(message)) => {
                 let header = task.header();
