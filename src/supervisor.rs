@@ -3,9 +3,8 @@
 //!
 //! A supervisor runs each task raced against the plan's
 //! [`CancellationToken`](tokio_util::sync::CancellationToken) (and its
-//! timeout) in a biased select,
-//! so an abort drops a task at once even when it waits on I/O that never
-//! completes. Per-task cancellation needs no token: a task's own cancel flag
+//! timeout) in a biased select, so an abort drops a task at once even when
+//! it waits on I/O that never completes. Per-task cancellation needs no token: a task's own cancel flag
 //! and waker live in its header, and the task wrapper checks them on every
 //! poll (see `task.rs`).
 
