@@ -18,8 +18,10 @@ fn public_types_have_the_promised_traits() {
     assert_clone_send_sync_debug::<ShutdownReport>();
     assert_send_sync_error::<BuildError>();
     assert_send_sync_error::<taskplan::TaskError>();
-    fn assert_handle<T: Send + Unpin + std::future::Future>() {}
+    fn assert_handle<T: Send + Sync + Unpin + std::future::Future>() {}
     assert_handle::<TaskHandle<u32>>();
+    // `Send` and `Sync` even when the output is only `Send`.
+    assert_handle::<TaskHandle<std::cell::Cell<u8>>>();
 }
 
 #[test]

@@ -327,3 +327,17 @@ async fn a_dropped_shutdown_future_leaves_the_plan_closed() {
     assert_eq!((report.completed, report.cancelled), (1, 0));
     assert!(!report.forced);
 }
+
+#[cfg(feature = "signal")]
+#[tokio::test]
+async fn shutdown_on_signal_also_ends_when_the_plan_token_is_cancelled() {
+    let plan = Plan::builder().workers(1).build().unwrap();
+    let stuck = plan.submit(std::future::pending::<()>()).await.unwrap();
+    let waiting = plan.clone();
+    let shutdown =
+        tokio::spawn(async move { waiting.shutdown_on_signal(Duration::from_secs(60)).await });
+    plan.token().cancel();
+    let report = shutdown.await.unwrap();
+    assert_eq!(report.cancelled, 1);
+    assert!(stuck.await.unwrap_err().is_cancelled());
+}
