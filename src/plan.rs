@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     room_available: Notify,
     /// `wait_idle` waits here for the last task to finish.
     idle: Notify,
+    /// Callers inside `wait_idle`; with none, going idle wakes nobody.
+    idle_waiters: AtomicUsize,
     /// Cancelled on abort; every supervisor races its task against it.
     pub(crate) token: CancellationToken,
     supervisors: TaskTracker,
@@ -193,6 +195,7 @@ impl Plan {
             work_available: Notify::new(),
             room_available: Notify::new(),
             idle: Notify::new(),
+            idle_waiters: AtomicUsize::new(0),
             token,
             supervisors: TaskTracker::new(),
             live_supervisors: AtomicUsize::new(0),
@@ -660,6 +663,7 @@ impl Plan {
     /// # }
     /// ```
     pub async fn wait_idle(&self) {
+        let _waiting = IdleWaiter::register(&self.shared.idle_waiters);
         loop {
             let mut idle = pin!(self.shared.idle.notified());
             idle.as_mut().enable();
@@ -1187,7 +1191,11 @@ impl Shared {
     /// `wait_idle` if nothing is left.
     pub(crate) fn settle(&self, count: usize) {
         self.counters.outcomes().record_settled(count);
-        if self.counters.is_idle() {
+        // `notify_waiters` always takes a lock; a plan that goes idle often
+        // with nobody in `wait_idle` should not pay it per task. SeqCst here
+        // and in `wait_idle` (count, then look) means that either the waiter
+        // sees the plan idle or this sees the waiter.
+        if self.idle_waiters.load(Ordering::SeqCst) > 0 && self.counters.is_idle() {
             self.idle.notify_waiters();
         }
     }
@@ -1228,6 +1236,22 @@ struct Prepared<F: Future> {
 struct Placement {
     priority: i32,
     tag: Option<usize>,
+}
+
+/// Counts a caller of `wait_idle` for as long as it waits, however it ends.
+struct IdleWaiter<'a>(&'a AtomicUsize);
+
+impl<'a> IdleWaiter<'a> {
+    fn register(waiters: &'a AtomicUsize) -> IdleWaiter<'a> {
+        waiters.fetch_add(1, Ordering::SeqCst);
+        IdleWaiter(waiters)
+    }
+}
+
+impl Drop for IdleWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Takes one from a count of registered waiters; `true` if there was one to

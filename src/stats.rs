@@ -165,8 +165,9 @@ impl Counters {
     /// `true` if, at some instant during the call, no task was queued or
     /// running. See the type's docs for why the load order makes this exact.
     pub(crate) fn is_idle(&self) -> bool {
-        let settled = self.outcomes.settled.load(Ordering::Acquire);
-        settled == self.submitted.load(Ordering::Acquire)
+        // SeqCst: `Shared::settle` and `Plan::wait_idle` rely on it.
+        let settled = self.outcomes.settled.load(Ordering::SeqCst);
+        settled == self.submitted.load(Ordering::SeqCst)
     }
 
     /// Fills a snapshot; `queued` and `started` come from the queue lock.
@@ -220,6 +221,6 @@ impl Outcomes {
     }
 
     pub(crate) fn record_settled(&self, count: usize) {
-        self.settled.fetch_add(count, Ordering::AcqRel);
+        self.settled.fetch_add(count, Ordering::SeqCst);
     }
 }
