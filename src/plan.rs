@@ -37,8 +37,9 @@ use crate::task_builder::{TaskBuilder, TaskOptions};
 /// with a bounded queue in front of them.
 ///
 /// A plan owns `workers` supervisor tasks spawned on the Tokio runtime that
-/// built it. Each supervisor takes the oldest queued task, runs it to the
-/// end, and takes the next. Every submitted task gets a [`TaskHandle`] to
+/// built it. Each supervisor takes the next queued task (promoted tasks
+/// first, then by priority, then oldest first), runs it to the end, and
+/// takes the next. Every submitted task gets a [`TaskHandle`] to
 /// await its output or cancel it, and the plan as a whole can be closed,
 /// drained with a deadline ([`shutdown`](Plan::shutdown)) or stopped at once
 /// ([`abort`](Plan::abort)).
