@@ -7,6 +7,7 @@
 use std::any::Any;
 use std::error::Error;
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 
 use crate::task::TaskId;
@@ -304,6 +305,19 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<&str> {
         .downcast_ref::<&'static str>()
         .copied()
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+}
+
+/// A panic payload's message for a log line, or a placeholder.
+pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> &str {
+    panic_message(payload).unwrap_or("<non-string payload>")
+}
+
+/// Runs `action`, which runs user code (a destructor), and hands a panic's
+/// message to `report` instead of letting it unwind into this crate.
+pub(crate) fn contain_panic(action: impl FnOnce(), report: impl FnOnce(&str)) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(action)) {
+        report(panic_text(&*payload));
+    }
 }
 
 impl fmt::Display for TaskError {

@@ -9,7 +9,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,7 +23,7 @@ use slab::Slab;
 
 use crate::blocking::{Blocking, BlockingTask};
 use crate::builder::PlanBuilder;
-use crate::error::{ResizeError, SubmitError, panic_message};
+use crate::error::{ResizeError, SubmitError, contain_panic};
 use crate::handle::TaskHandle;
 use crate::queue::Queue;
 use crate::stats::{Counters, Outcomes, ShutdownReport, Stats};
@@ -1075,13 +1074,10 @@ impl Shared {
             // If the task finished meanwhile and its handle is gone, this is
             // the last reference, and dropping it drops the task's output:
             // user code, whose panic must not reach the caller.
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(task))) {
-                tracing::error!(
-                    plan = %self.name,
-                    panic = panic_message(&*payload).unwrap_or("<non-string payload>"),
-                    "a task's output destructor panicked"
-                );
-            }
+            contain_panic(
+                || drop(task),
+                |panic| tracing::error!(plan = %self.name, panic, "a task's output destructor panicked"),
+            );
         }
         cancelled
     }

@@ -4,28 +4,29 @@
 //! A supervisor runs each task raced against the plan's
 //! [`CancellationToken`](tokio_util::sync::CancellationToken) (and its
 //! timeout) in a biased select, so an abort drops a task at once even when
-//! it waits on I/O that never completes. Per-task cancellation needs no token: a task's own cancel flag
-//! and waker live in its header, and the task wrapper checks them on every
-//! poll (see `task.rs`).
+//! it waits on I/O that never completes. Per-task cancellation needs no
+//! token: a task's own cancel flag and waker live in its header, and the
+//! task wrapper checks them on every poll (see `task.rs`).
 
 use std::future::{Future, poll_fn};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::catch_unwind;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::time::{Instant, Sleep, sleep_until};
 
-use crate::error::panic_message;
+use crate::error::contain_panic;
 use crate::plan::Shared;
 use crate::task::{BoxedTask, Outcome};
 
 /// Runs tasks until the plan is closed and drained, is aborted, or has more
 /// supervisors than it needs.
 ///
-/// Taking the next task does not look at the token: an abort closes and
-/// drains the queue (see `watch_token`), which ends `next_task` as surely
-/// and costs the hot path nothing.
+/// Waiting for the next task does not involve the token: an abort closes
+/// and drains the queue (see `watch_token`), which ends `next_task` as
+/// surely. The token is looked at once more before a task's first poll, for
+/// a task taken off the queue just as the abort began.
 pub(crate) async fn supervise(exit: ExitGuard) {
     let plan = &exit.plan;
     // One `cancelled()` future for the supervisor's whole life, so it joins
@@ -117,7 +118,7 @@ pub(crate) async fn supervise(exit: ExitGuard) {
                     plan = %plan.name,
                     task = %header.id(),
                     tag = header.tag().map(|tag| tag.name.as_str()),
-                    panic = message.as_deref().unwrap_or("<non-string payload>"),
+                    panic = %message,
                     "task panicked"
                 );
             }
@@ -168,14 +169,17 @@ impl Drop for Running<'_> {
         let id = header.id();
         // Dropping a detached task's output runs user code too; its panic
         // must not take the supervisor down.
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(task))) {
-            tracing::error!(
-                plan = %plan.name,
-                task = %id,
-                panic = panic_message(&*payload).unwrap_or("<non-string payload>"),
-                "a task's output destructor panicked"
-            );
-        }
+        contain_panic(
+            || drop(task),
+            |panic| {
+                tracing::error!(
+                    plan = %plan.name,
+                    task = %id,
+                    panic,
+                    "a task's output destructor panicked"
+                )
+            },
+        );
         plan.settle(1);
     }
 }

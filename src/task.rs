@@ -22,7 +22,7 @@ use futures_util::task::AtomicWaker;
 use pin_project_lite::pin_project;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{TaskError, panic_message};
+use crate::error::{TaskError, contain_panic, panic_text};
 use crate::stats::Outcomes;
 use crate::tag::TagInfo;
 
@@ -262,7 +262,8 @@ pub(crate) enum Outcome {
     Completed,
     Cancelled,
     TimedOut,
-    Panicked(Option<String>),
+    /// With the panic's message, for the log.
+    Panicked(String),
 }
 
 /// The type-erased header of a task that may outlive its wrapper: what the
@@ -341,12 +342,10 @@ fn discard<F>(mut stage: Pin<&mut Stage<F>>, token: Option<&CancellationToken>) 
     if let Some(token) = token {
         token.cancel();
     }
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| stage.set(Stage::Finished))) {
-        tracing::error!(
-            panic = panic_message(&*payload).unwrap_or("<non-string payload>"),
-            "a task's destructor panicked"
-        );
-    }
+    contain_panic(
+        || stage.set(Stage::Finished),
+        |panic| tracing::error!(panic, "a task's destructor panicked"),
+    );
 }
 
 impl<F: Future> Task<F> {
@@ -444,7 +443,7 @@ where
                 Poll::Pending
             }
             Err(payload) => {
-                let message = panic_message(&*payload).map(str::to_owned);
+                let message = panic_text(&*payload).to_owned();
                 let id = self.core.header.id();
                 let outcome = Outcome::Panicked(message);
                 Poll::Ready(self.end(counters, outcome, TaskError::panic(id, payload)))
