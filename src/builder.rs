@@ -107,7 +107,8 @@ impl PlanBuilder {
     /// running at its deadline is dropped like a cancelled one, its handle
     /// resolves with [`TaskError::is_timeout`](crate::TaskError::is_timeout),
     /// and it counts in [`Stats::timed_out`](crate::Stats::timed_out).
-    /// Timeouts need the runtime's time driver (`enable_time`).
+    /// Timeouts need the runtime's time driver (`enable_time`); without it a
+    /// task's timeout is logged as an error and the task runs without one.
     pub fn task_timeout(mut self, timeout: Duration) -> PlanBuilder {
         self.task_timeout = Some(timeout);
         self
