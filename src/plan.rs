@@ -132,11 +132,48 @@ struct State {
     /// A pop or a cancel that frees room claims one and wakes it; with none
     /// waiting, freeing room costs no wakeup at all.
     waiting_submitters: usize,
-    /// Supervisors registered to wait for work and not yet sent a wakeup;
-    /// a push claims one. The count may overstate (a waiter can be dropped
-    /// by an abort), which only costs a spare wakeup; it never understates,
-    /// because a waiter registers with the `Notify` before it is counted.
+    /// Supervisors registered to wait for work and not yet sent a wakeup.
+    /// The count may overstate (a waiter can be dropped by an abort), which
+    /// only costs a spare wakeup; it never understates, because a waiter
+    /// registers with the `Notify` before it is counted.
     idle_supervisors: usize,
+    /// Wakeups sent to idle supervisors and not yet taken up: a woken
+    /// supervisor counts itself off at its next look at the queue.
+    ///
+    /// Invariant (see `claim_wakeup`): whenever a task is queued and a
+    /// supervisor is idle, a wakeup is on its way. At most one is, because a
+    /// burst of pushes then costs one wakeup instead of one per task: the
+    /// woken supervisor, once it takes a task, wakes the next idle one if
+    /// more are queued, and so on down the chain. The count may understate
+    /// (`notify_waiters` wakes supervisors nobody counted), which only costs
+    /// a spare wakeup; it must never overstate, or queued tasks would wait
+    /// for a wakeup that is not coming. Every wakeup counted here is taken up
+    /// by exactly one supervisor: `Notify` hands a `notify_one` to a waiter,
+    /// passes it on if that waiter is dropped, or keeps it as a permit for
+    /// the next one, and a supervisor whose `Notified` completes, by `enable`
+    /// or by being awaited, counts itself off.
+    wakeups_in_flight: usize,
+}
+
+impl State {
+    /// Claims a wakeup for an idle supervisor if the invariant above needs
+    /// one. The caller sends it (`notify_one`) after releasing the lock.
+    fn claim_wakeup(&mut self) -> bool {
+        let needed =
+            self.wakeups_in_flight == 0 && self.idle_supervisors > 0 && !self.queue.is_empty();
+        if needed {
+            self.idle_supervisors -= 1;
+            self.wakeups_in_flight += 1;
+        }
+        needed
+    }
+
+    /// Counts off a wakeup the calling supervisor took up.
+    fn wakeup_taken(&mut self, woken: bool) {
+        if woken {
+            self.wakeups_in_flight = self.wakeups_in_flight.saturating_sub(1);
+        }
+    }
 }
 
 /// What the locked state knows of one tag.
@@ -191,6 +228,7 @@ impl Plan {
                 started: 0,
                 waiting_submitters: 0,
                 idle_supervisors: 0,
+                wakeups_in_flight: 0,
             }),
             work_available: Notify::new(),
             room_available: Notify::new(),
@@ -961,7 +999,7 @@ impl Shared {
         // Counted under the lock so a supervisor cannot finish the task
         // before it is counted as submitted.
         self.counters.record_submitted();
-        let wake_supervisor = claim(&mut state.idle_supervisors);
+        let wake_supervisor = state.claim_wakeup();
         drop(state);
         if wake_supervisor {
             self.work_available.notify_one();
@@ -972,28 +1010,41 @@ impl Shared {
     /// Waits for the next task. Returns `None` once the plan is closed and
     /// nothing is queued, or when this supervisor must retire.
     pub(crate) async fn next_task(&self) -> Option<BoxedTask> {
+        // Set once this supervisor was woken, until it has looked at the
+        // queue: see `State::wakeups_in_flight`.
+        let mut woken = false;
         loop {
             if self.should_retire() {
+                self.pass_on_wakeup(std::mem::take(&mut woken));
                 return None;
             }
-            if let Some(next) = self.try_pop(false) {
+            if let Some(next) = self.try_pop(std::mem::take(&mut woken), false) {
                 return next;
             }
             let mut work = pin!(self.work_available.notified());
-            work.as_mut().enable();
-            if let Some(next) = self.try_pop(true) {
+            if work.as_mut().enable() {
+                // A wakeup kept for the next waiter: take it up.
+                woken = true;
+                continue;
+            }
+            if let Some(next) = self.try_pop(false, true) {
+                // If a wakeup reaches `work` before it drops, `Notify`
+                // passes it on to another waiter.
                 return next;
             }
             work.await;
+            woken = true;
         }
     }
 
     /// `Some(Some(task))` if one was queued, `Some(None)` if the plan is
     /// closed and drained, `None` if the caller should wait; then, with
     /// `register_idle`, it is counted as an idle supervisor, and must have
-    /// registered with `work_available` first.
-    fn try_pop(&self, register_idle: bool) -> Option<Option<BoxedTask>> {
+    /// registered with `work_available` first. `woken` says whether the
+    /// caller takes up a wakeup.
+    fn try_pop(&self, woken: bool, register_idle: bool) -> Option<Option<BoxedTask>> {
         let mut state = self.lock();
+        state.wakeup_taken(woken);
         match state.queue.pop() {
             Some((task, tag)) => {
                 state.started += 1;
@@ -1004,9 +1055,14 @@ impl Shared {
                     task.header().set_running_key(key);
                 }
                 let wake_submitter = claim(&mut state.waiting_submitters);
+                // More queued and a supervisor idle: pass the work on.
+                let wake_supervisor = state.claim_wakeup();
                 drop(state);
                 if wake_submitter {
                     self.room_available.notify_one();
+                }
+                if wake_supervisor {
+                    self.work_available.notify_one();
                 }
                 Some(Some(task))
             }
@@ -1027,9 +1083,14 @@ impl Shared {
         }
     }
 
-    /// Hands a wakeup meant for a supervisor that is leaving to another.
-    pub(crate) fn pass_on_wakeup(&self) {
-        let wake = claim(&mut self.lock().idle_supervisors);
+    /// Hands the work of a supervisor that is leaving to another: the
+    /// wakeup it took up, if `woken`, or one meant for it that it never saw.
+    pub(crate) fn pass_on_wakeup(&self, woken: bool) {
+        let wake = {
+            let mut state = self.lock();
+            state.wakeup_taken(woken);
+            state.claim_wakeup()
+        };
         if wake {
             self.work_available.notify_one();
         }

@@ -219,7 +219,7 @@ impl Drop for ExitGuard {
     fn drop(&mut self) {
         // A retiring supervisor may have been the one a push woke: hand the
         // wakeup on so the task it was meant for does not wait.
-        self.plan.pass_on_wakeup();
+        self.plan.pass_on_wakeup(false);
         self.plan.supervisor_exited();
     }
 }

@@ -25,13 +25,18 @@ async fn abort_does_not_poll_a_running_task_again() {
             let polled_after_abort = Arc::clone(&polled_after_abort);
             // Never registers a waker: only the supervisor's own wakeup
             // (from the token) can poll it again.
+            // The token is looked at before `started` is sent: a poll that
+            // began before the abort may see the token cancelled on its way
+            // out (the test thread aborts as soon as `started` arrives), and
+            // no supervisor can help that; only a poll that *begins* after
+            // the abort is a bug.
             poll_fn(move |_| {
-                if let Some(tx) = started_tx.take() {
-                    tx.send(()).unwrap();
-                }
                 if token.is_cancelled() {
                     polled_after_abort.store(true, Ordering::SeqCst);
                     return Poll::Ready("finished after abort");
+                }
+                if let Some(tx) = started_tx.take() {
+                    tx.send(()).unwrap();
                 }
                 Poll::Pending
             })
