@@ -121,11 +121,9 @@ impl Work {
         }
     }
 
-    fn task(self) -> impl Future<Output = ()> + Send + 'static {
-        async move {
-            if let Work::YieldOnce = self {
-                tokio::task::yield_now().await;
-            }
+    async fn task(self) {
+        if let Work::YieldOnce = self {
+            tokio::task::yield_now().await;
         }
     }
 }

@@ -1,0 +1,2 @@
+//! Placeholder, replaced by the real harness.
+fn main() {}
