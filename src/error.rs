@@ -211,26 +211,22 @@ enum Kind {
     Panic(Mutex<Box<dyn Any + Send + 'static>>),
 }
 
+/// How a task ended without a value, as its shared slot stores it until
+/// the handle makes a [`TaskError`] of it.
+pub(crate) enum Failure {
+    Cancelled,
+    TimedOut,
+    Panic(Box<dyn Any + Send + 'static>),
+}
+
 impl TaskError {
-    pub(crate) fn cancelled(id: TaskId) -> TaskError {
-        TaskError {
-            id,
-            kind: Kind::Cancelled,
-        }
-    }
-
-    pub(crate) fn timed_out(id: TaskId) -> TaskError {
-        TaskError {
-            id,
-            kind: Kind::TimedOut,
-        }
-    }
-
-    pub(crate) fn panic(id: TaskId, payload: Box<dyn Any + Send + 'static>) -> TaskError {
-        TaskError {
-            id,
-            kind: Kind::Panic(Mutex::new(payload)),
-        }
+    pub(crate) fn new(id: TaskId, failure: Failure) -> TaskError {
+        let kind = match failure {
+            Failure::Cancelled => Kind::Cancelled,
+            Failure::TimedOut => Kind::TimedOut,
+            Failure::Panic(payload) => Kind::Panic(Mutex::new(payload)),
+        };
+        TaskError { id, kind }
     }
 
     /// Returns the id of the task that failed.

@@ -43,11 +43,12 @@ use crate::task::{Core, TaskId};
 pub struct TaskHandle<T> {
     core: Arc<Core<T>>,
     plan: Arc<Shared>,
+    id: TaskId,
 }
 
 impl<T> TaskHandle<T> {
-    pub(crate) fn new(core: Arc<Core<T>>, plan: Arc<Shared>) -> TaskHandle<T> {
-        TaskHandle { core, plan }
+    pub(crate) fn new(core: Arc<Core<T>>, plan: Arc<Shared>, id: TaskId) -> TaskHandle<T> {
+        TaskHandle { core, plan, id }
     }
 
     /// Cancels the task.
@@ -82,7 +83,7 @@ impl<T> TaskHandle<T> {
 
     /// Returns the task's id.
     pub fn id(&self) -> TaskId {
-        self.core.header().id()
+        self.id
     }
 
     /// Returns `true` once the task has finished, however it ended: then
@@ -96,9 +97,12 @@ impl<T> Future for TaskHandle<T> {
     type Output = Result<T, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.core
-            .poll_output(cx)
-            .map(|output| output.expect("`TaskHandle` polled after it returned `Ready`"))
+        let id = self.id;
+        self.core.poll_output(cx).map(|output| {
+            output
+                .expect("`TaskHandle` polled after it returned `Ready`")
+                .map_err(|failure| TaskError::new(id, failure))
+        })
     }
 }
 

@@ -19,6 +19,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use futures_util::task::AtomicWaker;
+
 use slab::Slab;
 
 use crate::blocking::{Blocking, BlockingTask};
@@ -29,7 +31,7 @@ use crate::queue::Queue;
 use crate::stats::{Counters, Outcomes, ShutdownReport, Stats};
 use crate::supervisor;
 use crate::tag::{Tag, TagRegistry};
-use crate::task::{BoxedTask, CancelRequest, Control, Core, Header, Task};
+use crate::task::{BoxedTask, CancelRequest, Control, Core, Header, Runnable, Setup, Task, TaskId};
 use crate::task_builder::{TaskBuilder, TaskOptions};
 
 /// A set of workers that run submitted futures, at most `workers` at a time,
@@ -91,6 +93,10 @@ pub(crate) struct Shared {
     idle_waiters: AtomicUsize,
     /// Cancelled on abort; every supervisor races its task against it.
     pub(crate) token: CancellationToken,
+    /// The waker of each live supervisor, by its number: a cancel wakes the
+    /// supervisor running the task through it. Taken alone, never with
+    /// another lock held.
+    supervisor_wakers: Mutex<Slab<Arc<AtomicWaker>>>,
     supervisors: TaskTracker,
     /// Supervisors not yet exited; the last one out cancels what is queued.
     live_supervisors: AtomicUsize,
@@ -235,6 +241,7 @@ impl Plan {
             idle: Notify::new(),
             idle_waiters: AtomicUsize::new(0),
             token,
+            supervisor_wakers: Mutex::new(Slab::new()),
             supervisors: TaskTracker::new(),
             live_supervisors: AtomicUsize::new(0),
             active_supervisors: AtomicUsize::new(0),
@@ -492,7 +499,7 @@ impl Plan {
                 room.as_mut().enable();
             }
             task = match self.shared.push(task, placement, wait_for_room) {
-                Ok(()) => return Ok(self.handle(core)),
+                Ok(id) => return Ok(self.handle(core, id)),
                 Err(Refused::Full(task)) => task,
                 Err(refused) => return Err(refused.into_submit_error()),
             };
@@ -520,7 +527,7 @@ impl Plan {
         } = self.prepare(future, options, None);
         self.shared
             .push(task, placement, false)
-            .map(|()| self.handle(core))
+            .map(|id| self.handle(core, id))
             .map_err(Refused::into_submit_error)
     }
 
@@ -540,16 +547,21 @@ impl Plan {
             tag: tag.as_ref().map(|tag| tag.index),
         };
         let timeout = options.timeout.unwrap_or(self.shared.default_timeout);
-        let core = Arc::new(Core::new(tag, timeout));
+        let core = Arc::new(Core::new());
+        let setup = Setup {
+            tag,
+            timeout,
+            token,
+        };
         Prepared {
-            task: Box::new(Task::new(future, Arc::clone(&core), token)),
+            task: Box::new(Task::new(future, Arc::clone(&core), setup)),
             core,
             placement,
         }
     }
 
-    fn handle<T>(&self, core: Arc<Core<T>>) -> TaskHandle<T> {
-        TaskHandle::new(core, Arc::clone(&self.shared))
+    fn handle<T>(&self, core: Arc<Core<T>>, id: TaskId) -> TaskHandle<T> {
+        TaskHandle::new(core, Arc::clone(&self.shared), id)
     }
 
     /// Closes the plan to new tasks. Returns `true` if this call closed it,
@@ -975,7 +987,7 @@ impl Shared {
         task: Box<Task<F>>,
         placement: Placement,
         wait_for_room: bool,
-    ) -> Result<(), Refused<Box<Task<F>>>>
+    ) -> Result<TaskId, Refused<Box<Task<F>>>>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -989,7 +1001,7 @@ impl Shared {
             return Err(Refused::Full(task));
         }
         let task: BoxedTask = Box::into_pin(task);
-        state.queue.push(task, placement.priority, placement.tag);
+        let id = state.queue.push(task, placement.priority, placement.tag);
         if let Some(tag) = placement.tag {
             if state.tags.len() <= tag {
                 state.tags.resize_with(tag + 1, TagState::default);
@@ -1004,12 +1016,12 @@ impl Shared {
         if wake_supervisor {
             self.work_available.notify_one();
         }
-        Ok(())
+        Ok(id)
     }
 
     /// Waits for the next task. Returns `None` once the plan is closed and
     /// nothing is queued, or when this supervisor must retire.
-    pub(crate) async fn next_task(&self) -> Option<BoxedTask> {
+    pub(crate) async fn next_task(&self, supervisor: u32) -> Option<BoxedTask> {
         // Set once this supervisor was woken, until it has looked at the
         // queue: see `State::wakeups_in_flight`.
         let mut woken = false;
@@ -1018,7 +1030,7 @@ impl Shared {
                 self.pass_on_wakeup(std::mem::take(&mut woken));
                 return None;
             }
-            if let Some(next) = self.try_pop(std::mem::take(&mut woken), false) {
+            if let Some(next) = self.try_pop(supervisor, std::mem::take(&mut woken), false) {
                 return next;
             }
             let mut work = pin!(self.work_available.notified());
@@ -1027,7 +1039,7 @@ impl Shared {
                 woken = true;
                 continue;
             }
-            if let Some(next) = self.try_pop(false, true) {
+            if let Some(next) = self.try_pop(supervisor, false, true) {
                 // If a wakeup reaches `work` before it drops, `Notify`
                 // passes it on to another waiter.
                 return next;
@@ -1041,18 +1053,24 @@ impl Shared {
     /// closed and drained, `None` if the caller should wait; then, with
     /// `register_idle`, it is counted as an idle supervisor, and must have
     /// registered with `work_available` first. `woken` says whether the
-    /// caller takes up a wakeup.
-    fn try_pop(&self, woken: bool, register_idle: bool) -> Option<Option<BoxedTask>> {
+    /// caller takes up a wakeup. The task is marked as run by `supervisor`.
+    fn try_pop(
+        &self,
+        supervisor: u32,
+        woken: bool,
+        register_idle: bool,
+    ) -> Option<Option<BoxedTask>> {
         let mut state = self.lock();
         state.wakeup_taken(woken);
         match state.queue.pop() {
-            Some((task, tag)) => {
+            Some((mut task, tag)) => {
+                task.header().mark_started(supervisor);
                 state.started += 1;
                 if let Some(tag) = tag {
                     let tag = &mut state.tags[tag];
                     tag.started += 1;
                     let key = tag.running.insert(task.control());
-                    task.header().set_running_key(key);
+                    task.as_mut().set_running_key(key);
                 }
                 let wake_submitter = claim(&mut state.waiting_submitters);
                 // More queued and a supervisor idle: pass the work on.
@@ -1075,11 +1093,60 @@ impl Shared {
     }
 
     /// Forgets a tagged task that stopped running.
-    pub(crate) fn finished_running(&self, header: &Header) {
-        if let Some(tag) = header.tag() {
+    pub(crate) fn finished_running(&self, task: &dyn Runnable) {
+        if let Some(tag) = task.tag() {
             self.lock().tags[tag.index]
                 .running
-                .remove(header.running_key());
+                .remove(task.running_key());
+        }
+    }
+
+    /// Gives a new supervisor its number and the waker through which a
+    /// cancel of its task reaches it.
+    pub(crate) fn register_supervisor(&self) -> (u32, Arc<AtomicWaker>) {
+        let waker = Arc::new(AtomicWaker::new());
+        let key = self
+            .supervisor_wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(Arc::clone(&waker));
+        // Past `u32::MAX` live supervisors (not a plan that fits in memory)
+        // the number means "unknown", and a cancel wakes them all.
+        (u32::try_from(key).unwrap_or(u32::MAX), waker)
+    }
+
+    pub(crate) fn unregister_supervisor(&self, number: u32, waker: &Arc<AtomicWaker>) {
+        let mut wakers = self
+            .supervisor_wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let key = match number {
+            u32::MAX => wakers
+                .iter()
+                .find(|(_, other)| Arc::ptr_eq(other, waker))
+                .map(|(key, _)| key),
+            number => Some(number as usize),
+        };
+        if let Some(key) = key {
+            wakers.try_remove(key);
+        }
+    }
+
+    /// Wakes the supervisor running a task that was just asked to stop.
+    fn wake_supervisor(&self, number: u32) {
+        let wakers: Vec<Arc<AtomicWaker>> = {
+            let wakers = self
+                .supervisor_wakers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match number {
+                u32::MAX => wakers.iter().map(|(_, waker)| Arc::clone(waker)).collect(),
+                number => wakers.get(number as usize).cloned().into_iter().collect(),
+            }
+        };
+        // Woken outside the lock: waking runs scheduler code.
+        for waker in wakers {
+            waker.wake();
         }
     }
 
@@ -1130,6 +1197,7 @@ impl Shared {
         }
         for task in running {
             if task.header().request_cancel() == CancelRequest::Requested {
+                self.wake_supervisor(task.header().supervisor());
                 cancelled += 1;
             }
             // If the task finished meanwhile and its handle is gone, this is
@@ -1150,7 +1218,7 @@ impl Shared {
         }
         let count = tasks.len();
         for task in &tasks {
-            task.header().record_cancelled_queued(self.outcomes());
+            task.record_cancelled_queued(self.outcomes());
         }
         // Drops the futures and resolves the handles, outside the lock.
         drop(tasks);
@@ -1179,23 +1247,26 @@ impl Shared {
 
     /// Cancels one task, queued or running.
     pub(crate) fn cancel(&self, header: &Header) {
-        if header.request_cancel() != CancelRequest::StillQueued {
-            return;
-        }
-        let mut state = self.lock();
-        if !header.is_queued() {
+        let mut request = header.request_cancel();
+        if request == CancelRequest::StillQueued {
+            let mut state = self.lock();
+            if header.is_queued() {
+                let (task, _) = state.queue.remove(header.queue_key());
+                let wake_submitter = claim(&mut state.waiting_submitters);
+                drop(state);
+                if wake_submitter {
+                    self.room_available.notify_one();
+                }
+                self.drop_unstarted(vec![task]);
+                return;
+            }
             // A supervisor took it between our two looks: cancel it there.
             drop(state);
-            header.request_cancel();
-            return;
+            request = header.request_cancel();
         }
-        let (task, _) = state.queue.remove(header.queue_key());
-        let wake_submitter = claim(&mut state.waiting_submitters);
-        drop(state);
-        if wake_submitter {
-            self.room_available.notify_one();
+        if request == CancelRequest::Requested {
+            self.wake_supervisor(header.supervisor());
         }
-        self.drop_unstarted(vec![task]);
     }
 
     pub(crate) fn close(&self) -> bool {

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use slab::Slab;
 
-use crate::task::BoxedTask;
+use crate::task::{BoxedTask, TaskId};
 
 /// Marks the end of a list; slab keys never reach it.
 const NIL: usize = usize::MAX;
@@ -146,13 +146,19 @@ impl Queue {
     /// Queues a task behind every task of its priority, and records in its
     /// header its key and its sequence number, which becomes its id: ids
     /// follow the order in which tasks were queued.
-    pub(crate) fn push(&mut self, task: BoxedTask, priority: i32, tag: Option<usize>) {
+    pub(crate) fn push(
+        &mut self,
+        mut task: BoxedTask,
+        priority: i32,
+        tag: Option<usize>,
+    ) -> TaskId {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
+        let id = TaskId::from_sequence(sequence);
         let slot = self.nodes.vacant_entry();
         let key = slot.key();
         task.header().set_queue_key(key);
-        task.header().set_sequence(sequence);
+        task.as_mut().set_id(id);
         slot.insert(Node {
             task,
             place: Place::Lane(priority),
@@ -172,9 +178,10 @@ impl Queue {
             }
             append(&mut self.nodes, &mut self.tags[tag], key, Chain::Tag);
         }
+        id
     }
 
-    /// Takes the task that starts next and marks it started.
+    /// Takes the task that starts next. The caller marks it started.
     pub(crate) fn pop(&mut self) -> Option<(BoxedTask, Option<usize>)> {
         let key = match self.tiers.last_key_value() {
             Some((_, tier)) => tier.head,
@@ -185,9 +192,7 @@ impl Queue {
                 None => return None,
             },
         };
-        let (task, tag) = self.remove_node(key);
-        task.header().mark_started();
-        Some((task, tag))
+        Some(self.remove_node(key))
     }
 
     /// Unlinks the task at `key` so it can be dropped instead of run.
@@ -339,7 +344,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::task::{Core, Task};
+    use crate::task::{Core, Setup, Task};
 
     /// A queued task as the model sees it.
     #[derive(Clone, Debug)]
@@ -365,8 +370,8 @@ mod tests {
     fn task() -> BoxedTask {
         Box::pin(Task::new(
             async {},
-            Arc::new(Core::<()>::new(None, None)),
-            None,
+            Arc::new(Core::<()>::new()),
+            Setup::default(),
         ))
     }
 
@@ -401,7 +406,7 @@ mod tests {
                         let priority = [0, 0, 0, 1, -1, 5][random.below(6) as usize];
                         let tag = [None, Some(0), Some(1), Some(2)][random.below(4) as usize];
                         let task = task();
-                        let header_id = |task: &BoxedTask| task.header().id().as_u64();
+                        let header_id = |task: &BoxedTask| task.id().as_u64();
                         queue.push(task, priority, tag);
                         let key = queue
                             .nodes
@@ -419,14 +424,14 @@ mod tests {
                     }
                     4 | 5 => {
                         let expected = sorted(&model).first().map(|entry| entry.id);
-                        let popped = queue.pop().map(|(task, _)| task.header().id().as_u64());
+                        let popped = queue.pop().map(|(task, _)| task.id().as_u64());
                         assert_eq!(popped, expected, "seed {seed}");
                         model.retain(|entry| Some(entry.id) != expected);
                     }
                     6 if !model.is_empty() => {
                         let victim = model.remove(random.below(model.len() as u64) as usize);
                         let (task, _) = queue.remove(victim.key);
-                        assert_eq!(task.header().id().as_u64(), victim.id);
+                        assert_eq!(task.id().as_u64(), victim.id);
                     }
                     7 | 8 => {
                         let tag = random.below(3) as usize;
@@ -459,7 +464,7 @@ mod tests {
             // Whatever is left starts in the model's order.
             for expected in sorted(&model) {
                 let (task, _) = queue.pop().unwrap();
-                assert_eq!(task.header().id().as_u64(), expected.id, "seed {seed}");
+                assert_eq!(task.id().as_u64(), expected.id, "seed {seed}");
             }
             assert!(queue.pop().is_none());
             assert!(queue.lanes.is_empty() && queue.tiers.is_empty());

@@ -5,8 +5,10 @@
 //! [`CancellationToken`](tokio_util::sync::CancellationToken) (and its
 //! timeout) in a biased select, so an abort drops a task at once even when
 //! it waits on I/O that never completes. Per-task cancellation needs no
-//! token: a task's own cancel flag and waker live in its header, and the
-//! task wrapper checks them on every poll (see `task.rs`).
+//! token: a task's own cancel flag lives in its header and the task wrapper
+//! checks it on every poll (see `task.rs`); a cancel wakes the supervisor
+//! through the waker it registered with the plan, found by the number the
+//! header records.
 
 use std::future::{Future, poll_fn};
 use std::panic::catch_unwind;
@@ -14,6 +16,7 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::task::AtomicWaker;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::error::contain_panic;
@@ -29,6 +32,7 @@ use crate::task::{BoxedTask, Outcome};
 /// a task taken off the queue just as the abort began.
 pub(crate) async fn supervise(exit: ExitGuard) {
     let plan = &exit.plan;
+    let cancel_waker = &*exit.waker;
     // One `cancelled()` future for the supervisor's whole life, so it joins
     // the token's waiter list once, not once per task.
     let mut aborted = pin!(plan.token.cancelled());
@@ -36,7 +40,7 @@ pub(crate) async fn supervise(exit: ExitGuard) {
     // a timeout (a runtime without a time driver never needs one), and reset
     // for each later one.
     let mut timer: Option<Pin<Box<Sleep>>> = None;
-    while let Some(task) = plan.next_task().await {
+    while let Some(task) = plan.next_task(exit.number).await {
         // Ends the task however this iteration ends, including when the
         // runtime drops this supervisor in the middle of it.
         let mut running = Running {
@@ -51,7 +55,6 @@ pub(crate) async fn supervise(exit: ExitGuard) {
         }
         let task = running.task();
         let mut deadline = task
-            .header()
             .timeout()
             .and_then(|timeout| Instant::now().checked_add(timeout));
         if let Some(at) = deadline {
@@ -64,7 +67,7 @@ pub(crate) async fn supervise(exit: ExitGuard) {
                     Err(_) => {
                         tracing::error!(
                             plan = %plan.name,
-                            task = %task.header().id(),
+                            task = %task.id(),
                             "task timeouts need the runtime's time driver (`enable_time` or \
                              `enable_all` on the runtime builder); this task runs without one"
                         );
@@ -100,7 +103,8 @@ pub(crate) async fn supervise(exit: ExitGuard) {
                     return Poll::Ready(ending);
                 }
             }
-            if let Poll::Ready(outcome) = task.as_mut().poll_run(cx, plan.outcomes()) {
+            if let Poll::Ready(outcome) = task.as_mut().poll_run(cx, plan.outcomes(), cancel_waker)
+            {
                 return Poll::Ready(Ending::Ran(outcome));
             }
             if std::mem::take(&mut first_poll) {
@@ -113,11 +117,10 @@ pub(crate) async fn supervise(exit: ExitGuard) {
         .await;
         match ending {
             Ending::Ran(Outcome::Panicked(message)) => {
-                let header = task.header();
                 tracing::error!(
                     plan = %plan.name,
-                    task = %header.id(),
-                    tag = header.tag().map(|tag| tag.name.as_str()),
+                    task = %task.id(),
+                    tag = task.tag().map(|tag| tag.name.as_str()),
                     panic = %message,
                     "task panicked"
                 );
@@ -161,12 +164,11 @@ impl Drop for Running<'_> {
     fn drop(&mut self) {
         let Some(task) = self.task.take() else { return };
         let plan = self.plan;
-        let header = task.header();
-        if !header.is_done() {
-            header.record(plan.outcomes(), &Outcome::Cancelled);
+        if !task.header().is_done() {
+            task.record(plan.outcomes(), &Outcome::Cancelled);
         }
-        plan.finished_running(header);
-        let id = header.id();
+        plan.finished_running(&*task);
+        let id = task.id();
         // Dropping a detached task's output runs user code too; its panic
         // must not take the supervisor down.
         contain_panic(
@@ -207,11 +209,22 @@ pub(crate) async fn watch_token(plan: Arc<Shared>) {
 /// Runs when a supervisor exits, normally or because the runtime dropped it.
 pub(crate) struct ExitGuard {
     plan: Arc<Shared>,
+    /// The supervisor's number in the plan, recorded in the header of each
+    /// task it runs.
+    number: u32,
+    /// Registered with each pending poll of a task; a cancel of that task
+    /// wakes it.
+    waker: Arc<AtomicWaker>,
 }
 
 impl ExitGuard {
     pub(crate) fn new(plan: Arc<Shared>) -> ExitGuard {
-        ExitGuard { plan }
+        let (number, waker) = plan.register_supervisor();
+        ExitGuard {
+            plan,
+            number,
+            waker,
+        }
     }
 }
 
@@ -220,6 +233,7 @@ impl Drop for ExitGuard {
         // A retiring supervisor may have been the one a push woke: hand the
         // wakeup on so the task it was meant for does not wait.
         self.plan.pass_on_wakeup(false);
+        self.plan.unregister_supervisor(self.number, &self.waker);
         self.plan.supervisor_exited();
     }
 }
