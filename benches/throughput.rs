@@ -43,6 +43,18 @@
 //! [`TASKS`] no-op tasks split between 1, 4 or 16 submitting tasks that run
 //! at once on the multi-thread runtime; each awaits its own handles.
 //!
+//! # Group `cancel_signal`
+//!
+//! The per-task cost of a cancellation signal alone, on a current-thread
+//! runtime with no queue or scheduling in the way, [`SIGNAL_TASKS`] tasks
+//! per iteration: `child_token_select` (a `CancellationToken::child_token()`
+//! per task raced in a biased `select!`, the usual idiom), `shared_token_select`
+//! (one `cancelled()` future pinned once and raced against every task, as
+//! taskplan's supervisors do with the plan token) and `header_flag` (an
+//! atomic flag looked at before the poll, as taskplan's wrapper does with the
+//! flag in the task's shared state). This is why per-task cancellation in
+//! taskplan allocates nothing and joins no waiter list.
+//!
 //! # Group `promote`
 //!
 //! `Plan::promote` of a tag that marks a tenth of 1,000, 10,000 and 100,000
@@ -55,7 +67,7 @@ use std::future::Future;
 use std::hint::black_box;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -64,6 +76,7 @@ use taskplan::Plan;
 use tokio::runtime::Runtime;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Tasks per iteration.
@@ -543,5 +556,85 @@ fn promote(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, throughput, submitters, promote);
+/// Tasks per iteration of the `cancel_signal` group.
+const SIGNAL_TASKS: usize = 10_000;
+
+fn cancel_signal(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("build the current-thread runtime");
+
+    let mut group = c.benchmark_group("cancel_signal");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(SIGNAL_TASKS as u64));
+
+    group.bench_function("child_token_select", |b| {
+        let parent = CancellationToken::new();
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    for _ in 0..SIGNAL_TASKS {
+                        let child = parent.child_token();
+                        let task = black_box(async {});
+                        tokio::select! {
+                            biased;
+                            () = task => {}
+                            () = child.cancelled() => unreachable!("never cancelled"),
+                        }
+                    }
+                }
+                start.elapsed()
+            })
+        });
+    });
+
+    group.bench_function("shared_token_select", |b| {
+        let token = CancellationToken::new();
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut aborted = pin!(token.cancelled());
+                let start = Instant::now();
+                for _ in 0..iters {
+                    for _ in 0..SIGNAL_TASKS {
+                        let task = black_box(async {});
+                        tokio::select! {
+                            biased;
+                            () = task => {}
+                            () = &mut aborted => unreachable!("never cancelled"),
+                        }
+                    }
+                }
+                start.elapsed()
+            })
+        });
+    });
+
+    group.bench_function("header_flag", |b| {
+        const CANCEL: u8 = 0b100;
+        let flag = AtomicU8::new(0);
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    for _ in 0..SIGNAL_TASKS {
+                        let task = black_box(async {});
+                        if black_box(&flag).load(Ordering::Acquire) & CANCEL != 0 {
+                            unreachable!("never cancelled");
+                        }
+                        task.await;
+                    }
+                }
+                start.elapsed()
+            })
+        });
+    });
+
+    group.finish();
+}
+
+criterion_group!(benches, throughput, submitters, promote, cancel_signal);
 criterion_main!(benches);
