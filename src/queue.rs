@@ -134,10 +134,6 @@ impl Queue {
         self.nodes.len()
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
-
     /// Number of queued tasks with the tag of this index.
     pub(crate) fn tag_len(&self, tag: usize) -> usize {
         self.tags.get(tag).map_or(0, |list| list.len)
