@@ -1200,7 +1200,7 @@ impl Shared {
         let wake_submitters = claim_up_to(&mut state.waiting_submitters, queued.len());
         drop(state);
         let mut cancelled = queued.len();
-        self.drop_unstarted(queued);
+        self.drop_unstarted(queued.len(), queued);
         for _ in 0..wake_submitters {
             self.room_available.notify_one();
         }
@@ -1221,16 +1221,21 @@ impl Shared {
     }
 
     /// Counts, drops and settles tasks taken off the queue unstarted.
-    fn drop_unstarted(&self, tasks: Vec<BoxedTask>) {
-        if tasks.is_empty() {
+    ///
+    /// `count` is how many `tasks` yields. The plan's count goes up for all
+    /// of them first; each task's tag count just before it drops, in one
+    /// visit, since an abort may bring many tasks that are no longer in the
+    /// cache. Either way a task is counted before its handle resolves.
+    fn drop_unstarted(&self, count: usize, tasks: impl IntoIterator<Item = BoxedTask>) {
+        if count == 0 {
             return;
         }
-        let count = tasks.len();
-        for task in &tasks {
-            task.record_cancelled_queued(self.outcomes());
-        }
+        self.outcomes().record_cancelled_queued(count);
         // Drops the futures and resolves the handles, outside the lock.
-        drop(tasks);
+        for task in tasks {
+            task.record_cancelled_queued_for_tag();
+            drop(task);
+        }
         self.settle(count);
     }
 
@@ -1259,17 +1264,19 @@ impl Shared {
         let mut request = header.request_cancel();
         if request == CancelRequest::StillQueued {
             let mut state = self.lock();
-            if header.is_queued() {
+            if header.is_queued() && state.queue.holds(header.queue_key(), header) {
                 let (task, _) = state.queue.remove(header.queue_key());
                 let wake_submitter = claim(&mut state.waiting_submitters);
                 drop(state);
                 if wake_submitter {
                     self.room_available.notify_one();
                 }
-                self.drop_unstarted(vec![task]);
+                self.drop_unstarted(1, [task]);
                 return;
             }
             // A supervisor took it between our two looks: cancel it there.
+            // (Or an abort drained it: then it is being dropped unstarted,
+            // and this finds it still QUEUED and leaves it be.)
             drop(state);
             request = header.request_cancel();
         }
@@ -1308,7 +1315,7 @@ impl Shared {
         if newly_closed {
             self.announce_closed();
         }
-        self.drop_unstarted(tasks.into_iter().map(|(task, _)| task).collect());
+        self.drop_unstarted(tasks.len(), tasks.into_tasks());
     }
 
     /// The queue's part of an abort: marks the plan as forced and cancels

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use slab::Slab;
 
-use crate::task::{BoxedTask, TaskId};
+use crate::task::{BoxedTask, Header, TaskId};
 
 /// Marks the end of a list; slab keys never reach it.
 const NIL: usize = usize::MAX;
@@ -94,6 +94,19 @@ impl Node {
             Chain::Place => &mut self.place_links,
             Chain::Tag => &mut self.tag_links,
         }
+    }
+}
+
+/// Every task a [`Queue::drain`] took, in no particular order.
+pub(crate) struct Drained(Slab<Node>);
+
+impl Drained {
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(crate) fn into_tasks(self) -> impl Iterator<Item = BoxedTask> {
+        self.0.into_iter().map(|(_, node)| node.task)
     }
 }
 
@@ -201,10 +214,31 @@ impl Queue {
         (task, tag)
     }
 
-    /// Takes every queued task, to be dropped instead of run.
-    pub(crate) fn drain(&mut self) -> Vec<(BoxedTask, Option<usize>)> {
-        let keys: Vec<usize> = self.nodes.iter().map(|(key, _)| key).collect();
-        keys.into_iter().map(|key| self.remove(key)).collect()
+    /// Takes every queued task at once, to be dropped instead of run, and
+    /// leaves the queue empty, its storage handed over with the tasks: only
+    /// a plan that has closed for good drains its queue.
+    ///
+    /// O(1) under the caller's lock: nothing is unlinked, and the tasks keep
+    /// their QUEUED state until they are dropped, so an abort of a long
+    /// queue holds the lock for no longer than a short one. A cancel that
+    /// meanwhile sees one of them as QUEUED finds, through
+    /// [`holds`](Queue::holds), that the queue no longer has it, and leaves
+    /// it to the drain, which resolves it.
+    pub(crate) fn drain(&mut self) -> Drained {
+        self.default_lane = List::EMPTY;
+        self.lanes.clear();
+        self.tiers.clear();
+        self.tags.iter_mut().for_each(|list| *list = List::EMPTY);
+        Drained(std::mem::take(&mut self.nodes))
+    }
+
+    /// Whether the task whose header this is still sits in the queue at
+    /// `key`: a task seen as QUEUED under the lock either does, or was taken
+    /// by a [`drain`](Queue::drain).
+    pub(crate) fn holds(&self, key: usize, header: &Header) -> bool {
+        self.nodes
+            .get(key)
+            .is_some_and(|node| std::ptr::eq(node.task.header(), header))
     }
 
     /// Takes every queued task of one tag, to be dropped instead of run.
@@ -397,6 +431,19 @@ mod tests {
             let mut model: Vec<Entry> = Vec::new();
             let mut promotions = 0u64;
             for _ in 0..600 {
+                if random.below(60) == 0 {
+                    let mut drained: Vec<u64> = queue
+                        .drain()
+                        .into_tasks()
+                        .map(|task| task.id().as_u64())
+                        .collect();
+                    let mut expected: Vec<u64> = model.drain(..).map(|entry| entry.id).collect();
+                    drained.sort_unstable();
+                    expected.sort_unstable();
+                    assert_eq!(drained, expected, "seed {seed}");
+                    assert!(queue.lanes.is_empty() && queue.tiers.is_empty());
+                    assert!(queue.pop().is_none(), "seed {seed}");
+                }
                 match random.below(10) {
                     0..=3 => {
                         let priority = [0, 0, 0, 1, -1, 5][random.below(6) as usize];

@@ -81,7 +81,8 @@ impl fmt::Debug for TaskId {
 // queued task is cancelled. QUEUED -> RUNNING is only ever written with the
 // plan's queue lock held (by the pop that takes the task, or by a cancel that
 // unlinks it), so a task seen as QUEUED under that lock is still linked at
-// `Header::queue_key`.
+// `Header::queue_key`, unless an abort drained the whole queue: drained tasks
+// stay QUEUED until they are dropped, and `Queue::holds` tells them apart.
 const STAGE_MASK: u8 = 0b011;
 const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
@@ -303,9 +304,9 @@ pub(crate) trait Runnable: Send {
         record(self.tag(), plan, outcome);
     }
 
-    /// Counts the task as cancelled before it started.
-    fn record_cancelled_queued(&self, plan: &Outcomes) {
-        plan.record_cancelled_queued(1);
+    /// Counts the task as cancelled before it started, for its tag; the
+    /// caller counts it for the plan.
+    fn record_cancelled_queued_for_tag(&self) {
         if let Some(tag) = self.tag() {
             tag.outcomes.record_cancelled_queued(1);
         }
