@@ -265,6 +265,16 @@ impl Fill {
 
     /// The allocation sizes the fill made at least once per hundred tasks,
     /// with their count per task: what one task is made of.
+    /// The size of the largest allocation that came once per task: the one
+    /// that holds the future (in taskplan the boxed wrapper; every other
+    /// per-task allocation is smaller than the future in this harness).
+    fn boxed_future_size(&self) -> Option<usize> {
+        (0..=MAX_SIZE).rev().find(|&size| {
+            let count = self.after.sizes[size] - self.before.sizes[size];
+            count * 100 >= self.tasks
+        })
+    }
+
     fn per_task_sizes(&self) -> String {
         let mut parts = Vec::new();
         let mut rest = 0;
@@ -613,9 +623,23 @@ fn print_report(tasks: usize, future: usize, scenarios: &[Scenario]) {
             // from reading as a miss.
             let met = bytes <= TARGET_BYTES + 0.5 && allocs <= TARGET_ALLOCS + 0.01;
             println!(
-                "  {name}: {bytes:.1} bytes, {allocs:.3} allocations -> {}",
+                "  {name}, every byte beyond the future's own size: {bytes:.1} bytes, \
+                 {allocs:.3} allocations -> {}",
                 if met { "met" } else { "NOT met" }
             );
+            // The other reading of the target: what a task costs beside
+            // the allocation that holds the boxed future (its wrapper
+            // included), i.e. the shared state and, in the cold fill, the
+            // queue's growth.
+            if let Some(boxed) = fill.boxed_future_size() {
+                let beside = fill.bytes_per_task() - boxed as f64;
+                let met = beside <= TARGET_BYTES + 0.5 && allocs <= TARGET_ALLOCS + 0.01;
+                println!(
+                    "  {name}, beside the {boxed}-byte allocation holding the future: \
+                     {beside:.1} bytes, {allocs:.3} allocations -> {}",
+                    if met { "met" } else { "NOT met" }
+                );
+            }
         }
     }
     let leaks: Vec<&str> = scenarios
