@@ -166,3 +166,35 @@ pub fn assert_conserved(stats: taskplan::Stats) {
         "{stats:?}"
     );
 }
+
+/// How long a test plan may take to terminate once the test is done with it.
+/// Under paused time this is virtual: a plan that never terminates fails at
+/// once instead of after a real wait.
+pub const JOIN_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Shuts `plan` down (with `grace` for its running tasks, then an abort) and
+/// fails the test unless every supervisor has exited and every handle has
+/// resolved within [`JOIN_BOUND`]; then checks that the counts add up.
+/// Returns the report.
+pub async fn join_or_fail_with(
+    plan: &taskplan::Plan,
+    grace: std::time::Duration,
+) -> taskplan::ShutdownReport {
+    let report = match tokio::time::timeout(JOIN_BOUND, plan.shutdown(grace)).await {
+        Ok(report) => report,
+        Err(_) => panic!(
+            "plan {:?} did not terminate within {JOIN_BOUND:?}: {:?}",
+            plan.name(),
+            plan.stats()
+        ),
+    };
+    let stats = plan.stats();
+    assert_eq!((stats.queued, stats.running), (0, 0), "{stats:?}");
+    assert_conserved(stats);
+    report
+}
+
+/// [`join_or_fail_with`] with a grace period of zero: an abort.
+pub async fn join_or_fail(plan: &taskplan::Plan) -> taskplan::ShutdownReport {
+    join_or_fail_with(plan, std::time::Duration::ZERO).await
+}
