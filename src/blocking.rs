@@ -10,11 +10,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::sync::{AtomicU8, AtomicUsize, Ordering};
 
 /// Counts blocking closures that outlived their task.
 #[derive(Default)]

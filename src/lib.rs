@@ -151,9 +151,13 @@ mod queue;
 mod signal;
 mod stats;
 mod supervisor;
+mod sync;
 mod tag;
 mod task;
 mod task_builder;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
 
 pub use builder::PlanBuilder;
 pub use error::{BuildError, ResizeError, SubmitError, TaskError};

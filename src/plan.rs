@@ -10,16 +10,12 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-use futures_util::task::AtomicWaker;
 
 use slab::Slab;
 
@@ -30,6 +26,8 @@ use crate::handle::TaskHandle;
 use crate::queue::Queue;
 use crate::stats::{CachePadded, Counters, Outcomes, ShutdownReport, Stats};
 use crate::supervisor;
+use crate::sync::{Arc, Mutex, MutexGuard};
+use crate::sync::{AtomicBool, AtomicUsize, AtomicWaker, Ordering};
 use crate::tag::{Tag, TagRegistry};
 use crate::task::{BoxedTask, CancelRequest, Control, Core, Header, Runnable, Setup, Task, TaskId};
 use crate::task_builder::{TaskBuilder, TaskOptions};
@@ -625,8 +623,10 @@ impl Plan {
     ///
     /// # Panics
     ///
-    /// With a non-zero `grace`, panics if the runtime was built without the
-    /// time driver (`enable_time`), as `tokio::time::timeout` does.
+    /// With a non-zero `grace`, panics if the plan's runtime was built
+    /// without the time driver (`enable_time`), as `tokio::time::timeout`
+    /// does. The caller's context does not matter: `shutdown` may be awaited
+    /// on another runtime or on a plain thread.
     ///
     /// # Examples
     ///
@@ -651,9 +651,14 @@ impl Plan {
         // worker could start a queued task in between.
         let drained = !grace.is_zero() && {
             self.close();
-            tokio::time::timeout(grace, supervisors.wait())
-                .await
-                .is_ok()
+            // The timer belongs to the plan's runtime, not to the caller's:
+            // `shutdown` may be awaited on a plain thread or on another
+            // runtime, where making a timer would panic.
+            let grace_period = {
+                let _runtime = self.shared.runtime.enter();
+                tokio::time::timeout(grace, supervisors.wait())
+            };
+            grace_period.await.is_ok()
         };
         if !drained {
             // Drain before cancelling: a task still queued when the grace

@@ -1,9 +1,9 @@
 //! Counters: what a plan has done so far ([`Stats`]) and how a shutdown
 //! ended ([`ShutdownReport`]).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::sync::{AtomicUsize, Ordering};
 use crate::task::Outcome;
 
 /// A snapshot of a plan's counters, from [`Plan::stats`](crate::Plan::stats).

@@ -14,14 +14,13 @@ use std::future::{Future, poll_fn};
 use std::panic::catch_unwind;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
-use futures_util::task::AtomicWaker;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::error::contain_panic;
 use crate::plan::Shared;
+use crate::sync::{AtomicBool, AtomicWaker, Ordering};
 use crate::task::{BoxedTask, Outcome};
 
 /// Runs tasks until the plan is closed and drained, is aborted, or has more

@@ -22,17 +22,16 @@ use std::future::Future;
 use std::num::NonZeroU64;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use futures_util::task::AtomicWaker;
 use pin_project_lite::pin_project;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Failure, contain_panic, panic_text};
 use crate::stats::Outcomes;
+use crate::sync::{Arc, Mutex, MutexGuard};
+use crate::sync::{AtomicU8, AtomicU32, AtomicUsize, AtomicWaker, Ordering};
 use crate::tag::TagInfo;
 
 /// A task's id, unique within its plan and assigned in submission order.
@@ -210,7 +209,7 @@ impl<T> Core<T> {
         &self.header
     }
 
-    fn lock_slot(&self) -> std::sync::MutexGuard<'_, Slot<T>> {
+    fn lock_slot(&self) -> MutexGuard<'_, Slot<T>> {
         // Nothing that can panic runs under this lock but a waker's `clone`;
         // the slot is whole after every statement, so poison is harmless.
         self.slot.lock().unwrap_or_else(|e| e.into_inner())

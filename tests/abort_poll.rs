@@ -15,7 +15,7 @@ use taskplan::Plan;
 use tokio::sync::oneshot;
 
 async fn abort_does_not_poll_a_running_task_again() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let token = plan.token();
     let polled_after_abort = Arc::new(AtomicBool::new(false));
     let (started_tx, started_rx) = oneshot::channel::<()>();

@@ -14,7 +14,7 @@ fn blocker() -> (std_mpsc::Sender<()>, std_mpsc::Receiver<()>) {
 }
 
 async fn a_closure_runs_off_the_runtime_threads_and_returns_its_value() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let (release_tx, release_rx) = blocker();
     let handle = plan
         .submit_blocking(move |_token| {
@@ -31,7 +31,7 @@ async fn a_closure_runs_off_the_runtime_threads_and_returns_its_value() {
 }
 
 async fn a_running_closure_holds_a_worker_slot() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
     let (release_tx, release_rx) = blocker();
     let closure = plan
@@ -56,7 +56,7 @@ async fn a_running_closure_holds_a_worker_slot() {
 }
 
 async fn cancelling_resolves_at_once_cancels_the_token_and_frees_the_slot() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
     let (token_tx, token_rx) = tokio::sync::oneshot::channel();
     let (release_tx, release_rx) = blocker();
@@ -86,7 +86,7 @@ async fn cancelling_resolves_at_once_cancels_the_token_and_frees_the_slot() {
 }
 
 async fn a_cooperative_closure_stops_when_its_token_is_cancelled() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let (token_tx, token_rx) = tokio::sync::oneshot::channel();
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
     let handle = plan
@@ -108,7 +108,7 @@ async fn a_cooperative_closure_stops_when_its_token_is_cancelled() {
 }
 
 async fn a_panicking_closure_resolves_with_a_panic() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let handle = plan
         .submit_blocking(|_token| -> u8 { panic!("disk on fire") })
         .await
@@ -123,7 +123,7 @@ async fn a_panicking_closure_resolves_with_a_panic() {
 }
 
 async fn a_refused_closure_is_handed_back_uncalled() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     plan.close();
     let refused = plan.submit_blocking(|_token| 5).await.unwrap_err();
     assert!(refused.is_closed());
@@ -132,7 +132,7 @@ async fn a_refused_closure_is_handed_back_uncalled() {
 }
 
 async fn abort_counts_a_closure_still_running_as_abandoned() {
-    let plan = Plan::builder().workers(2).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(2).build().unwrap());
     let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
     let (release_tx, release_rx) = blocker();
     let stubborn = plan
@@ -179,20 +179,23 @@ on_both_runtimes!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_never_waits_past_its_grace_for_a_blocked_closure() {
-    let plan = Plan::builder().workers(1).build().unwrap();
-    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
-    let (release_tx, release_rx) = blocker();
-    plan.submit_blocking(move |_token| {
-        entered_tx.send(()).unwrap();
-        // Released only after shutdown returns: if shutdown waited for
-        // this closure, the test would never end.
-        release_rx.recv().unwrap();
+    common::harness(async {
+        let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+        let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = blocker();
+        plan.submit_blocking(move |_token| {
+            entered_tx.send(()).unwrap();
+            // Released only after shutdown returns: if shutdown waited for
+            // this closure, the test would never end.
+            release_rx.recv().unwrap();
+        })
+        .await
+        .unwrap();
+        entered_rx.await.unwrap();
+        let report = plan.shutdown(Duration::from_millis(1)).await;
+        assert!(report.forced);
+        assert_eq!((report.cancelled, report.abandoned), (1, 1));
+        release_tx.send(()).unwrap();
     })
     .await
-    .unwrap();
-    entered_rx.await.unwrap();
-    let report = plan.shutdown(Duration::from_millis(1)).await;
-    assert!(report.forced);
-    assert_eq!((report.cancelled, report.abandoned), (1, 1));
-    release_tx.send(()).unwrap();
 }

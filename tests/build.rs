@@ -38,16 +38,22 @@ fn build_outside_a_runtime_is_an_error_not_a_panic() {
 
 #[tokio::test]
 async fn zero_workers_is_an_error_that_says_what_to_do() {
-    let error = Plan::builder().workers(0).build().unwrap_err();
-    assert_eq!(error, BuildError::ZeroWorkers);
-    assert!(error.to_string().contains("`workers` must be at least 1"));
+    common::harness(async {
+        let error = Plan::builder().workers(0).build().unwrap_err();
+        assert_eq!(error, BuildError::ZeroWorkers);
+        assert!(error.to_string().contains("`workers` must be at least 1"));
+    })
+    .await
 }
 
 #[tokio::test]
 async fn zero_capacity_is_an_error_that_says_what_to_do() {
-    let error = Plan::builder().capacity(0).build().unwrap_err();
-    assert_eq!(error, BuildError::ZeroCapacity);
-    assert!(error.to_string().contains("`capacity` must be at least 1"));
+    common::harness(async {
+        let error = Plan::builder().capacity(0).build().unwrap_err();
+        assert_eq!(error, BuildError::ZeroCapacity);
+        assert!(error.to_string().contains("`capacity` must be at least 1"));
+    })
+    .await
 }
 
 #[test]
@@ -61,38 +67,41 @@ fn bad_settings_are_reported_even_outside_a_runtime() {
 
 #[tokio::test]
 async fn defaults_are_available_parallelism_1024_and_plan() {
-    let gate = common::Gate::closed();
-    let plan = Plan::builder().build().unwrap();
-    let parallelism = std::thread::available_parallelism().unwrap().get();
-    assert_eq!(plan.stats().workers, parallelism);
-    assert_eq!(plan.name(), "plan");
-    assert!(format!("{plan:?}").contains("\"plan\""));
+    common::harness(async {
+        let gate = common::Gate::closed();
+        let plan = common::tracked(Plan::builder().build().unwrap());
+        let parallelism = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(plan.stats().workers, parallelism);
+        assert_eq!(plan.name(), "plan");
+        assert!(format!("{plan:?}").contains("\"plan\""));
 
-    // Occupy every worker, then the queue holds exactly 1024 more.
-    let (started_tx, mut started_rx) = common::started_channel();
-    for n in 0..parallelism {
-        let (gate, started_tx) = (gate.clone(), started_tx.clone());
-        plan.submit(async move {
-            started_tx.send(n).unwrap();
-            gate.pass().await;
-        })
-        .await
-        .unwrap();
-    }
-    for _ in 0..parallelism {
-        started_rx.recv().await.unwrap();
-    }
-    for _ in 0..1024 {
-        plan.try_submit(async {}).unwrap();
-    }
-    assert!(plan.try_submit(async {}).unwrap_err().is_full());
-    gate.open();
-    plan.wait_idle().await;
-    assert_eq!(plan.stats().completed, parallelism + 1024);
+        // Occupy every worker, then the queue holds exactly 1024 more.
+        let (started_tx, mut started_rx) = common::started_channel();
+        for n in 0..parallelism {
+            let (gate, started_tx) = (gate.clone(), started_tx.clone());
+            plan.submit(async move {
+                started_tx.send(n).unwrap();
+                gate.pass().await;
+            })
+            .await
+            .unwrap();
+        }
+        for _ in 0..parallelism {
+            started_rx.recv().await.unwrap();
+        }
+        for _ in 0..1024 {
+            plan.try_submit(async {}).unwrap();
+        }
+        assert!(plan.try_submit(async {}).unwrap_err().is_full());
+        gate.open();
+        plan.wait_idle().await;
+        assert_eq!(plan.stats().completed, parallelism + 1024);
+    })
+    .await
 }
 
 async fn runs_tasks_on_this_runtime_flavour() {
-    let plan = Plan::builder().workers(2).name("flavour").build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(2).name("flavour").build().unwrap());
     let handles: Vec<_> = (0..100u32)
         .map(|n| plan.try_submit(async move { n }).unwrap())
         .collect();
@@ -104,7 +113,7 @@ async fn runs_tasks_on_this_runtime_flavour() {
 }
 
 async fn clones_share_one_plan() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let clone = plan.clone();
     clone.submit(async {}).await.unwrap().await.unwrap();
     assert_eq!(plan.stats().completed, 1);
@@ -115,11 +124,13 @@ async fn clones_share_one_plan() {
 
 async fn cancelling_the_parent_token_aborts_the_plan() {
     let parent = CancellationToken::new();
-    let plan = Plan::builder()
-        .workers(1)
-        .token(parent.clone())
-        .build()
-        .unwrap();
+    let plan = common::tracked(
+        Plan::builder()
+            .workers(1)
+            .token(parent.clone())
+            .build()
+            .unwrap(),
+    );
     let (started_tx, mut started_rx) = common::started_channel();
     let running = plan
         .submit(async move {
@@ -142,11 +153,13 @@ async fn cancelling_the_parent_token_aborts_the_plan() {
 
 async fn aborting_the_plan_leaves_the_parent_alone() {
     let parent = CancellationToken::new();
-    let plan = Plan::builder()
-        .workers(1)
-        .token(parent.clone())
-        .build()
-        .unwrap();
+    let plan = common::tracked(
+        Plan::builder()
+            .workers(1)
+            .token(parent.clone())
+            .build()
+            .unwrap(),
+    );
     plan.abort().await;
     assert!(plan.token().is_cancelled());
     assert!(!parent.is_cancelled());

@@ -23,7 +23,7 @@ impl Future for NeverWakes {
 }
 
 async fn a_cancelled_queued_task_never_starts() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let gate = Gate::closed();
     let (started_tx, mut started_rx) = common::started_channel();
     let blocker_gate = gate.clone();
@@ -63,7 +63,7 @@ async fn a_cancelled_queued_task_never_starts() {
 }
 
 async fn a_running_task_that_never_wakes_is_dropped_at_once() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let (started_tx, mut started_rx) = common::started_channel();
     let (guard, dropped) = DropFlag::new();
     let stuck = plan
@@ -93,7 +93,7 @@ async fn a_running_task_that_never_wakes_is_dropped_at_once() {
 }
 
 async fn cancelling_one_task_leaves_the_others_running() {
-    let plan = Plan::builder().workers(2).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(2).build().unwrap());
     let mut tasks = Gated::new();
     let cancelled = plan.submit(tasks.task(0)).await.unwrap();
     let survivor = plan.submit(tasks.task(1)).await.unwrap();
@@ -106,7 +106,7 @@ async fn cancelling_one_task_leaves_the_others_running() {
 }
 
 async fn cancelling_a_finished_task_does_nothing() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let mut handle = plan.submit(async { 5 }).await.unwrap();
     assert_eq!((&mut handle).await.unwrap(), 5);
     handle.cancel();
@@ -117,7 +117,7 @@ async fn cancelling_a_finished_task_does_nothing() {
 }
 
 async fn cancelling_twice_counts_once() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let (started_tx, mut started_rx) = common::started_channel();
     let running = plan
         .submit(async move {

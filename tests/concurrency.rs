@@ -9,7 +9,7 @@ use taskplan::Plan;
 async fn never_more_than_n_and_n_while_work_is_queued() {
     const WORKERS: usize = 3;
     const TASKS: usize = 12;
-    let plan = Plan::builder().workers(WORKERS).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(WORKERS).build().unwrap());
     let mut tasks = Gated::new();
     let mut handles = Vec::new();
     for n in 0..TASKS {
@@ -38,7 +38,7 @@ async fn never_more_than_n_and_n_while_work_is_queued() {
 }
 
 async fn one_worker_runs_tasks_one_at_a_time_in_order() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let occupancy = Occupancy::default();
     let (started_tx, mut started_rx) = common::started_channel();
     for n in 0..50 {

@@ -7,20 +7,20 @@ use taskplan::{Plan, TaskHandle};
 use tokio::sync::oneshot;
 
 async fn a_handle_resolves_to_the_output() {
-    let plan = Plan::builder().workers(2).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(2).build().unwrap());
     let handle: TaskHandle<String> = plan.submit(async { String::from("out") }).await.unwrap();
     assert_eq!(handle.await.unwrap(), "out");
 }
 
 async fn a_handle_can_be_polled_through_a_mutable_reference() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let mut handle = plan.submit(async { 1 }).await.unwrap();
     assert_eq!((&mut handle).await.unwrap(), 1);
     assert!(handle.is_finished());
 }
 
 async fn dropping_a_handle_detaches_the_task() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let gate = Gate::closed();
     let (done_tx, done_rx) = oneshot::channel();
     let task_gate = gate.clone();
@@ -37,7 +37,7 @@ async fn dropping_a_handle_detaches_the_task() {
 }
 
 async fn ids_are_unique_and_in_submission_order() {
-    let plan = Plan::builder().workers(2).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(2).build().unwrap());
     let mut previous = None;
     for _ in 0..20 {
         let handle = plan.submit(async {}).await.unwrap();
@@ -50,7 +50,7 @@ async fn ids_are_unique_and_in_submission_order() {
 }
 
 async fn is_finished_turns_true_when_the_task_ends() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let gate = Gate::closed();
     let task_gate = gate.clone();
     let mut handle = plan
@@ -65,7 +65,7 @@ async fn is_finished_turns_true_when_the_task_ends() {
 }
 
 async fn a_panic_resolves_the_handle_and_the_worker_goes_on() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let panicked = plan.submit(async { panic!("sync failed") }).await.unwrap();
     let next = plan.submit(async { "next" }).await.unwrap();
 
@@ -91,7 +91,7 @@ async fn a_panic_resolves_the_handle_and_the_worker_goes_on() {
 }
 
 async fn a_formatted_panic_message_is_kept() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let code = 7;
     let handle = plan
         .submit(async move { panic!("code {code}") })
@@ -104,7 +104,7 @@ async fn a_formatted_panic_message_is_kept() {
 }
 
 async fn try_into_panic_hands_back_other_errors() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let handle = plan.submit(std::future::pending::<()>()).await.unwrap();
     handle.cancel();
     let error = handle.await.unwrap_err();
@@ -130,8 +130,11 @@ on_both_runtimes!(
 #[tokio::test]
 #[should_panic(expected = "not a panic")]
 async fn into_panic_on_a_cancellation_panics_with_a_clear_message() {
-    let plan = Plan::builder().workers(1).build().unwrap();
-    let handle = plan.submit(std::future::pending::<()>()).await.unwrap();
-    handle.cancel();
-    handle.await.unwrap_err().into_panic();
+    common::harness(async {
+        let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+        let handle = plan.submit(std::future::pending::<()>()).await.unwrap();
+        handle.cancel();
+        handle.await.unwrap_err().into_panic();
+    })
+    .await
 }

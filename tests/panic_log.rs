@@ -5,6 +5,8 @@
 //! anyone listens, and tests running in parallel threads without a
 //! subscriber could race that cache against the scoped subscriber here.
 
+mod common;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -28,30 +30,35 @@ impl Write for Captured {
 // subscriber is installed.
 #[tokio::test]
 async fn a_panic_is_logged_with_the_plan_name_and_task_id() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    common::harness(async {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
 
-    let plan = Plan::builder()
-        .workers(1)
-        .name("sync-engine")
-        .build()
-        .unwrap();
-    let handle = plan.submit(async { panic!("disk gone") }).await.unwrap();
-    let id = handle.id();
-    assert!(handle.await.unwrap_err().is_panic());
+        let plan = common::tracked(
+            Plan::builder()
+                .workers(1)
+                .name("sync-engine")
+                .build()
+                .unwrap(),
+        );
+        let handle = plan.submit(async { panic!("disk gone") }).await.unwrap();
+        let id = handle.id();
+        assert!(handle.await.unwrap_err().is_panic());
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let line = log
-        .lines()
-        .find(|line| line.contains("task panicked"))
-        .unwrap_or_else(|| panic!("no panic event in log:\n{log}"));
-    assert!(line.contains("ERROR"), "{line}");
-    assert!(line.contains("plan=sync-engine"), "{line}");
-    assert!(line.contains(&format!("task={id}")), "{line}");
-    assert!(line.contains("disk gone"), "{line}");
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line = log
+            .lines()
+            .find(|line| line.contains("task panicked"))
+            .unwrap_or_else(|| panic!("no panic event in log:\n{log}"));
+        assert!(line.contains("ERROR"), "{line}");
+        assert!(line.contains("plan=sync-engine"), "{line}");
+        assert!(line.contains(&format!("task={id}")), "{line}");
+        assert!(line.contains("disk gone"), "{line}");
+    })
+    .await
 }

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 /// One worker, held busy until the returned gate opens, so everything
 /// submitted meanwhile stays queued.
 async fn held_plan() -> (Plan, Gate, TaskHandle<()>) {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let gate = Gate::closed();
     let (started_tx, mut started_rx) = common::started_channel();
     let blocker_gate = gate.clone();

@@ -6,7 +6,7 @@ use common::{Gated, Occupancy};
 use taskplan::{Plan, ResizeError};
 
 async fn growing_takes_effect_at_once() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let mut tasks = Gated::new();
     let mut handles = Vec::new();
     for n in 0..4 {
@@ -32,7 +32,7 @@ async fn growing_takes_effect_at_once() {
 }
 
 async fn shrinking_never_interrupts_running_tasks() {
-    let plan = Plan::builder().workers(3).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(3).build().unwrap());
     let mut tasks = Gated::new();
     let mut running = Vec::new();
     for n in 0..3 {
@@ -70,7 +70,7 @@ async fn shrinking_never_interrupts_running_tasks() {
 }
 
 async fn shrinking_idle_workers_and_growing_again() {
-    let plan = Plan::builder().workers(4).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(4).build().unwrap());
     plan.set_workers(1).unwrap();
     plan.set_workers(2).unwrap();
     let mut tasks = Gated::new();
@@ -90,7 +90,7 @@ async fn shrinking_idle_workers_and_growing_again() {
 }
 
 async fn zero_workers_is_an_error_and_changes_nothing() {
-    let plan = Plan::builder().workers(2).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(2).build().unwrap());
     let error = plan.set_workers(0).unwrap_err();
     assert_eq!(error, ResizeError::ZeroWorkers);
     assert!(error.to_string().contains("`workers` must be at least 1"));

@@ -5,6 +5,8 @@
 //! future, so an unpolled supervisor never ran it and the queue was never
 //! drained.)
 
+mod common;
+
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
@@ -24,12 +26,14 @@ fn a_queued_task_resolves_when_the_runtime_drops_before_any_supervisor_ran() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let (plan, queued) = runtime.block_on(async {
+    let (plan, queued) = runtime.block_on(common::bounded(async {
+        // Not tracked: the runtime under the plan is dropped; nothing can
+        // join it afterwards.
         let plan = Plan::builder().workers(1).build().unwrap();
         // No `.await` before the runtime goes: the supervisor is never polled.
         let queued = plan.try_submit(async { 1 }).unwrap();
         (plan, queued)
-    });
+    }));
     drop(runtime);
     assert!(
         queued.is_finished(),
@@ -44,7 +48,9 @@ fn a_queued_task_resolves_when_the_runtime_drops_right_after_set_workers() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let (plan, running, queued) = runtime.block_on(async {
+    let (plan, running, queued) = runtime.block_on(common::bounded(async {
+        // Not tracked: the runtime under the plan is dropped; nothing can
+        // join it afterwards.
         let plan = Plan::builder().workers(1).build().unwrap();
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let running = plan
@@ -59,7 +65,7 @@ fn a_queued_task_resolves_when_the_runtime_drops_right_after_set_workers() {
         // Grows to two; the new supervisor is spawned but not yet polled.
         plan.set_workers(2).unwrap();
         (plan, running, queued)
-    });
+    }));
     drop(runtime);
     assert!(running.is_finished(), "the running task resolves (it does)");
     assert!(

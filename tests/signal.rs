@@ -5,6 +5,8 @@
 //! checks that it drains and exits 0 with its report.
 #![cfg(all(unix, feature = "signal"))]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -37,6 +39,16 @@ fn sigterm_drains_the_plan_and_exits_zero_with_a_report() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    // The reads below block: if the example hangs, kill it once the bound
+    // runs out, so the reads end and the test fails instead of hanging.
+    let pid = child.id().to_string();
+    let watchdog = common::Watchdog::start(common::TEST_BOUND, move || {
+        eprintln!(
+            "the example did not exit within {:?}: killing it",
+            common::TEST_BOUND
+        );
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    });
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
 
     // Wait for the event "serving", not for a fixed time.
@@ -56,6 +68,7 @@ fn sigterm_drains_the_plan_and_exits_zero_with_a_report() {
         rest.push('\n');
     }
     let status = child.wait().unwrap();
+    drop(watchdog); // the child is reaped: its pid is no longer ours to kill
     assert!(status.success(), "exit status {status:?}, output:\n{rest}");
     let report = rest
         .lines()

@@ -6,7 +6,7 @@ use common::{Gated, assert_conserved};
 use taskplan::Plan;
 
 async fn counters_add_up_at_every_quiet_point() {
-    let plan = Plan::builder().workers(2).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(2).build().unwrap());
     let fresh = plan.stats();
     assert_eq!(fresh.workers, 2);
     let copy = fresh;
@@ -73,7 +73,7 @@ async fn counters_add_up_at_every_quiet_point() {
 }
 
 async fn a_resolved_handle_is_already_counted() {
-    let plan = Plan::builder().workers(2).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(2).build().unwrap());
     for n in 1..=50 {
         plan.submit(async {}).await.unwrap().await.unwrap();
         let stats = plan.stats();
@@ -83,7 +83,7 @@ async fn a_resolved_handle_is_already_counted() {
 }
 
 async fn the_report_matches_the_stats() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     plan.submit(async {}).await.unwrap();
     plan.submit(async { panic!("x") }).await.unwrap();
     plan.submit(std::future::pending::<()>()).await.unwrap();

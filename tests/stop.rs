@@ -1,5 +1,8 @@
 //! Semantics 7: close, shutdown with a grace period, abort, dropping the
-//! last clone, and waiting for idle.
+//! last clone, and waiting for idle. At the end, the test harness's own
+//! promises (`tests/common`): a plan a test leaves running is aborted and
+//! joined, a body that hangs fails within its bound (real time, so paused
+//! time never trips it), and `tracked` outside the harness panics.
 
 mod common;
 
@@ -11,7 +14,7 @@ use tokio::time::{Instant, sleep};
 use tokio_test::{assert_pending, task};
 
 async fn close_stops_intake_and_says_whether_it_closed() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let gate = Gate::closed();
     let queued: Vec<_> = (0..3)
         .map(|n| {
@@ -37,7 +40,7 @@ async fn close_stops_intake_and_says_whether_it_closed() {
 }
 
 async fn abort_cancels_queued_and_running_tasks_at_once() {
-    let plan = Plan::builder().workers(2).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(2).build().unwrap());
     let (started_tx, mut started_rx) = common::started_channel();
     let mut handles = Vec::new();
     let mut drop_flags = Vec::new();
@@ -76,7 +79,7 @@ async fn abort_cancels_queued_and_running_tasks_at_once() {
 }
 
 async fn abort_is_idempotent() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     plan.submit(std::future::pending::<()>()).await.unwrap();
     let first = plan.abort().await;
     let second = plan.abort().await;
@@ -95,7 +98,7 @@ async fn abort_is_idempotent() {
 }
 
 async fn shutdown_and_abort_from_several_clones_at_once() {
-    let plan = Plan::builder().workers(2).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(2).build().unwrap());
     let gate = Gate::closed();
     let mut handles = Vec::new();
     for _ in 0..6 {
@@ -117,6 +120,7 @@ async fn shutdown_and_abort_from_several_clones_at_once() {
 }
 
 async fn dropping_every_clone_closes_the_plan_and_queued_tasks_still_run() {
+    // Not tracked: the harness's clone would keep the plan open.
     let plan = Plan::builder().workers(1).build().unwrap();
     let clone = plan.clone();
     let gate = Gate::closed();
@@ -140,7 +144,7 @@ async fn dropping_every_clone_closes_the_plan_and_queued_tasks_still_run() {
 }
 
 async fn wait_idle_waits_for_queued_and_running_tasks() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     plan.wait_idle().await; // idle from the start
 
     let gate = Gate::closed();
@@ -174,95 +178,108 @@ on_both_runtimes!(
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_drains_within_the_grace_period() {
-    let plan = Plan::builder().workers(1).build().unwrap();
-    let started = Instant::now();
-    let mut handles = Vec::new();
-    for n in 0..3u64 {
-        handles.push(
-            plan.submit(async move {
-                sleep(Duration::from_secs(1)).await;
-                n
-            })
-            .await
-            .unwrap(),
+    common::harness(async {
+        let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+        let started = Instant::now();
+        let mut handles = Vec::new();
+        for n in 0..3u64 {
+            handles.push(
+                plan.submit(async move {
+                    sleep(Duration::from_secs(1)).await;
+                    n
+                })
+                .await
+                .unwrap(),
+            );
+        }
+        let report = plan.shutdown(Duration::from_secs(10)).await;
+        // Queued tasks ran one after another during the grace period.
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        assert_eq!((report.completed, report.cancelled), (3, 0));
+        assert!(!report.forced);
+        assert!(
+            !plan.token().is_cancelled(),
+            "a drained shutdown does not abort"
         );
-    }
-    let report = plan.shutdown(Duration::from_secs(10)).await;
-    // Queued tasks ran one after another during the grace period.
-    assert_eq!(started.elapsed(), Duration::from_secs(3));
-    assert_eq!((report.completed, report.cancelled), (3, 0));
-    assert!(!report.forced);
-    assert!(
-        !plan.token().is_cancelled(),
-        "a drained shutdown does not abort"
-    );
-    for (n, handle) in handles.into_iter().enumerate() {
-        assert_eq!(handle.await.unwrap(), n as u64);
-    }
+        for (n, handle) in handles.into_iter().enumerate() {
+            assert_eq!(handle.await.unwrap(), n as u64);
+        }
+    })
+    .await
 }
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_cancels_what_is_left_when_the_grace_runs_out() {
-    let plan = Plan::builder().workers(2).build().unwrap();
-    let quick = plan.submit(sleep(Duration::from_secs(1))).await.unwrap();
-    let (guard, dropped) = DropFlag::new();
-    let slow = plan
-        .submit(async move {
-            let _guard = guard;
-            sleep(Duration::from_secs(60)).await
-        })
-        .await
-        .unwrap();
-    // Queued behind both: starts at 1 s, would end at 61 s.
-    let queued = plan.submit(sleep(Duration::from_secs(60))).await.unwrap();
+    common::harness(async {
+        let plan = common::tracked(Plan::builder().workers(2).build().unwrap());
+        let quick = plan.submit(sleep(Duration::from_secs(1))).await.unwrap();
+        let (guard, dropped) = DropFlag::new();
+        let slow = plan
+            .submit(async move {
+                let _guard = guard;
+                sleep(Duration::from_secs(60)).await
+            })
+            .await
+            .unwrap();
+        // Queued behind both: starts at 1 s, would end at 61 s.
+        let queued = plan.submit(sleep(Duration::from_secs(60))).await.unwrap();
 
-    let started = Instant::now();
-    let report = plan.shutdown(Duration::from_secs(5)).await;
-    assert_eq!(report.elapsed, Duration::from_secs(5));
-    assert_eq!(started.elapsed(), Duration::from_secs(5));
-    assert!(report.forced);
-    assert_eq!((report.completed, report.cancelled), (1, 2));
-    assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
-    quick.await.unwrap();
-    assert!(slow.await.unwrap_err().is_cancelled());
-    assert!(queued.await.unwrap_err().is_cancelled());
-    assert!(plan.token().is_cancelled());
+        let started = Instant::now();
+        let report = plan.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(report.elapsed, Duration::from_secs(5));
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert!(report.forced);
+        assert_eq!((report.completed, report.cancelled), (1, 2));
+        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+        quick.await.unwrap();
+        assert!(slow.await.unwrap_err().is_cancelled());
+        assert!(queued.await.unwrap_err().is_cancelled());
+        assert!(plan.token().is_cancelled());
+    })
+    .await
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_shortest_concurrent_grace_wins() {
-    let plan = Plan::builder().workers(1).build().unwrap();
-    let slow = plan.submit(sleep(Duration::from_secs(60))).await.unwrap();
-    let other = plan.clone();
-    let started = Instant::now();
-    let (long, short) = tokio::join!(
-        plan.shutdown(Duration::from_secs(30)),
-        other.shutdown(Duration::from_secs(2)),
-    );
-    assert_eq!(started.elapsed(), Duration::from_secs(2));
-    assert!(short.forced);
-    assert_eq!(long.cancelled, 1);
-    assert!(slow.await.unwrap_err().is_cancelled());
+    common::harness(async {
+        let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+        let slow = plan.submit(sleep(Duration::from_secs(60))).await.unwrap();
+        let other = plan.clone();
+        let started = Instant::now();
+        let (long, short) = tokio::join!(
+            plan.shutdown(Duration::from_secs(30)),
+            other.shutdown(Duration::from_secs(2)),
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert!(short.forced);
+        assert_eq!(long.cancelled, 1);
+        assert!(slow.await.unwrap_err().is_cancelled());
+    })
+    .await
 }
 
 #[tokio::test]
 async fn supervisors_exit_once_the_last_clone_is_dropped_and_the_queue_drains() {
-    let metrics = tokio::runtime::Handle::current().metrics();
-    let plan = Plan::builder().workers(3).build().unwrap();
-    // Three supervisors and the task that watches the plan's token.
-    assert_eq!(metrics.num_alive_tasks(), 4);
-    let handle = plan.submit(async { 1 }).await.unwrap();
-    drop(plan);
-    assert_eq!(handle.await.unwrap(), 1);
-    // On this single-threaded runtime the supervisors and the watcher finish
-    // exiting within a few turns of the scheduler: nothing is left behind.
-    for _ in 0..100 {
-        if metrics.num_alive_tasks() == 0 {
-            break;
+    common::bounded(async {
+        let metrics = tokio::runtime::Handle::current().metrics();
+        // Not tracked: the harness's clone would keep the plan open.
+        let plan = Plan::builder().workers(3).build().unwrap();
+        // Three supervisors and the task that watches the plan's token.
+        assert_eq!(metrics.num_alive_tasks(), 4);
+        let handle = plan.submit(async { 1 }).await.unwrap();
+        drop(plan);
+        assert_eq!(handle.await.unwrap(), 1);
+        // On this single-threaded runtime the supervisors and the watcher finish
+        // exiting within a few turns of the scheduler: nothing is left behind.
+        for _ in 0..100 {
+            if metrics.num_alive_tasks() == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    }
-    assert_eq!(metrics.num_alive_tasks(), 0);
+        assert_eq!(metrics.num_alive_tasks(), 0);
+    })
+    .await
 }
 
 #[test]
@@ -270,7 +287,9 @@ fn handles_resolve_when_the_runtime_shuts_down_under_the_plan() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let (running, queued) = runtime.block_on(async {
+    // Not tracked: the runtime under the plan is dropped; nothing can join
+    // it afterwards. Each runtime's part is bounded.
+    let (running, queued) = runtime.block_on(common::bounded(async {
         let plan = Plan::builder().workers(1).build().unwrap();
         let (started_tx, mut started_rx) = common::started_channel();
         let running = plan
@@ -283,15 +302,15 @@ fn handles_resolve_when_the_runtime_shuts_down_under_the_plan() {
         let queued = plan.submit(async {}).await.unwrap();
         started_rx.recv().await.unwrap();
         (running, queued)
-    });
+    }));
     drop(runtime);
     let other = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    other.block_on(async {
+    other.block_on(common::bounded(async {
         assert!(running.await.unwrap_err().is_cancelled());
         assert!(queued.await.unwrap_err().is_cancelled());
-    });
+    }));
 }
 
 #[test]
@@ -299,45 +318,117 @@ fn abort_works_without_a_time_driver() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    runtime.block_on(async {
+    // Not tracked: `join_or_fail` bounds the join with a Tokio timer, and
+    // this runtime has no time driver. The body aborts the plan itself.
+    runtime.block_on(common::bounded(async {
         let plan = Plan::builder().workers(1).build().unwrap();
         let stuck = plan.submit(std::future::pending::<()>()).await.unwrap();
         let report = plan.abort().await;
         assert_eq!(report.cancelled, 1);
         assert!(stuck.await.unwrap_err().is_cancelled());
-    });
+        common::assert_conserved(plan.stats());
+    }));
 }
 
 #[tokio::test]
 async fn a_dropped_shutdown_future_leaves_the_plan_closed() {
-    let plan = Plan::builder().workers(1).build().unwrap();
-    let gate = Gate::closed();
-    let task_gate = gate.clone();
-    let handle = plan
-        .submit(async move { task_gate.pass().await })
-        .await
-        .unwrap();
-    let mut shutdown = task::spawn(plan.shutdown(Duration::from_secs(60)));
-    assert_pending!(shutdown.poll());
-    drop(shutdown);
-    assert!(plan.is_closed());
-    gate.open();
-    handle.await.unwrap();
-    let report = plan.shutdown(Duration::from_secs(60)).await;
-    assert_eq!((report.completed, report.cancelled), (1, 0));
-    assert!(!report.forced);
+    common::harness(async {
+        let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+        let gate = Gate::closed();
+        let task_gate = gate.clone();
+        let handle = plan
+            .submit(async move { task_gate.pass().await })
+            .await
+            .unwrap();
+        let mut shutdown = task::spawn(plan.shutdown(Duration::from_secs(60)));
+        assert_pending!(shutdown.poll());
+        drop(shutdown);
+        assert!(plan.is_closed());
+        gate.open();
+        handle.await.unwrap();
+        let report = plan.shutdown(Duration::from_secs(60)).await;
+        assert_eq!((report.completed, report.cancelled), (1, 0));
+        assert!(!report.forced);
+    })
+    .await
 }
 
 #[cfg(feature = "signal")]
 #[tokio::test]
 async fn shutdown_on_signal_also_ends_when_the_plan_token_is_cancelled() {
-    let plan = Plan::builder().workers(1).build().unwrap();
-    let stuck = plan.submit(std::future::pending::<()>()).await.unwrap();
-    let waiting = plan.clone();
-    let shutdown =
-        tokio::spawn(async move { waiting.shutdown_on_signal(Duration::from_secs(60)).await });
-    plan.token().cancel();
-    let report = shutdown.await.unwrap();
-    assert_eq!(report.cancelled, 1);
-    assert!(stuck.await.unwrap_err().is_cancelled());
+    common::harness(async {
+        let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+        let stuck = plan.submit(std::future::pending::<()>()).await.unwrap();
+        let waiting = plan.clone();
+        let shutdown =
+            tokio::spawn(async move { waiting.shutdown_on_signal(Duration::from_secs(60)).await });
+        plan.token().cancel();
+        let report = shutdown.await.unwrap();
+        assert_eq!(report.cancelled, 1);
+        assert!(stuck.await.unwrap_err().is_cancelled());
+    })
+    .await
+}
+
+// The test harness itself (`tests/common`): what every test above relies on.
+
+#[tokio::test]
+async fn the_harness_aborts_and_joins_a_plan_the_body_left_running() {
+    common::bounded(async {
+        let (plan, running, queued) = common::harness(async {
+            let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+            let (started_tx, mut started_rx) = common::started_channel();
+            let running = plan
+                .submit(async move {
+                    started_tx.send(0).unwrap();
+                    std::future::pending::<()>().await
+                })
+                .await
+                .unwrap();
+            let queued = plan.submit(async {}).await.unwrap();
+            started_rx.recv().await.unwrap();
+            (plan.clone(), running, queued)
+        })
+        .await;
+        // By the time `harness` returns, the plan was aborted and joined.
+        assert!(plan.is_closed() && plan.token().is_cancelled());
+        assert!(running.is_finished() && queued.is_finished());
+        assert!(running.await.unwrap_err().is_cancelled());
+        assert!(queued.await.unwrap_err().is_cancelled());
+        let stats = plan.stats();
+        assert_eq!((stats.queued, stats.running, stats.cancelled), (0, 0, 2));
+    })
+    .await
+}
+
+#[tokio::test]
+#[should_panic(expected = "did not finish within 50ms of real time")]
+async fn the_harness_fails_a_body_that_hangs() {
+    common::harness_within(Duration::from_millis(50), async {
+        let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+        let stuck = plan.submit(std::future::pending::<()>()).await.unwrap();
+        stuck.await.unwrap();
+    })
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_harness_bound_is_real_time_so_paused_time_never_trips_it() {
+    let started = Instant::now();
+    common::harness_within(Duration::from_secs(5), async {
+        let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+        let day = plan
+            .submit(sleep(Duration::from_secs(86_400)))
+            .await
+            .unwrap();
+        day.await.unwrap();
+    })
+    .await;
+    assert_eq!(started.elapsed(), Duration::from_secs(86_400));
+}
+
+#[tokio::test]
+#[should_panic(expected = "common::tracked outside a harnessed test body")]
+async fn tracked_outside_the_harness_panics() {
+    common::tracked(Plan::builder().workers(1).build().unwrap());
 }

@@ -13,11 +13,13 @@ use tokio_test::{assert_pending, assert_ready, task};
 /// A plan with one worker held busy by a gated task, so queued tasks stay
 /// queued until the test opens the gate.
 async fn busy_plan(capacity: usize) -> (Plan, Gate) {
-    let plan = Plan::builder()
-        .workers(1)
-        .capacity(capacity)
-        .build()
-        .unwrap();
+    let plan = common::tracked(
+        Plan::builder()
+            .workers(1)
+            .capacity(capacity)
+            .build()
+            .unwrap(),
+    );
     let gate = Gate::closed();
     let (started_tx, mut started_rx) = common::started_channel();
     let blocker_gate = gate.clone();
@@ -79,7 +81,7 @@ async fn try_submit_returns_full_with_the_task() {
 }
 
 async fn both_submits_return_closed_with_the_task_once_closed() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     plan.close();
     let refused = plan.try_submit(opaque_task()).unwrap_err();
     assert!(refused.is_closed());

@@ -9,7 +9,7 @@ use common::{DropFlag, Gate, assert_conserved};
 use taskplan::{Plan, Tag};
 
 async fn cancel_tag_cancels_queued_and_running_of_that_tag_only() {
-    let plan = Plan::builder().workers(2).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(2).build().unwrap());
     let gate = Gate::closed();
     let (started_tx, mut started_rx) = common::started_channel();
 
@@ -70,7 +70,7 @@ async fn cancel_tag_cancels_queued_and_running_of_that_tag_only() {
 }
 
 async fn tag_stats_obey_the_conservation_law_per_tag() {
-    let plan = Plan::builder().workers(2).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(2).build().unwrap());
     let gate = Gate::closed();
     let (started_tx, mut started_rx) = common::started_channel();
     let mut gated = Vec::new();
@@ -148,55 +148,58 @@ fn tags_come_from_static_strs_and_strings() {
 /// Per-tag counts stay exact through timeouts, `cancel_tag` and an abort.
 #[tokio::test(start_paused = true)]
 async fn tag_stats_add_up_through_timeouts_and_abort() {
-    let plan = Plan::builder().workers(2).build().unwrap();
-    let slow = plan
-        .task(std::future::pending::<()>())
-        .tag("t")
-        .timeout(Duration::from_secs(1))
-        .submit()
-        .await
-        .unwrap();
-    let stuck = plan
-        .task(std::future::pending::<()>())
-        .tag("t")
-        .submit()
-        .await
-        .unwrap();
-    let queued = plan.task(async {}).tag("t").submit().await.unwrap();
-    tokio::task::yield_now().await;
-    let s = plan.tag_stats("t");
-    assert_eq!((s.running, s.queued), (2, 1), "{s:?}");
-    assert!(slow.await.unwrap_err().is_timeout());
-    // the freed worker takes `queued`
-    queued.await.unwrap();
-    let s = plan.tag_stats("t");
-    assert_conserved(s);
-    let again = plan
-        .task(std::future::pending::<()>())
-        .tag("t")
-        .submit()
-        .await
-        .unwrap();
-    let waiting = plan.task(async {}).tag("t").submit().await.unwrap();
-    let late = plan.task(async {}).tag("t").submit().await.unwrap();
-    tokio::task::yield_now().await;
-    assert_eq!(plan.cancel_tag("t"), 4);
-    let report = plan.abort().await;
-    for h in [stuck, again, waiting, late] {
-        assert!(h.await.unwrap_err().is_cancelled());
-    }
-    let s = plan.tag_stats("t");
-    assert_eq!(
-        (
-            s.submitted,
-            s.completed,
-            s.timed_out,
-            s.cancelled,
-            s.running,
-            s.queued
-        ),
-        (6, 1, 1, 4, 0, 0),
-        "{s:?} {report:?}"
-    );
-    assert_conserved(s);
+    common::harness(async {
+        let plan = common::tracked(Plan::builder().workers(2).build().unwrap());
+        let slow = plan
+            .task(std::future::pending::<()>())
+            .tag("t")
+            .timeout(Duration::from_secs(1))
+            .submit()
+            .await
+            .unwrap();
+        let stuck = plan
+            .task(std::future::pending::<()>())
+            .tag("t")
+            .submit()
+            .await
+            .unwrap();
+        let queued = plan.task(async {}).tag("t").submit().await.unwrap();
+        tokio::task::yield_now().await;
+        let s = plan.tag_stats("t");
+        assert_eq!((s.running, s.queued), (2, 1), "{s:?}");
+        assert!(slow.await.unwrap_err().is_timeout());
+        // the freed worker takes `queued`
+        queued.await.unwrap();
+        let s = plan.tag_stats("t");
+        assert_conserved(s);
+        let again = plan
+            .task(std::future::pending::<()>())
+            .tag("t")
+            .submit()
+            .await
+            .unwrap();
+        let waiting = plan.task(async {}).tag("t").submit().await.unwrap();
+        let late = plan.task(async {}).tag("t").submit().await.unwrap();
+        tokio::task::yield_now().await;
+        assert_eq!(plan.cancel_tag("t"), 4);
+        let report = plan.abort().await;
+        for h in [stuck, again, waiting, late] {
+            assert!(h.await.unwrap_err().is_cancelled());
+        }
+        let s = plan.tag_stats("t");
+        assert_eq!(
+            (
+                s.submitted,
+                s.completed,
+                s.timed_out,
+                s.cancelled,
+                s.running,
+                s.queued
+            ),
+            (6, 1, 1, 4, 0, 0),
+            "{s:?} {report:?}"
+        );
+        assert_conserved(s);
+    })
+    .await
 }

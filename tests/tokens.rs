@@ -26,7 +26,7 @@ async fn task_sharing_its_token(
 }
 
 async fn the_token_is_cancelled_when_the_task_is_cancelled() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let (handle, token) = task_sharing_its_token(&plan, Gate::closed()).await;
     // Work handed elsewhere stops with the task.
     let helper = tokio::spawn({
@@ -41,7 +41,7 @@ async fn the_token_is_cancelled_when_the_task_is_cancelled() {
 }
 
 async fn the_token_is_cancelled_when_the_plan_aborts() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let (handle, token) = task_sharing_its_token(&plan, Gate::closed()).await;
     plan.abort().await;
     assert!(token.is_cancelled());
@@ -49,7 +49,7 @@ async fn the_token_is_cancelled_when_the_plan_aborts() {
 }
 
 async fn the_token_of_a_task_that_completes_is_left_alone() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let gate = Gate::closed();
     let (handle, token) = task_sharing_its_token(&plan, gate.clone()).await;
     gate.open();
@@ -58,7 +58,7 @@ async fn the_token_of_a_task_that_completes_is_left_alone() {
 }
 
 async fn a_closed_plan_hands_the_future_back() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     plan.close();
     let refused = plan
         .submit_with(|token| async move { token.is_cancelled() })
@@ -72,7 +72,7 @@ async fn a_closed_plan_hands_the_future_back() {
 }
 
 async fn the_token_is_cancelled_when_the_task_panics() {
-    let plan = Plan::builder().workers(1).build().unwrap();
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let (token_tx, token_rx) = oneshot::channel();
     let handle = plan
         .submit_with(move |token| async move {
@@ -97,26 +97,36 @@ on_both_runtimes!(
 
 #[tokio::test(start_paused = true)]
 async fn the_token_is_cancelled_when_the_task_times_out() {
-    let plan = Plan::builder()
-        .workers(1)
-        .task_timeout(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    let (handle, token) = task_sharing_its_token(&plan, Gate::closed()).await;
-    assert!(handle.await.unwrap_err().is_timeout());
-    assert!(token.is_cancelled());
+    common::harness(async {
+        let plan = common::tracked(
+            Plan::builder()
+                .workers(1)
+                .task_timeout(Duration::from_secs(1))
+                .build()
+                .unwrap(),
+        );
+        let (handle, token) = task_sharing_its_token(&plan, Gate::closed()).await;
+        assert!(handle.await.unwrap_err().is_timeout());
+        assert!(token.is_cancelled());
+    })
+    .await
 }
 
 #[tokio::test]
 async fn the_token_is_a_child_of_the_plan_token() {
-    let parent = CancellationToken::new();
-    let plan = Plan::builder()
-        .workers(1)
-        .token(parent.clone())
-        .build()
-        .unwrap();
-    let (handle, token) = task_sharing_its_token(&plan, Gate::closed()).await;
-    parent.cancel();
-    assert!(token.is_cancelled());
-    assert!(handle.await.unwrap_err().is_cancelled());
+    common::harness(async {
+        let parent = CancellationToken::new();
+        let plan = common::tracked(
+            Plan::builder()
+                .workers(1)
+                .token(parent.clone())
+                .build()
+                .unwrap(),
+        );
+        let (handle, token) = task_sharing_its_token(&plan, Gate::closed()).await;
+        parent.cancel();
+        assert!(token.is_cancelled());
+        assert!(handle.await.unwrap_err().is_cancelled());
+    })
+    .await
 }

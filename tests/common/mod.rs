@@ -1,14 +1,38 @@
 //! Helpers shared by the integration tests: deterministic gates and signals,
-//! never sleeps.
+//! never sleeps; and the harness every test body runs in.
+//!
+//! # The harness: every test is bounded, every test plan is joined
+//!
+//! - [`harness`] runs a test body with a bound of [`TEST_BOUND`] of real
+//!   (wall-clock) time: a body that hangs fails the test instead of hanging
+//!   CI. The bound is kept by a watchdog thread, not a Tokio timer, so it
+//!   holds under paused time (where a virtual hour passes in no real time)
+//!   and on runtimes without a time driver.
+//! - A plan built in a harnessed body is wrapped in [`tracked`], which keeps
+//!   a clone of it for the harness. Once the body returns, the harness joins
+//!   each tracked plan with [`join_or_fail`]: aborts it and fails the test
+//!   unless it terminates within [`JOIN_BOUND`] with its counts adding up.
+//! - `on_both_runtimes!` runs its bodies in the harness. A test written with
+//!   `#[tokio::test]` directly wraps its body: `common::harness(async { ..
+//!   }).await`.
+//! - A test whose plan must stay up past its body, or must see its last
+//!   clone dropped, does not call [`tracked`] and says why in a comment
+//!   starting `Not tracked:`; [`tracked`] outside a harnessed body panics,
+//!   so a forgotten harness cannot pass silently.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use taskplan::Plan;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Defines `#[tokio::test]`s on both runtime flavours for each named
-/// `async fn` in the calling module.
+/// `async fn` in the calling module, each run in the [`harness`].
 #[macro_export]
 macro_rules! on_both_runtimes {
     ($($name:ident),* $(,)?) => {
@@ -16,7 +40,7 @@ macro_rules! on_both_runtimes {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    super::$name().await
+                    $crate::common::harness(super::$name()).await
                 }
             )*
         }
@@ -24,11 +48,154 @@ macro_rules! on_both_runtimes {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name().await
+                    $crate::common::harness(super::$name()).await
                 }
             )*
         }
     };
+}
+
+/// How long a test body may run, in real time, before the harness fails it.
+/// Every test here takes well under a second; the bound only has to be
+/// short enough that a hang fails CI instead of stalling it.
+pub const TEST_BOUND: Duration = Duration::from_secs(60);
+
+tokio::task_local! {
+    /// The plans a harnessed body built, for the harness to join.
+    static TRACKED: RefCell<Vec<Plan>>;
+}
+
+/// Registers `plan` to be joined (with [`join_or_fail`]) once the test body
+/// returns, and returns it.
+///
+/// # Panics
+///
+/// Outside a body run by [`harness`] (or `on_both_runtimes!`), including in
+/// a task the body spawned: build the plan in the body itself.
+pub fn tracked(plan: Plan) -> Plan {
+    TRACKED
+        .try_with(|plans| plans.borrow_mut().push(plan.clone()))
+        .expect(
+            "common::tracked outside a harnessed test body: wrap the body in \
+             common::harness or use on_both_runtimes!",
+        );
+    plan
+}
+
+/// Runs a test body within [`TEST_BOUND`] of real time, then joins every plan
+/// it [`tracked`] with [`join_or_fail`]. Returns the body's output.
+///
+/// # Panics
+///
+/// If the body panics, does not finish within the bound, or a tracked plan
+/// does not terminate with its counts adding up.
+pub async fn harness<F: Future>(body: F) -> F::Output {
+    harness_within(TEST_BOUND, body).await
+}
+
+/// [`harness`] with a bound other than [`TEST_BOUND`].
+pub async fn harness_within<F: Future>(bound: Duration, body: F) -> F::Output {
+    let (output, plans) = TRACKED
+        .scope(RefCell::new(Vec::new()), async {
+            let Some(output) = within(bound, body).await else {
+                let plans = TRACKED.with(|plans| format!("{:?}", plans.borrow()));
+                panic!(
+                    "the test body did not finish within {bound:?} of real time; \
+                     its plans: {plans}"
+                );
+            };
+            (output, TRACKED.with(RefCell::take))
+        })
+        .await;
+    for plan in &plans {
+        join_or_fail(plan).await;
+    }
+    output
+}
+
+/// Runs `body` within [`TEST_BOUND`] of real time, tracking nothing: for a
+/// test exempt from joining (see the module docs), or whose runtime has no
+/// time driver ([`join_or_fail`] needs one).
+///
+/// # Panics
+///
+/// If the body does not finish within the bound.
+pub async fn bounded<F: Future>(body: F) -> F::Output {
+    within(TEST_BOUND, body).await.unwrap_or_else(|| {
+        panic!("the test body did not finish within {TEST_BOUND:?} of real time")
+    })
+}
+
+/// Runs `future` to completion, or gives up (`None`) once `bound` of real
+/// time has passed. Needs no time driver and ignores paused time.
+pub async fn within<F: Future>(bound: Duration, future: F) -> Option<F::Output> {
+    let (expired_tx, expired_rx) = oneshot::channel::<()>();
+    let _watchdog = Watchdog::start(bound, move || {
+        let _ = expired_tx.send(());
+    });
+    tokio::select! {
+        biased;
+        output = future => Some(output),
+        _ = expired_rx => None,
+    }
+}
+
+/// How long a [`Watchdog`]'s owner has, after the watchdog fired, to drop
+/// it before the watchdog aborts the whole test process.
+pub const STUCK_GRACE: Duration = Duration::from_secs(10);
+
+/// A thread that runs `on_expiry` once `bound` of real time has passed,
+/// unless the watchdog is dropped first. Dropping it stops and joins the
+/// thread, so nothing of it outlives its owner.
+///
+/// `on_expiry` can only ask the owner to give up (wake an `.await`, kill a
+/// child process); an owner stuck in synchronous code never hears it. So if
+/// the watchdog is still not dropped [`STUCK_GRACE`] after it fired, it
+/// aborts the process: the test binary fails instead of hanging CI.
+pub struct Watchdog {
+    stop: Option<std_mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    pub fn start(bound: Duration, on_expiry: impl FnOnce() + Send + 'static) -> Watchdog {
+        let (stop, stopped) = std_mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("test-watchdog".into())
+            .spawn(move || {
+                let expired = |wait| {
+                    matches!(
+                        stopped.recv_timeout(wait),
+                        Err(std_mpsc::RecvTimeoutError::Timeout)
+                    )
+                };
+                if expired(bound) {
+                    on_expiry();
+                    if expired(STUCK_GRACE) {
+                        eprintln!(
+                            "a test is still stuck {STUCK_GRACE:?} after its bound of \
+                             {bound:?} ran out (blocked in synchronous code?): aborting"
+                        );
+                        std::process::abort();
+                    }
+                }
+            })
+            .expect("spawning the watchdog thread");
+        Watchdog {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.stop.take()); // wakes the thread at once
+        if let Some(thread) = self.thread.take() {
+            // Do not turn a failing test's unwind into an abort.
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A gate tasks wait at until the test lets them through, one at a time or

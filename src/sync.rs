@@ -1,0 +1,49 @@
+//! The synchronisation types the crate builds its own protocols from, in one
+//! place, so the loom model checks (`src/loom_tests.rs`) can swap them.
+//!
+//! In a normal build these are the standard library's atomics and mutex and
+//! `futures-util`'s `AtomicWaker`, re-exported unchanged. Under `cfg(loom)`
+//! the atomics, the mutex and the waker slot are loom's, whose every access
+//! loom can interleave and whose memory orderings it models.
+//!
+//! `Arc` is the standard one in both builds: the crate keeps nothing of its
+//! own in reference counts, and `Waker::from`, `Arc<dyn Trait>` coercions and
+//! `self: &Arc<Self>` receivers all need the standard type. Tokio's and
+//! tokio-util's types (`Notify`, `CancellationToken`, `TaskTracker`) stay
+//! Tokio's: loom cannot see into them, and the loom tests model the part of
+//! a protocol that goes through them instead.
+
+pub(crate) use std::sync::Arc;
+
+#[cfg(not(loom))]
+pub(crate) use futures_util::task::AtomicWaker;
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Mutex, MutexGuard};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::{Mutex, MutexGuard};
+
+/// loom's waker slot behind the interface of `futures-util`'s, whose
+/// `register` borrows the waker where loom's takes it by value.
+#[cfg(loom)]
+#[derive(Debug, Default)]
+pub(crate) struct AtomicWaker(loom::future::AtomicWaker);
+
+#[cfg(loom)]
+impl AtomicWaker {
+    pub(crate) fn new() -> AtomicWaker {
+        AtomicWaker(loom::future::AtomicWaker::new())
+    }
+
+    pub(crate) fn register(&self, waker: &std::task::Waker) {
+        self.0.register_by_ref(waker);
+    }
+
+    pub(crate) fn wake(&self) {
+        self.0.wake();
+    }
+}
