@@ -140,9 +140,17 @@ struct State {
     /// waiting, freeing room costs no wakeup at all.
     waiting_submitters: usize,
     /// Supervisors registered to wait for work and not yet sent a wakeup.
-    /// The count may overstate (a waiter can be dropped by an abort), which
-    /// only costs a spare wakeup; it never understates, because a waiter
-    /// registers with the `Notify` before it is counted.
+    ///
+    /// Exact while the plan is open: a waiter registers with the `Notify`
+    /// before it is counted, and every wakeup an idle supervisor is sent
+    /// (`notify_one`) is taken off this count first. It must never
+    /// overstate: a wakeup claimed for a supervisor that is not waiting
+    /// becomes the `Notify`'s one stored permit, and a second one is lost,
+    /// leaving `wakeups_in_flight` too high for good. (A regression test:
+    /// `set_workers` once woke idle supervisors with `notify_waiters`, which
+    /// left them counted; each woke and counted itself again, and a later
+    /// task stayed queued beside an idle worker.) `notify_waiters` is only
+    /// used once the plan has closed, after which no supervisor waits again.
     idle_supervisors: usize,
     /// Wakeups sent to idle supervisors and not yet taken up: a woken
     /// supervisor counts itself off at its next look at the queue.
@@ -158,8 +166,9 @@ struct State {
     /// while the other slept: measured, 170 of 500 bursts of 200 CPU-bound
     /// tasks ran on one of two threads, against 4 with this rule.)
     ///
-    /// The count may understate (`notify_waiters` wakes supervisors nobody
-    /// counted), which only costs a spare wakeup; it must never overstate,
+    /// The count may understate (once the plan closes, `notify_waiters` wakes
+    /// supervisors nobody counted), which only costs a spare wakeup; it must
+    /// never overstate,
     /// or queued tasks would wait for wakeups that are not coming. Every
     /// wakeup counted here is taken up by exactly one supervisor: `Notify`
     /// hands a `notify_one` to a waiter, passes it on if that waiter is
@@ -868,8 +877,6 @@ impl Plan {
             return Err(ResizeError::ZeroWorkers);
         }
         self.shared.resize(workers);
-        // Idle surplus supervisors retire now rather than at their next task.
-        self.shared.work_available.notify_waiters();
         tracing::debug!(plan = %self.shared.name, workers, "workers changed");
         Ok(())
     }
@@ -938,6 +945,24 @@ impl Shared {
         let _resize = self.resize.lock().unwrap_or_else(|e| e.into_inner());
         self.workers.store(workers, Ordering::Release);
         self.spawn_missing_supervisors_locked();
+        // Idle surplus supervisors retire now rather than at their next
+        // task. They are woken one by one through the wakeup count, not all
+        // at once with `notify_waiters`, which would leave them counted as
+        // idle (see `State::idle_supervisors`).
+        let surplus = self
+            .active_supervisors
+            .load(Ordering::Acquire)
+            .saturating_sub(workers);
+        let wake = {
+            let mut state = self.lock();
+            let wake = surplus.min(state.idle_supervisors);
+            state.idle_supervisors -= wake;
+            state.wakeups_in_flight += wake;
+            wake
+        };
+        for _ in 0..wake {
+            self.work_available.notify_one();
+        }
     }
 
     /// Spawns supervisors until as many are active as `workers` asks for.

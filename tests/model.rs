@@ -53,10 +53,6 @@
 //!   the two the plan sees first is not promised);
 //! - timeouts are at least 1 ms (a zero timeout's first poll against the
 //!   clock is not promised either);
-//! - `set_workers` is skipped while a worker of an open plan is idle: that
-//!   loses a wakeup (a bug, reproduced by
-//!   [`a_task_queued_after_resizing_an_idle_plan_starts`]). The ignored
-//!   twin property runs it unrestricted; un-ignore both once it is fixed.
 //!
 //! Failures print the smallest case proptest found, one operation a line,
 //! with the step that failed and what differed (left: plan, right: model).
@@ -1476,20 +1472,9 @@ proptest! {
         ..Config::default()
     })]
 
-    /// Every operation, except `set_workers` while a worker is idle (see
-    /// [`a_task_queued_after_resizing_an_idle_plan_starts`]).
-    #[test]
-    fn the_plan_behaves_like_its_model_after_every_step(
-        setup in setup(),
-        ops in prop::collection::vec(op(), 1..50),
-    ) {
-        run_case(setup, &ops, false);
-    }
-
     /// Every operation, `set_workers` at any time.
     #[test]
-    #[ignore = "bug: set_workers on an idle plan over-counts idle supervisors; a later task never starts"]
-    fn the_plan_behaves_like_its_model_even_resizing_idle_workers(
+    fn the_plan_behaves_like_its_model_after_every_step(
         setup in setup(),
         ops in prop::collection::vec(op(), 1..50),
     ) {
@@ -1497,11 +1482,12 @@ proptest! {
     }
 }
 
-/// A bug the model found (shrunk by hand from its smallest case).
+/// A bug the model found (shrunk by hand from its smallest case); a
+/// regression test since the fix.
 ///
-/// `set_workers` wakes idle supervisors with `notify_waiters`, which does not
-/// count them off `State::idle_supervisors`; a woken supervisor that goes
-/// back to waiting counts itself again. Here the one idle worker ends up
+/// `set_workers` woke idle supervisors with `notify_waiters`, which did not
+/// count them off `State::idle_supervisors`; a woken supervisor that went
+/// back to waiting counted itself again. Here the one idle worker ends up
 /// counted three times. The blocker's push claims one count and wakes it;
 /// the next two pushes, while it runs the blocker, claim the other two and
 /// `notify_one` nobody: `Notify` keeps one permit for both, so
@@ -1511,7 +1497,6 @@ proptest! {
 /// sends none: the task stays queued while the worker sleeps, until
 /// something else happens to wake it.
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: set_workers on an idle plan over-counts idle supervisors; a later task never starts"]
 async fn a_task_queued_after_resizing_an_idle_plan_starts() {
     let plan = Plan::builder().workers(1).build().unwrap();
     // Two resizes to the same count while the worker is idle.
