@@ -56,12 +56,16 @@ impl Run {
     }
 
     fn task_ended(&self) {
+        // Counted before the state says so, and taken back if the closure
+        // had already returned: the closure's `fetch_sub` can only follow
+        // a count that is already there, so a reader never sees it wrap.
+        self.counts.abandoned.fetch_add(1, Ordering::AcqRel);
         if self
             .state
             .compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+            .is_err()
         {
-            self.counts.abandoned.fetch_add(1, Ordering::AcqRel);
+            self.counts.abandoned.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }

@@ -2,9 +2,13 @@
 //! place, so the loom model checks (`src/loom_tests.rs`) can swap them.
 //!
 //! In a normal build these are the standard library's atomics and mutex and
-//! `futures-util`'s `AtomicWaker`, re-exported unchanged. Under `cfg(loom)`
-//! the atomics, the mutex and the waker slot are loom's, whose every access
-//! loom can interleave and whose memory orderings it models.
+//! `futures-util`'s `AtomicWaker`, re-exported unchanged. In the crate's own
+//! unit tests built with `--cfg loom` the atomics, the mutex and the waker
+//! slot are loom's, whose every access loom can interleave and whose memory
+//! orderings it models. (Only there: loom is a dev-dependency, and loom's
+//! types only work inside a loom model, so the library itself, built with
+//! `--cfg loom` for another crate's tests, keeps the standard ones, as
+//! Tokio's `cfg(all(test, loom))` does.)
 //!
 //! `Arc` is the standard one in both builds: the crate keeps nothing of its
 //! own in reference counts, and `Waker::from`, `Arc<dyn Trait>` coercions and
@@ -15,25 +19,25 @@
 
 pub(crate) use std::sync::Arc;
 
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 pub(crate) use futures_util::task::AtomicWaker;
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 
 /// loom's waker slot behind the interface of `futures-util`'s, whose
 /// `register` borrows the waker where loom's takes it by value.
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 #[derive(Debug, Default)]
 pub(crate) struct AtomicWaker(loom::future::AtomicWaker);
 
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 impl AtomicWaker {
     pub(crate) fn new() -> AtomicWaker {
         AtomicWaker(loom::future::AtomicWaker::new())
