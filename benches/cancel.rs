@@ -74,6 +74,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod support;
+use support::{micros, multi_thread_runtime, percentile};
+
 type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// How big a run is, chosen from the command line.
@@ -91,35 +94,18 @@ struct Params {
 
 impl Params {
     fn from_args() -> Params {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let has = |flag: &str| args.iter().any(|arg| arg == flag);
-        let quick_env = std::env::var("TASKPLAN_BENCH_QUICK").is_ok_and(|value| value == "1");
-        // `cargo bench` passes `--bench`; without it the binary runs under
-        // `cargo test --benches`, which wants a smoke run, as in criterion.
-        if has("--test") || !has("--bench") {
-            Params {
-                mode: "smoke (--test)",
-                iterations: 200,
-                warmup: 20,
-                queued: 1_000,
-                rounds: 3,
-            }
-        } else if has("--quick") || quick_env {
-            Params {
-                mode: "quick",
-                iterations: 500,
-                warmup: 50,
-                queued: 5_000,
-                rounds: 5,
-            }
-        } else {
-            Params {
-                mode: "full",
-                iterations: 10_000,
-                warmup: 500,
-                queued: 100_000,
-                rounds: 7,
-            }
+        let mode = support::Mode::from_args();
+        let (iterations, warmup, queued, rounds) = match mode {
+            support::Mode::Smoke => (200, 20, 1_000, 3),
+            support::Mode::Quick => (500, 50, 5_000, 5),
+            support::Mode::Full => (10_000, 500, 100_000, 7),
+        };
+        Params {
+            mode: mode.name(),
+            iterations,
+            warmup,
+            queued,
+            rounds,
         }
     }
 }
@@ -261,30 +247,8 @@ async fn token_worker_cancel(iterations: usize) -> Vec<Duration> {
     samples
 }
 
-/// Nearest-rank percentile `num / den` (e.g. 999/1000 for p99.9) of sorted
-/// samples: the smallest sample with at least that fraction of the samples
-/// at or below it. Integer arithmetic, so p99.9 of 1,000 samples is exactly
-/// the 999th.
-fn percentile(sorted: &[Duration], num: usize, den: usize) -> Duration {
-    assert!(!sorted.is_empty(), "percentile of no samples");
-    let rank = (num * sorted.len()).div_ceil(den).max(1);
-    sorted[rank - 1]
-}
-
-fn micros(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e6
-}
-
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
-}
-
-fn multi_thread_runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("build the multi-thread runtime")
 }
 
 fn current_thread_runtime() -> Runtime {

@@ -98,6 +98,9 @@ use tokio::runtime::Runtime;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
+mod support;
+use support::{micros, multi_thread_runtime, percentile};
+
 /// CPU time each task spends, busy-spinning.
 const WORK: Duration = Duration::from_micros(5);
 /// Concurrency limit of the bounded peers.
@@ -139,35 +142,18 @@ struct Params {
 
 impl Params {
     fn from_args() -> Params {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let has = |flag: &str| args.iter().any(|arg| arg == flag);
-        let quick_env = std::env::var("TASKPLAN_BENCH_QUICK").is_ok_and(|value| value == "1");
-        // `cargo bench` passes `--bench`; without it the binary runs under
-        // `cargo test --benches`, which wants a smoke run, as in criterion.
-        if has("--test") || !has("--bench") {
-            Params {
-                mode: "smoke (--test)",
-                peak_tasks: 200,
-                peak_rounds: 1,
-                arrivals: 200,
-                open_rounds: 1,
-            }
-        } else if has("--quick") || quick_env {
-            Params {
-                mode: "quick",
-                peak_tasks: 1_000,
-                peak_rounds: 3,
-                arrivals: 2_500,
-                open_rounds: 3,
-            }
-        } else {
-            Params {
-                mode: "full",
-                peak_tasks: 20_000,
-                peak_rounds: 3,
-                arrivals: 50_000,
-                open_rounds: 5,
-            }
+        let mode = support::Mode::from_args();
+        let (peak_tasks, peak_rounds, arrivals, open_rounds) = match mode {
+            support::Mode::Smoke => (200, 1, 200, 1),
+            support::Mode::Quick => (1_000, 3, 2_500, 3),
+            support::Mode::Full => (20_000, 3, 50_000, 5),
+        };
+        Params {
+            mode: mode.name(),
+            peak_tasks,
+            peak_rounds,
+            arrivals,
+            open_rounds,
         }
     }
 }
@@ -377,16 +363,6 @@ fn run_on(rt: &Runtime, peer: &Peer, tasks: usize, interval: Option<f64>) -> Run
         .expect("the generator task panicked")
 }
 
-/// Nearest-rank percentile `num / den` (e.g. 999/1000 for p99.9) of sorted
-/// samples: the smallest sample with at least that fraction of the samples
-/// at or below it. Integer arithmetic, so p99.9 of 1,000 samples is exactly
-/// the 999th.
-fn percentile(sorted: &[Duration], num: usize, den: usize) -> Duration {
-    assert!(!sorted.is_empty(), "percentile of no samples");
-    let rank = (num * sorted.len()).div_ceil(den).max(1);
-    sorted[rank - 1]
-}
-
 /// One open-loop run reduced to the reported statistics, in µs (rates in
 /// tasks/s).
 #[derive(Clone)]
@@ -416,18 +392,6 @@ impl Summary {
             local: 100.0 * run.local as f64 / run.tasks as f64,
         }
     }
-}
-
-fn micros(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e6
-}
-
-fn multi_thread_runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("build the multi-thread runtime")
 }
 
 fn main() {

@@ -648,10 +648,6 @@ impl Model {
 
     /// An active supervisor waits for work (it can only while the plan is
     /// open: once closed and drained, supervisors exit).
-    fn has_idle_worker(&self) -> bool {
-        !self.closed && self.running().len() < self.active
-    }
-
     fn close(&mut self) -> bool {
         let newly = !std::mem::replace(&mut self.closed, true);
         self.resolve_waiting();
@@ -893,14 +889,11 @@ struct Harness {
     last_id: Option<TaskId>,
     /// Step number and operation, for failure messages.
     at: String,
-    /// Whether `set_workers` may run while a worker is idle; see
-    /// [`a_task_queued_after_resizing_an_idle_plan_starts`].
-    resize_idle: bool,
     waiting: Option<Waiting>,
 }
 
 impl Harness {
-    fn new(setup: Setup, resize_idle: bool) -> Harness {
+    fn new(setup: Setup) -> Harness {
         let mut builder = Plan::builder()
             .workers(setup.workers)
             .capacity(setup.capacity)
@@ -916,7 +909,6 @@ impl Harness {
             compared: 0,
             last_id: None,
             at: "start".to_owned(),
-            resize_idle,
             waiting: None,
         }
     }
@@ -966,8 +958,7 @@ impl Harness {
                 }
             }
             Op::SetWorkers(workers) => {
-                let skip = !self.resize_idle && self.model.has_idle_worker();
-                if let Some(plan) = self.plan.as_ref().filter(|_| !skip) {
+                if let Some(plan) = &self.plan {
                     plan.set_workers(usize::from(workers)).unwrap();
                     assert_eq!(plan.stats().workers, usize::from(workers), "{}", self.at);
                     self.model.set_workers(usize::from(workers));
@@ -1418,7 +1409,7 @@ fn quiet_panics_in_cases() {
     });
 }
 
-fn run_case(setup: Setup, ops: &[Op], resize_idle: bool) {
+fn run_case(setup: Setup, ops: &[Op]) {
     quiet_panics_in_cases();
     IN_CASE.set(true);
     // Cleared however the case ends.
@@ -1435,7 +1426,7 @@ fn run_case(setup: Setup, ops: &[Op], resize_idle: bool) {
         .build()
         .unwrap();
     let unfinished = runtime.block_on(async {
-        let mut harness = Harness::new(setup, resize_idle);
+        let mut harness = Harness::new(setup);
         // Let the supervisors start before the first check.
         settle(1).await;
         harness.model.advance(1);
@@ -1478,7 +1469,7 @@ proptest! {
         setup in setup(),
         ops in prop::collection::vec(op(), 1..50),
     ) {
-        run_case(setup, &ops, true);
+        run_case(setup, &ops);
     }
 }
 
