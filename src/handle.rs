@@ -62,7 +62,9 @@ impl<T> TaskHandle<T> {
     /// - A finished task is left as it is.
     ///
     /// In the first two cases the handle resolves to an error for which
-    /// [`TaskError::is_cancelled`] is `true`.
+    /// [`TaskError::is_cancelled`] is `true`. That includes a running task
+    /// whose poll returns its value, times out or panics in the same instant:
+    /// a task that was running when the cancel reached it ends cancelled.
     ///
     /// # Examples
     ///

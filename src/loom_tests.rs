@@ -552,14 +552,14 @@ mod header {
     }
 
     /// `Plan::cancel_tag` counts each `Requested` cancel as "cancelled", and
-    /// its docs say "a task that finishes while this runs is not counted";
-    /// the header comment says a `Requested` task's supervisor "then drops
-    /// it". Loom finds the interleaving that breaks both: the supervisor's
-    /// first look at the flag (clear), the cancel's look (RUNNING) and its
-    /// `fetch_or` (`Requested`), then the future's poll returns `Ready`: the
-    /// task completes with its value, yet was counted as cancelled.
+    /// its docs say "a task that finishes while this runs is not counted".
+    /// A running task that completes while it is cancelled: whatever the
+    /// interleaving, a cancel reported as requested ends the task cancelled.
+    /// Before the fix the supervisor's first look at the flag (clear), the
+    /// cancel's look (RUNNING) and `fetch_or` (`Requested`), then a poll
+    /// returning `Ready` completed the task with its value, yet `cancel_tag`
+    /// counted it as cancelled.
     #[test]
-    #[ignore = "bug: a Requested cancel can still complete with a value, so cancel_tag over-counts"]
     fn loom_a_requested_cancel_means_the_task_did_not_complete() {
         check(EXHAUSTIVE, || {
             let plan = Arc::new(Plan::new());

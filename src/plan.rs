@@ -826,8 +826,9 @@ impl Plan {
     ///
     /// Each is cancelled as by [`TaskHandle::cancel`]: queued ones never
     /// start, running ones are dropped at once. Tasks with other tags, or
-    /// none, are untouched. A task that finishes while this runs is not
-    /// counted.
+    /// none, are untouched. The count is exact: a task that finished before
+    /// this reached it is not counted, and every task counted ends
+    /// cancelled, even one whose poll returns its value in the same instant.
     ///
     /// # Examples
     ///

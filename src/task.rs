@@ -76,9 +76,12 @@ impl fmt::Debug for TaskId {
 
 // Lifecycle stages, in the low bits of `Header::state`.
 //
-// QUEUED -> RUNNING -> DONE, or QUEUED -> DONE through RUNNING|CANCEL when a
-// queued task is cancelled. QUEUED -> RUNNING is only ever written with the
-// plan's queue lock held (by the pop that takes the task, or by a cancel that
+// QUEUED -> RUNNING -> ENDING -> DONE, or QUEUED -> DONE through
+// RUNNING|CANCEL when a queued task is cancelled. A running task whose cancel
+// is requested goes RUNNING -> RUNNING|CANCEL -> DONE and always ends
+// cancelled: its value, timeout or panic only counts if it went on to ENDING
+// first. QUEUED -> RUNNING is only ever written with the plan's queue lock
+// held (by the pop that takes the task, or by a cancel that
 // unlinks it), so a task seen as QUEUED under that lock is still linked at
 // `Header::queue_key`, unless an abort drained the whole queue: drained tasks
 // stay QUEUED until they are dropped, and `Queue::holds` tells them apart.
@@ -86,6 +89,9 @@ const STAGE_MASK: u8 = 0b011;
 const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
 const DONE: u8 = 2;
+/// A running task whose end is decided and being counted; DONE follows
+/// under the same slot lock.
+const ENDING: u8 = 3;
 /// Set once cancellation was requested; the supervisor drops the future at
 /// its next poll, and the canceller wakes that supervisor so the poll
 /// happens.
@@ -150,7 +156,10 @@ impl Header {
             DONE => CancelRequest::AlreadyDone,
             _ => {
                 // A running task only moves on to DONE, where the flag is
-                // ignored, so setting it unconditionally is safe.
+                // ignored, so setting it unconditionally is safe. Racing a
+                // task's end, this `fetch_or` and the end's compare-exchange
+                // in `Core::conclude` order the two: seeing RUNNING here means
+                // the end will see CANCEL and end the task cancelled.
                 let previous = self.state.fetch_or(CANCEL, Ordering::AcqRel);
                 let newly_requested = previous & STAGE_MASK == RUNNING && previous & CANCEL == 0;
                 if newly_requested {
@@ -184,6 +193,15 @@ enum Slot<T> {
     Taken,
 }
 
+/// The waker a slot held before its result was stored: a task is resolved
+/// once.
+fn waiting_waker<T>(previous: Slot<T>) -> Option<Waker> {
+    match previous {
+        Slot::Waiting(waker) => waker,
+        Slot::Ready(_) | Slot::Taken => unreachable!("a task is resolved once"),
+    }
+}
+
 /// Shared state of a task whose output is `T`.
 pub(crate) struct Core<T> {
     header: Header,
@@ -215,19 +233,54 @@ impl<T> Core<T> {
         self.slot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores the task's result and wakes its handle. Called exactly once, by
-    /// the wrapper, after the user's future has been dropped.
+    /// Stores the result of a task that ends without a value, and wakes its
+    /// handle. Called once, by the wrapper, after the user's future has been
+    /// dropped and the end counted; never after `conclude` stored a result.
     fn resolve(&self, result: Result<T, Failure>) {
-        let waker = match std::mem::replace(&mut *self.lock_slot(), Slot::Ready(result)) {
-            Slot::Waiting(waker) => waker,
-            Slot::Ready(_) | Slot::Taken => unreachable!("a task is resolved once"),
+        let waker = {
+            let mut slot = self.lock_slot();
+            // Marked under the lock: whoever sees DONE (Acquire in
+            // `is_done`) and then takes the lock finds the result.
+            self.header.state.swap(DONE, Ordering::AcqRel);
+            waiting_waker(std::mem::replace(&mut *slot, Slot::Ready(result)))
         };
-        // After the slot: whoever sees DONE (Acquire in `is_done`) finds
-        // the result there.
-        self.header.state.swap(DONE, Ordering::AcqRel);
         if let Some(waker) = waker {
             waker.wake();
         }
+    }
+
+    /// Ends a running task with `result`, unless its cancel was requested
+    /// first: then hands `result` back and changes nothing.
+    ///
+    /// The decision is one compare-exchange of RUNNING for ENDING, racing the
+    /// canceller's `fetch_or` of CANCEL in `Header::request_cancel`: exactly
+    /// one of them sees the other's state, so a cancel reported as requested
+    /// (and counted by `cancel_tag`) always ends the task cancelled. `count`
+    /// runs once the end is decided and before the handle can see it.
+    fn conclude(
+        &self,
+        result: Result<T, Failure>,
+        count: impl FnOnce(),
+    ) -> Result<(), Result<T, Failure>> {
+        let waker = {
+            let mut slot = self.lock_slot();
+            if self
+                .header
+                .state
+                .compare_exchange(RUNNING, ENDING, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                return Err(result);
+            }
+            count();
+            // After the count: whoever sees DONE sees it counted.
+            self.header.state.store(DONE, Ordering::Release);
+            waiting_waker(std::mem::replace(&mut *slot, Slot::Ready(result)))
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
     }
 
     /// Polls for the task's result, for the handle: `Ready(None)` once the
@@ -423,19 +476,54 @@ impl<F: Future> Task<F> {
         }
     }
 
-    /// Ends the task without a value: drops the future, counts `outcome`,
-    /// then resolves the handle with `failure`.
-    fn end(
+    /// Ends the task as cancelled: drops the future, counts the cancel, then
+    /// resolves the handle.
+    fn end_cancelled(self: Pin<&mut Self>, counters: &Outcomes) -> Outcome {
+        let this = self.project();
+        discard(this.stage, this.setup.token.as_ref());
+        record(this.setup.tag.as_ref(), counters, &Outcome::Cancelled);
+        this.core.resolve(Err(Failure::Cancelled));
+        Outcome::Cancelled
+    }
+
+    /// Ends a task whose future is already dropped with `outcome` and
+    /// `result`, or as cancelled if its cancel was requested first (see
+    /// `Core::conclude`). Counts the end that happened, then resolves the
+    /// handle.
+    fn conclude(
         self: Pin<&mut Self>,
         counters: &Outcomes,
         outcome: Outcome,
-        failure: Failure,
+        result: Result<F::Output, Failure>,
     ) -> Outcome {
         let this = self.project();
-        discard(this.stage, this.setup.token.as_ref());
-        record(this.setup.tag.as_ref(), counters, &outcome);
-        this.core.resolve(Err(failure));
-        outcome
+        let tag = this.setup.tag.as_ref();
+        let Err(overruled) = this
+            .core
+            .conclude(result, || record(tag, counters, &outcome))
+        else {
+            return outcome;
+        };
+        // The cancel came first and was reported as requested; the value,
+        // timeout or panic of the same instant gives way to it.
+        if let Some(token) = &this.setup.token {
+            token.cancel();
+        }
+        if let Outcome::Panicked(message) = &outcome {
+            tracing::error!(
+                task = %this.id,
+                tag = tag.map(|tag| tag.name.as_str()),
+                panic = %message,
+                "task panicked as it was cancelled; counted as cancelled"
+            );
+        }
+        contain_panic(
+            || drop(overruled),
+            |panic| tracing::error!(task = %this.id, panic, "a task's output destructor panicked"),
+        );
+        record(tag, counters, &Outcome::Cancelled);
+        this.core.resolve(Err(Failure::Cancelled));
+        Outcome::Cancelled
     }
 }
 
@@ -476,8 +564,10 @@ where
         Arc::clone(&self.core) as Arc<dyn Control>
     }
 
-    fn time_out(self: Pin<&mut Self>, counters: &Outcomes) -> Outcome {
-        self.end(counters, Outcome::TimedOut, Failure::TimedOut)
+    fn time_out(mut self: Pin<&mut Self>, counters: &Outcomes) -> Outcome {
+        let this = self.as_mut().project();
+        discard(this.stage, this.setup.token.as_ref());
+        self.conclude(counters, Outcome::TimedOut, Err(Failure::TimedOut))
     }
 
     fn poll_run(
@@ -487,7 +577,7 @@ where
         cancel_waker: &AtomicWaker,
     ) -> Poll<Outcome> {
         if self.core.header.cancel_requested() {
-            return Poll::Ready(self.end(counters, Outcome::Cancelled, Failure::Cancelled));
+            return Poll::Ready(self.end_cancelled(counters));
         }
         let mut this = self.as_mut().project();
         let StageProjection::Running { future } = this.stage.as_mut().project() else {
@@ -498,23 +588,22 @@ where
                 // Finished with a value: the token, if any, is left alone;
                 // what the task handed on was meant to outlive it.
                 discard(this.stage, None);
-                self.record(counters, &Outcome::Completed);
-                self.core.resolve(Ok(output));
-                Poll::Ready(Outcome::Completed)
+                Poll::Ready(self.conclude(counters, Outcome::Completed, Ok(output)))
             }
             Ok(Poll::Pending) => {
                 // Register before the second look at the flag, so a cancel
                 // between the two either is seen here or wakes us.
                 cancel_waker.register(cx.waker());
                 if self.core.header.cancel_requested() {
-                    return Poll::Ready(self.end(counters, Outcome::Cancelled, Failure::Cancelled));
+                    return Poll::Ready(self.end_cancelled(counters));
                 }
                 Poll::Pending
             }
             Err(payload) => {
                 let message = panic_text(&*payload).to_owned();
+                discard(this.stage, this.setup.token.as_ref());
                 let outcome = Outcome::Panicked(message);
-                Poll::Ready(self.end(counters, outcome, Failure::Panic(payload)))
+                Poll::Ready(self.conclude(counters, outcome, Err(Failure::Panic(payload))))
             }
         }
     }

@@ -131,9 +131,67 @@ async fn tag_stats_obey_the_conservation_law_per_tag() {
     );
 }
 
+/// How a task that cancels its own tag in the poll that ends it, ends.
+enum Ending {
+    Value,
+    Panic,
+}
+
+/// Runs one tagged task that calls `cancel_tag` on its own tag inside the
+/// poll that then returns its value or panics: the cancel is requested
+/// while the task runs, before its end is decided. Returns the count
+/// `cancel_tag` reported, the handle's result, and the tag's stats.
+async fn cancel_own_tag_then(
+    ending: Ending,
+) -> (usize, Result<u32, taskplan::TaskError>, taskplan::Stats) {
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+    let (count_tx, count_rx) = tokio::sync::oneshot::channel();
+    let inner = plan.clone();
+    let handle = plan
+        .task(async move {
+            count_tx.send(inner.cancel_tag("own")).unwrap();
+            match ending {
+                Ending::Value => 7,
+                Ending::Panic => panic!("ends as it is cancelled"),
+            }
+        })
+        .tag("own")
+        .submit()
+        .await
+        .unwrap();
+    let result = handle.await;
+    let counted = count_rx.await.unwrap();
+    plan.wait_idle().await;
+    (counted, result, plan.tag_stats("own"))
+}
+
+/// Regression (found by loom, `loom_a_requested_cancel_means_the_task_did_not_complete`):
+/// `cancel_tag` counted a running task whose poll then returned its value,
+/// and the task completed anyway. A cancel that counts a task now always
+/// ends it cancelled, so the count and the outcome agree.
+async fn a_task_counted_by_cancel_tag_as_it_returns_its_value_ends_cancelled() {
+    let (counted, result, stats) = cancel_own_tag_then(Ending::Value).await;
+    assert_eq!(counted, 1);
+    assert!(result.unwrap_err().is_cancelled());
+    assert_eq!((stats.cancelled, stats.completed), (1, 0), "{stats:?}");
+    assert_conserved(stats);
+}
+
+/// The same race with a panic: the task counted by `cancel_tag` ends
+/// cancelled, and is not also counted as panicked.
+async fn a_task_counted_by_cancel_tag_as_it_panics_ends_cancelled() {
+    let (counted, result, stats) = cancel_own_tag_then(Ending::Panic).await;
+    assert_eq!(counted, 1);
+    assert!(result.unwrap_err().is_cancelled());
+    assert_eq!((stats.cancelled, stats.panicked), (1, 0), "{stats:?}");
+    assert_conserved(stats);
+}
+
 on_both_runtimes!(
     cancel_tag_cancels_queued_and_running_of_that_tag_only,
     tag_stats_obey_the_conservation_law_per_tag,
+    a_task_counted_by_cancel_tag_as_it_returns_its_value_ends_cancelled,
+    a_task_counted_by_cancel_tag_as_it_panics_ends_cancelled,
 );
 
 #[test]
