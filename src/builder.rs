@@ -4,6 +4,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
+use tracing::Level;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::BuildError;
@@ -30,6 +31,7 @@ pub struct PlanBuilder {
     name: String,
     parent: Option<CancellationToken>,
     task_timeout: Option<Duration>,
+    span_level: Level,
 }
 
 impl Default for PlanBuilder {
@@ -47,6 +49,7 @@ impl PlanBuilder {
             name: String::from("plan"),
             parent: None,
             task_timeout: None,
+            span_level: Level::DEBUG,
         }
     }
 
@@ -114,6 +117,35 @@ impl PlanBuilder {
         self
     }
 
+    /// Sets the level of the `tracing` span each task runs in. Defaults to
+    /// `DEBUG`.
+    ///
+    /// Every task runs inside a span named `task` with the fields `plan`
+    /// (the plan's name), `id`, `tag` and `priority`, entered while the task
+    /// is polled, so the task's own events nest under it. Make it `INFO` to
+    /// see that context on a service that logs at `INFO`; creating a span
+    /// then costs a little per task. With no subscriber listening, or one
+    /// that filters the level out, spans cost next to nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plan = taskplan::Plan::builder()
+    ///     .name("mail")
+    ///     .span_level(tracing::Level::INFO)
+    ///     .build()?;
+    /// // Logged as `task{plan=mail id=1}: sending`.
+    /// plan.submit(async { tracing::info!("sending") }).await?.await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn span_level(mut self, level: Level) -> PlanBuilder {
+        self.span_level = level;
+        self
+    }
+
     /// Builds the plan and spawns its supervisors on the current Tokio
     /// runtime, current-thread or multi-thread.
     ///
@@ -140,6 +172,7 @@ impl PlanBuilder {
             workers,
             self.capacity,
             self.task_timeout,
+            self.span_level,
             token,
             runtime,
         ))

@@ -142,6 +142,7 @@
 #![warn(rust_2018_idioms, unreachable_pub)]
 
 mod blocking;
+pub mod guide;
 mod builder;
 mod error;
 mod handle;
@@ -163,7 +164,7 @@ pub use builder::PlanBuilder;
 pub use error::{BuildError, ResizeError, SubmitError, TaskError};
 pub use handle::TaskHandle;
 pub use plan::Plan;
-pub use stats::{ShutdownReport, Stats};
+pub use stats::{ShutdownReport, Stats, Timing};
 pub use tag::Tag;
 pub use task::TaskId;
 pub use task_builder::TaskBuilder;

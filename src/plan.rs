@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -115,6 +116,8 @@ pub(crate) struct Shared {
     resize: Mutex<()>,
     /// Applied to tasks that do not set their own timeout.
     pub(crate) default_timeout: Option<Duration>,
+    /// The level of each task's span.
+    span_level: tracing::Level,
     /// Every tag seen. Lock order: never taken while `state` is held.
     tags: Mutex<TagRegistry>,
     /// Blocking closures still running on the blocking pool after their task
@@ -236,6 +239,7 @@ impl Plan {
         workers: usize,
         capacity: usize,
         default_timeout: Option<Duration>,
+        span_level: tracing::Level,
         token: CancellationToken,
         runtime: Handle,
     ) -> Plan {
@@ -264,6 +268,7 @@ impl Plan {
             workers: AtomicUsize::new(workers),
             resize: Mutex::new(()),
             default_timeout,
+            span_level,
             tags: Mutex::new(TagRegistry::default()),
             blocking: Arc::new(Blocking::default()),
             forced: AtomicBool::new(false),
@@ -566,6 +571,7 @@ impl Plan {
         let core = Arc::new(Core::new());
         let setup = Setup {
             tag,
+            priority: options.priority,
             timeout,
             token,
         };
@@ -1024,7 +1030,7 @@ impl Shared {
     /// have registered with `room_available` first.
     fn push<F>(
         &self,
-        task: Box<Task<F>>,
+        mut task: Box<Task<F>>,
         placement: Placement,
         wait_for_room: bool,
     ) -> Result<TaskId, Refused<Box<Task<F>>>>
@@ -1032,6 +1038,13 @@ impl Shared {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        // Read before the lock, to keep the clock out of the critical section.
+        task.stamp_queued(Instant::now());
+        // The event below comes after the task has moved into the queue;
+        // its tag is kept for it only when someone listens.
+        let traced_tag = tracing::enabled!(tracing::Level::TRACE)
+            .then(|| task.tag().cloned())
+            .flatten();
         let mut state = self.lock();
         if state.closed {
             return Err(Refused::Closed(task));
@@ -1056,22 +1069,33 @@ impl Shared {
         if wake_supervisor {
             self.work_available.notify_one();
         }
+        tracing::trace!(
+            plan = %self.name,
+            task = %id,
+            tag = traced_tag.as_ref().map(|tag| tag.name.as_str()),
+            priority = placement.priority,
+            "task queued"
+        );
         Ok(id)
     }
 
-    /// Waits for the next task. Returns `None` once the plan is closed and
-    /// nothing is queued, or when this supervisor must retire.
-    pub(crate) async fn next_task(&self, supervisor: u32) -> Option<BoxedTask> {
+    /// Waits for the next task, and says whether it had to wait for it.
+    /// Returns `None` once the plan is closed and nothing is queued, or when
+    /// this supervisor must retire.
+    pub(crate) async fn next_task(&self, supervisor: u32) -> Option<(BoxedTask, bool)> {
         // Set once this supervisor was woken, until it has looked at the
         // queue: see `State::wakeups_in_flight`.
         let mut woken = false;
+        // Set once this call has waited, so the caller knows its clock
+        // reading from before the call is stale.
+        let mut waited = false;
         loop {
             if self.should_retire() {
                 self.pass_on_wakeup(std::mem::take(&mut woken));
                 return None;
             }
             if let Some(next) = self.try_pop(supervisor, std::mem::take(&mut woken), false) {
-                return next;
+                return next.map(|task| (task, waited));
             }
             let mut work = pin!(self.work_available.notified());
             if work.as_mut().enable() {
@@ -1082,10 +1106,11 @@ impl Shared {
             if let Some(next) = self.try_pop(supervisor, false, true) {
                 // If a wakeup reaches `work` before it drops, `Notify`
                 // passes it on to another waiter.
-                return next;
+                return next.map(|task| (task, waited));
             }
             work.await;
             woken = true;
+            waited = true;
         }
     }
 
@@ -1129,6 +1154,47 @@ impl Shared {
                 state.idle_supervisors += usize::from(register_idle);
                 None
             }
+        }
+    }
+
+    /// The span a task runs in, at the plan's span level.
+    pub(crate) fn task_span(&self, task: &dyn Runnable) -> tracing::Span {
+        // A span's level is part of its static callsite, hence one
+        // callsite per level.
+        macro_rules! task_span {
+            ($level:expr) => {
+                tracing::span!(
+                    $level,
+                    "task",
+                    plan = %self.name,
+                    id = %task.id(),
+                    tag = task.tag().map(|tag| tag.name.as_str()),
+                    priority = task.priority(),
+                )
+            };
+        }
+        match self.span_level {
+            tracing::Level::ERROR => task_span!(tracing::Level::ERROR),
+            tracing::Level::WARN => task_span!(tracing::Level::WARN),
+            tracing::Level::INFO => task_span!(tracing::Level::INFO),
+            tracing::Level::DEBUG => task_span!(tracing::Level::DEBUG),
+            _ => task_span!(tracing::Level::TRACE),
+        }
+    }
+
+    /// Counts the time a task waited in the queue, for the plan and its tag.
+    pub(crate) fn record_queue_wait(&self, task: &dyn Runnable, waited: Duration) {
+        self.outcomes().queue_wait.record(waited);
+        if let Some(tag) = task.tag() {
+            tag.outcomes.queue_wait.record(waited);
+        }
+    }
+
+    /// Counts the time a task ran, for the plan and its tag.
+    pub(crate) fn record_run_time(&self, task: &dyn Runnable, ran: Duration) {
+        self.outcomes().run_time.record(ran);
+        if let Some(tag) = task.tag() {
+            tag.outcomes.run_time.record(ran);
         }
     }
 

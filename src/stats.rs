@@ -1,9 +1,10 @@
-//! Counters: what a plan has done so far ([`Stats`]) and how a shutdown
-//! ended ([`ShutdownReport`]).
+//! Counters: what a plan has done so far ([`Stats`], with the time its
+//! tasks spent queued and running as [`Timing`]s) and how a shutdown ended
+//! ([`ShutdownReport`]).
 
 use std::time::Duration;
 
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 use crate::task::Outcome;
 
 /// A snapshot of a plan's counters, from [`Plan::stats`](crate::Plan::stats).
@@ -53,6 +54,77 @@ pub struct Stats {
     pub panicked: usize,
     /// Tasks dropped because they ran past their timeout.
     pub timed_out: usize,
+    /// How long started tasks waited in the queue: from being queued (after
+    /// any wait for room) to being taken by a worker. Tasks cancelled while
+    /// queued are not included.
+    pub queue_wait: Timing,
+    /// How long tasks ran: from being taken by a worker to their end,
+    /// however they ended. Tasks still running are not included.
+    pub run_time: Timing,
+}
+
+/// How long a plan's tasks spent in one stage, queued or running: a count,
+/// a sum and a maximum since the plan was built, from which
+/// [`mean`](Timing::mean) follows.
+///
+/// Measured with [`tokio::time::Instant`], so under a paused clock
+/// (`tokio::time::pause`) the figures are exact. A task's queue wait is
+/// counted before it starts, its run time just after its handle resolves
+/// and before [`Plan::wait_idle`](crate::Plan::wait_idle) can return: read
+/// after `wait_idle`, the figures cover every task. Recording one costs a
+/// read of the clock (shared with the next task's start when a worker goes
+/// straight on to it) and an atomic add; the sum cannot overflow.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+///
+/// let plan = taskplan::Plan::builder().workers(1).build().unwrap();
+/// let slow = plan.submit(tokio::time::sleep(Duration::from_secs(3))).await.unwrap();
+/// let next = plan.submit(async {}).await.unwrap();
+/// slow.await.unwrap();
+/// next.await.unwrap();
+/// plan.wait_idle().await;
+///
+/// let stats = plan.stats();
+/// // `next` waited for `slow` to finish.
+/// assert_eq!(stats.queue_wait.max, Duration::from_secs(3));
+/// assert_eq!(stats.run_time.count, 2);
+/// assert_eq!(stats.run_time.mean(), Some(Duration::from_millis(1500)));
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timing {
+    /// How many tasks the figures cover.
+    pub count: usize,
+    /// Their times, summed.
+    pub total: Duration,
+    /// The longest of them.
+    pub max: Duration,
+}
+
+impl Timing {
+    /// The mean time, or `None` if no task is covered yet.
+    ///
+    /// Taken while tasks move, `count` and `total` may be a task apart, so
+    /// the mean is then approximate.
+    pub fn mean(&self) -> Option<Duration> {
+        if self.count == 0 {
+            return None;
+        }
+        let mean = self.total.as_nanos() / self.count as u128;
+        Some(duration_from_nanos(mean))
+    }
+}
+
+fn duration_from_nanos(nanos: u128) -> Duration {
+    const NANOS_PER_SECOND: u128 = 1_000_000_000;
+    let seconds = u64::try_from(nanos / NANOS_PER_SECOND).unwrap_or(u64::MAX);
+    Duration::new(seconds, (nanos % NANOS_PER_SECOND) as u32)
 }
 
 /// How a [`Plan::shutdown`](crate::Plan::shutdown) or
@@ -135,6 +207,46 @@ pub(crate) struct Outcomes {
     pub(crate) timed_out: AtomicUsize,
     /// Finished tasks whose handles have resolved.
     pub(crate) settled: AtomicUsize,
+    pub(crate) queue_wait: TimingSum,
+    pub(crate) run_time: TimingSum,
+}
+
+/// The sum and maximum behind a [`Timing`]; its count is kept elsewhere.
+///
+/// The sum is in nanoseconds, which 64 bits hold for 584 years: a plan with
+/// a million tasks queued at all times adds that up in a week. So each add
+/// that wraps around also counts one wrap, and the sum is
+/// `wraps * 2^64 + nanos`. The wrap is seen from the value `fetch_add`
+/// returns, so the common add costs nothing more.
+#[derive(Default)]
+pub(crate) struct TimingSum {
+    nanos: AtomicU64,
+    wraps: AtomicU64,
+    max_nanos: AtomicU64,
+}
+
+impl TimingSum {
+    pub(crate) fn record(&self, time: Duration) {
+        let nanos = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
+        let before = self.nanos.fetch_add(nanos, Ordering::Relaxed);
+        if before.checked_add(nanos).is_none() {
+            self.wraps.fetch_add(1, Ordering::Relaxed);
+        }
+        // Most times are not a new maximum: look before writing.
+        if nanos > self.max_nanos.load(Ordering::Relaxed) {
+            self.max_nanos.fetch_max(nanos, Ordering::Relaxed);
+        }
+    }
+
+    fn snapshot(&self, count: usize) -> Timing {
+        let wraps = u128::from(self.wraps.load(Ordering::Relaxed));
+        let nanos = u128::from(self.nanos.load(Ordering::Relaxed));
+        Timing {
+            count,
+            total: duration_from_nanos((wraps << 64) + nanos),
+            max: Duration::from_nanos(self.max_nanos.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 /// Aligns a value to its own cache line (128 bytes covers the adjacent-line
@@ -202,6 +314,8 @@ impl Outcomes {
             cancelled,
             panicked,
             timed_out,
+            queue_wait: self.queue_wait.snapshot(started),
+            run_time: self.run_time.snapshot(finished_after_start),
         }
     }
 

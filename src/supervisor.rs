@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use tokio::time::{Instant, Sleep, sleep_until};
+use std::time::Duration;
 
 use crate::error::contain_panic;
 use crate::plan::Shared;
@@ -54,23 +55,39 @@ pub(crate) async fn supervise(exit: ExitGuard) {
     // a timeout (a runtime without a time driver never needs one), and reset
     // for each later one.
     let mut timer: Option<Pin<Box<Sleep>>> = None;
-    while let Some(task) = plan.next_task(exit.number).await {
+    // The clock read at the end of the last task, while nothing has been
+    // awaited since: then it is also when the next task starts, and the
+    // clock is read once per task instead of twice.
+    let mut last_reading: Option<Instant> = None;
+    while let Some((task, waited)) = plan.next_task(exit.number).await {
+        let started = match last_reading.take() {
+            Some(reading) if !waited => reading,
+            _ => Instant::now(),
+        };
         // Ends the task however this iteration ends, including when the
         // runtime drops this supervisor in the middle of it.
         let mut running = Running {
             plan,
             task: Some(task),
+            started,
+            timed: false,
         };
+        let task = running.task();
+        let queue_wait = task
+            .queued_at()
+            .map_or(Duration::ZERO, |queued_at| {
+                started.saturating_duration_since(queued_at)
+            });
+        plan.record_queue_wait(&**task, queue_wait);
+        let span = plan.task_span(&**task);
         // An abort may have come after this task left the queue and before
         // the queue was drained: then it must not start at all.
         if alarm.fired() {
             plan.abort_queued();
             return;
         }
-        let task = running.task();
-        let mut deadline = task
-            .timeout()
-            .and_then(|timeout| Instant::now().checked_add(timeout));
+        tracing::trace!(parent: &span, ?queue_wait, "task started");
+        let mut deadline = task.timeout().and_then(|timeout| started.checked_add(timeout));
         if let Some(at) = deadline {
             match &mut timer {
                 Some(timer) => timer.as_mut().reset(at),
@@ -119,8 +136,12 @@ pub(crate) async fn supervise(exit: ExitGuard) {
                     return Poll::Ready(ending);
                 }
             }
-            if let Poll::Ready(outcome) = task.as_mut().poll_run(cx, plan.outcomes(), cancel_waker)
-            {
+            let polled = {
+                // The task's own events nest under its span.
+                let _entered = span.enter();
+                task.as_mut().poll_run(cx, plan.outcomes(), cancel_waker)
+            };
+            if let Poll::Ready(outcome) = polled {
                 return Poll::Ready(Ending::Ran(outcome));
             }
             if std::mem::take(&mut first_poll) {
@@ -131,34 +152,64 @@ pub(crate) async fn supervise(exit: ExitGuard) {
             Poll::Pending
         })
         .await;
+        let _entered = span.enter();
+        let ending = match ending {
+            Ending::Expired => Ending::Ran(task.as_mut().time_out(plan.outcomes())),
+            other => other,
+        };
+        let ended = running.measure();
+        let run_time = ended.saturating_duration_since(started);
+        let task = running.task();
         match ending {
-            Ending::Ran(Outcome::Panicked(message)) => {
-                tracing::error!(
-                    plan = %plan.name,
-                    task = %task.id(),
-                    tag = task.tag().map(|tag| tag.name.as_str()),
-                    panic = %message,
-                    "task panicked"
-                );
+            Ending::Ran(Outcome::Completed) => tracing::trace!(?run_time, "task completed"),
+            Ending::Ran(Outcome::Cancelled) => tracing::debug!(?run_time, "task cancelled"),
+            Ending::Ran(Outcome::TimedOut) => {
+                let timeout = task.timeout().unwrap_or_default();
+                in_context!(span, plan, task, warn, ?timeout, "task timed out");
             }
-            Ending::Ran(_) => {}
-            Ending::Expired => {
-                task.as_mut().time_out(plan.outcomes());
+            Ending::Ran(Outcome::Panicked(message)) => {
+                in_context!(span, plan, task, error, panic = %message, "task panicked");
             }
             Ending::Aborted => {
+                tracing::debug!(?run_time, "task cancelled by an abort");
                 // Close and empty the queue before this task's handle
                 // resolves (when `running` drops), so whoever awaits it sees
                 // the plan already stopped.
                 plan.abort_queued();
                 return;
             }
+            Ending::Expired => unreachable!("turned into its outcome above"),
         }
         drop(running);
+        drop(_entered);
         // Tasks that finish on their first poll never make this loop wait:
-        // let the rest of the runtime have its turn now and then.
+        // let the rest of the runtime have its turn now and then. Only a
+        // turn that cannot yield keeps the clock reading current.
+        if tokio::task::coop::has_budget_remaining() {
+            last_reading = Some(ended);
+        }
         tokio::task::coop::consume_budget().await;
     }
 }
+
+/// Logs an event of a task at a level that may be above its span's: with
+/// the task's span disabled (a `warn` event under a `debug` span, with an
+/// `info` filter), the event carries the span's fields itself.
+macro_rules! in_context {
+    ($span:expr, $plan:expr, $task:expr, $level:ident, $($fields:tt)+) => {
+        if $span.is_disabled() {
+            tracing::$level!(
+                plan = %$plan.name,
+                task = %$task.id(),
+                tag = $task.tag().map(|tag| tag.name.as_str()),
+                $($fields)+
+            )
+        } else {
+            tracing::$level!($($fields)+)
+        }
+    };
+}
+use in_context;
 
 /// The task a supervisor is running. Dropping it ends the task: one that has
 /// not resolved yet (an abort, or the runtime dropping the supervisor) is
@@ -168,16 +219,34 @@ struct Running<'a> {
     plan: &'a Shared,
     /// Always `Some` until `drop` takes it.
     task: Option<BoxedTask>,
+    /// When the task started, for its run time.
+    started: Instant,
+    /// Whether its run time is counted.
+    timed: bool,
 }
 
 impl Running<'_> {
     fn task(&mut self) -> &mut BoxedTask {
         self.task.as_mut().expect("taken only on drop")
     }
+
+    /// Counts the task's run time, ending now, and returns now.
+    fn measure(&mut self) -> Instant {
+        let ended = Instant::now();
+        if !std::mem::replace(&mut self.timed, true) {
+            let run_time = ended.saturating_duration_since(self.started);
+            self.plan.record_run_time(&**self.task(), run_time);
+        }
+        ended
+    }
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
+        if self.task.is_none() {
+            return;
+        }
+        self.measure();
         let Some(task) = self.task.take() else { return };
         let plan = self.plan;
         if !task.header().is_done() {

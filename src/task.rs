@@ -26,6 +26,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Failure, contain_panic, panic_text};
@@ -342,6 +343,11 @@ pub(crate) trait Runnable: Send {
     /// How long the task may run once started.
     fn timeout(&self) -> Option<Duration>;
 
+    fn priority(&self) -> i32;
+
+    /// When the task was queued; `None` only for tasks made in unit tests.
+    fn queued_at(&self) -> Option<Instant>;
+
     /// A running tagged task's slot in its tag's registry of running tasks;
     /// only read or written with the queue lock held.
     fn running_key(&self) -> usize;
@@ -408,6 +414,8 @@ pin_project! {
 #[derive(Default)]
 pub(crate) struct Setup {
     pub(crate) tag: Option<Arc<TagInfo>>,
+    /// As queued with; kept for the task's span.
+    pub(crate) priority: i32,
     pub(crate) timeout: Option<Duration>,
     /// The task's own token, for `submit_with` and `submit_blocking`:
     /// cancelled whenever the task ends without a value, so work it handed
@@ -423,6 +431,9 @@ pin_project! {
         core: Arc<Core<F::Output>>,
         id: TaskId,
         running_key: usize,
+        // When the task was queued, for its queue-wait time; set by the
+        // plan just before it queues the task.
+        queued_at: Option<Instant>,
         setup: Setup,
     }
 
@@ -460,8 +471,14 @@ impl<F: Future> Task<F> {
             core,
             id: TaskId::from_sequence(0),
             running_key: usize::MAX,
+            queued_at: None,
             setup,
         }
+    }
+
+    /// Records that the task is being queued now.
+    pub(crate) fn stamp_queued(&mut self, now: Instant) {
+        self.queued_at = Some(now);
     }
 
     /// Takes the future back out of a task that was never pinned, for
@@ -550,6 +567,14 @@ where
 
     fn timeout(&self) -> Option<Duration> {
         self.setup.timeout
+    }
+
+    fn priority(&self) -> i32 {
+        self.setup.priority
+    }
+
+    fn queued_at(&self) -> Option<Instant> {
+        self.queued_at
     }
 
     fn running_key(&self) -> usize {
