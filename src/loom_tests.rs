@@ -305,6 +305,12 @@ mod header {
         self.outcomes().record_cancelled_queued(count);
         for task in tasks {
             task.record_cancelled_queued_for_tag();
+            tracing::debug!(
+                plan = %self.name,
+                task = %task.id(),
+                tag = task.tag().map(|tag| tag.name.as_str()),
+                \"queued task cancelled\"
+            );
             drop(task);
         }");
 

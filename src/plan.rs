@@ -1331,6 +1331,12 @@ impl Shared {
         // Drops the futures and resolves the handles, outside the lock.
         for task in tasks {
             task.record_cancelled_queued_for_tag();
+            tracing::debug!(
+                plan = %self.name,
+                task = %task.id(),
+                tag = task.tag().map(|tag| tag.name.as_str()),
+                "queued task cancelled"
+            );
             drop(task);
         }
         self.settle(count);

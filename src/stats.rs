@@ -338,3 +338,31 @@ impl Outcomes {
         self.settled.fetch_add(count, Ordering::SeqCst);
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A sum past 64 bits of nanoseconds is kept whole through the wrap
+    /// count.
+    #[test]
+    fn a_timing_sum_past_584_years_is_exact() {
+        let sum = TimingSum::default();
+        let longest = Duration::from_nanos(u64::MAX);
+        sum.record(longest);
+        sum.record(longest);
+        sum.record(Duration::from_nanos(2));
+        let timing = sum.snapshot(3);
+        assert_eq!(timing.total, duration_from_nanos(1 << 65));
+        assert_eq!(timing.max, longest);
+        assert_eq!(timing.mean(), Some(duration_from_nanos((1 << 65) / 3)));
+    }
+
+    /// A time too long for 64 bits of nanoseconds counts as the longest.
+    #[test]
+    fn a_time_past_584_years_counts_as_the_longest() {
+        let sum = TimingSum::default();
+        sum.record(Duration::MAX);
+        assert_eq!(sum.snapshot(1).max, Duration::from_nanos(u64::MAX));
+    }
+}
