@@ -55,6 +55,18 @@
 //! flag in the task's shared state). This is why per-task cancellation in
 //! taskplan allocates nothing and joins no waiter list.
 //!
+//! # Group `tracing`
+//!
+//! What each task's span and events cost: [`TASKS`] no-op tasks on a
+//! 4-worker plan on the multi-thread runtime with no subscriber
+//! (`taskplan_no_subscriber`, beside `tokio_spawn` for scale), with a `fmt`
+//! subscriber at `INFO` writing to `io::sink` on the runtime's threads
+//! (`taskplan_info_subscriber`: the task spans at `DEBUG` and the events at
+//! `TRACE` are filtered out), and the same with the spans raised to `INFO`
+//! (`taskplan_info_subscriber_info_spans`: a span made per task).
+//! `span_and_events_alone_no_subscriber` makes the same span and events as
+//! a task does, with nothing else, to show tracing's own share.
+//!
 //! # Group `promote`
 //!
 //! `Plan::promote` of a tag that marks a tenth of 1,000, 10,000 and 100,000
@@ -636,5 +648,99 @@ fn cancel_signal(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, throughput, submitters, promote, cancel_signal);
+/// The `tracing` group: what each task's span and events cost.
+fn tracing_cost(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tracing");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(TASKS as u64));
+    // No subscriber first: a subscriber raises tracing's global level
+    // filter for as long as it lives.
+    let cases: [(&str, Option<tracing::Level>); 3] = [
+        ("taskplan_no_subscriber", None),
+        ("taskplan_info_subscriber", Some(tracing::Level::DEBUG)),
+        ("taskplan_info_subscriber_info_spans", Some(tracing::Level::INFO)),
+    ];
+    for (name, span_level) in cases {
+        let rt = match span_level {
+            None => Flavor::Multi.runtime(),
+            Some(_) => runtime_with_info_subscriber(),
+        };
+        let plan = rt.block_on(async {
+            Plan::builder()
+                .workers(4)
+                .capacity(CAPACITY)
+                .name("bench")
+                .span_level(span_level.unwrap_or(tracing::Level::DEBUG))
+                .build()
+                .expect("build the plan")
+        });
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                timed(&rt, iters, &plan, move |plan| async move {
+                    taskplan_batch(&plan, TASKS, Work::Noop).await;
+                })
+            });
+        });
+        if span_level.is_none() {
+            group.bench_function("tokio_spawn", |b| {
+                b.iter_custom(|iters| {
+                    timed(&rt, iters, &(), move |()| tokio_spawn_batch(TASKS, Work::Noop))
+                });
+            });
+        }
+        stop(&rt, plan);
+    }
+    // The same span and events as a task's, alone, with no subscriber: the
+    // part of `taskplan_no_subscriber` that tracing costs.
+    group.bench_function("span_and_events_alone_no_subscriber", |b| {
+        b.iter(|| {
+            for id in 0..TASKS {
+                let span = tracing::debug_span!(
+                    "task",
+                    plan = %"bench",
+                    id = %black_box(id),
+                    tag = black_box(None::<&str>),
+                    priority = black_box(0),
+                );
+                tracing::trace!(parent: &span, "task started");
+                let _entered = span.enter();
+                tracing::trace!("task completed");
+            }
+        });
+    });
+    group.finish();
+}
+
+/// A 2-thread runtime whose threads log through a `fmt` subscriber at
+/// `INFO` into `io::sink`: a service's usual setup, minus the writing.
+fn runtime_with_info_subscriber() -> Runtime {
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(std::io::sink)
+            .finish(),
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            // The thread's default for its whole life: the guard would
+            // restore the previous one.
+            std::mem::forget(tracing::dispatcher::set_default(&dispatch));
+        })
+        .build()
+        .expect("build the runtime")
+}
+
+criterion_group!(
+    benches,
+    throughput,
+    submitters,
+    promote,
+    cancel_signal,
+    tracing_cost
+);
 criterion_main!(benches);
