@@ -984,7 +984,22 @@ impl Shared {
             // The guard is made here, outside the supervisor's future, so it
             // runs even if the runtime drops that future before polling it.
             let exit = supervisor::ExitGuard::new(Arc::clone(self));
+            #[cfg(tokio_unstable)]
+            let name = format!("{} supervisor {}", self.name, exit.number());
             let supervisor = self.supervisors.track_future(supervisor::supervise(exit));
+            #[cfg(tokio_unstable)]
+            {
+                // Named for tokio-console. Tokio's named spawn has an error
+                // type but does not fail today; if it did, dropping the
+                // supervisor runs its exit guard, which keeps the counts.
+                let named = tokio::task::Builder::new()
+                    .name(&name)
+                    .spawn_on(supervisor, &self.runtime);
+                if let Err(error) = named {
+                    tracing::error!(plan = %self.name, %error, "could not spawn a supervisor");
+                }
+            }
+            #[cfg(not(tokio_unstable))]
             self.runtime.spawn(supervisor);
         }
     }

@@ -16,8 +16,8 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use tokio::time::{Instant, Sleep, sleep_until};
 use std::time::Duration;
+use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::error::contain_panic;
 use crate::plan::Shared;
@@ -73,11 +73,9 @@ pub(crate) async fn supervise(exit: ExitGuard) {
             timed: false,
         };
         let task = running.task();
-        let queue_wait = task
-            .queued_at()
-            .map_or(Duration::ZERO, |queued_at| {
-                started.saturating_duration_since(queued_at)
-            });
+        let queue_wait = task.queued_at().map_or(Duration::ZERO, |queued_at| {
+            started.saturating_duration_since(queued_at)
+        });
         plan.record_queue_wait(&**task, queue_wait);
         let span = plan.task_span(&**task);
         // An abort may have come after this task left the queue and before
@@ -87,7 +85,9 @@ pub(crate) async fn supervise(exit: ExitGuard) {
             return;
         }
         tracing::trace!(parent: &span, ?queue_wait, "task started");
-        let mut deadline = task.timeout().and_then(|timeout| started.checked_add(timeout));
+        let mut deadline = task
+            .timeout()
+            .and_then(|timeout| started.checked_add(timeout));
         if let Some(at) = deadline {
             match &mut timer {
                 Some(timer) => timer.as_mut().reset(at),
@@ -337,6 +337,12 @@ pub(crate) struct ExitGuard {
 }
 
 impl ExitGuard {
+    /// The supervisor's number in the plan.
+    #[cfg(tokio_unstable)]
+    pub(crate) fn number(&self) -> u32 {
+        self.number
+    }
+
     pub(crate) fn new(plan: Arc<Shared>) -> ExitGuard {
         let (number, waker) = plan.register_supervisor();
         ExitGuard {
