@@ -661,7 +661,10 @@ fn tracing_cost(c: &mut Criterion) {
     let cases: [(&str, Option<tracing::Level>); 3] = [
         ("taskplan_no_subscriber", None),
         ("taskplan_info_subscriber", Some(tracing::Level::DEBUG)),
-        ("taskplan_info_subscriber_info_spans", Some(tracing::Level::INFO)),
+        (
+            "taskplan_info_subscriber_info_spans",
+            Some(tracing::Level::INFO),
+        ),
     ];
     for (name, span_level) in cases {
         let rt = match span_level {
@@ -687,7 +690,9 @@ fn tracing_cost(c: &mut Criterion) {
         if span_level.is_none() {
             group.bench_function("tokio_spawn", |b| {
                 b.iter_custom(|iters| {
-                    timed(&rt, iters, &(), move |()| tokio_spawn_batch(TASKS, Work::Noop))
+                    timed(&rt, iters, &(), move |()| {
+                        tokio_spawn_batch(TASKS, Work::Noop)
+                    })
                 });
             });
         }

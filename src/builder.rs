@@ -4,8 +4,8 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
-use tracing::Level;
 use tokio_util::sync::CancellationToken;
+use tracing::Level;
 
 use crate::error::BuildError;
 use crate::plan::Plan;

@@ -142,10 +142,12 @@
 #![warn(rust_2018_idioms, unreachable_pub)]
 
 mod blocking;
-pub mod guide;
 mod builder;
 mod error;
+pub mod guide;
 mod handle;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod plan;
 mod queue;
 #[cfg(feature = "signal")]

@@ -118,6 +118,9 @@ pub(crate) struct Shared {
     pub(crate) default_timeout: Option<Duration>,
     /// The level of each task's span.
     span_level: tracing::Level,
+    /// `workers`, published.
+    #[cfg(feature = "metrics")]
+    workers_gauge: metrics::Gauge,
     /// Every tag seen. Lock order: never taken while `state` is held.
     tags: Mutex<TagRegistry>,
     /// Blocking closures still running on the blocking pool after their task
@@ -243,6 +246,12 @@ impl Plan {
         token: CancellationToken,
         runtime: Handle,
     ) -> Plan {
+        let counters = Counters::new(&name);
+        let tags = TagRegistry::new(&name);
+        #[cfg(feature = "metrics")]
+        let workers_gauge = crate::metrics::workers_gauge(&name);
+        #[cfg(feature = "metrics")]
+        workers_gauge.set(workers as f64);
         let shared = Arc::new(Shared {
             name: name.into_boxed_str(),
             capacity,
@@ -269,11 +278,13 @@ impl Plan {
             resize: Mutex::new(()),
             default_timeout,
             span_level,
-            tags: Mutex::new(TagRegistry::default()),
+            tags: Mutex::new(tags),
             blocking: Arc::new(Blocking::default()),
             forced: AtomicBool::new(false),
             plans: AtomicUsize::new(1),
-            counters: Counters::default(),
+            counters,
+            #[cfg(feature = "metrics")]
+            workers_gauge,
             runtime,
         });
         {
@@ -951,6 +962,8 @@ impl Shared {
     fn resize(self: &Arc<Shared>, workers: usize) {
         let _resize = self.resize.lock().unwrap_or_else(|e| e.into_inner());
         self.workers.store(workers, Ordering::Release);
+        #[cfg(feature = "metrics")]
+        self.workers_gauge.set(workers as f64);
         self.spawn_missing_supervisors_locked();
         // Idle surplus supervisors retire now rather than at their next
         // task. They are woken one by one through the wakeup count, not all
@@ -1060,6 +1073,8 @@ impl Shared {
         let traced_tag = tracing::enabled!(tracing::Level::TRACE)
             .then(|| task.tag().cloned())
             .flatten();
+        #[cfg(feature = "metrics")]
+        let published_tag = task.tag().cloned();
         let mut state = self.lock();
         if state.closed {
             return Err(Refused::Closed(task));
@@ -1083,6 +1098,13 @@ impl Shared {
         drop(state);
         if wake_supervisor {
             self.work_available.notify_one();
+        }
+        #[cfg(feature = "metrics")]
+        {
+            self.outcomes().record_submitted();
+            if let Some(tag) = published_tag {
+                tag.outcomes.record_submitted();
+            }
         }
         tracing::trace!(
             plan = %self.name,
@@ -1199,17 +1221,17 @@ impl Shared {
 
     /// Counts the time a task waited in the queue, for the plan and its tag.
     pub(crate) fn record_queue_wait(&self, task: &dyn Runnable, waited: Duration) {
-        self.outcomes().queue_wait.record(waited);
+        self.outcomes().record_started(waited);
         if let Some(tag) = task.tag() {
-            tag.outcomes.queue_wait.record(waited);
+            tag.outcomes.record_started(waited);
         }
     }
 
     /// Counts the time a task ran, for the plan and its tag.
     pub(crate) fn record_run_time(&self, task: &dyn Runnable, ran: Duration) {
-        self.outcomes().run_time.record(ran);
+        self.outcomes().record_run_time(ran);
         if let Some(tag) = task.tag() {
-            tag.outcomes.run_time.record(ran);
+            tag.outcomes.record_run_time(ran);
         }
     }
 

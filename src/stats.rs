@@ -209,6 +209,9 @@ pub(crate) struct Outcomes {
     pub(crate) settled: AtomicUsize,
     pub(crate) queue_wait: TimingSum,
     pub(crate) run_time: TimingSum,
+    /// The same counts, published through the `metrics` facade.
+    #[cfg(feature = "metrics")]
+    pub(crate) published: crate::metrics::Published,
 }
 
 /// The sum and maximum behind a [`Timing`]; its count is kept elsewhere.
@@ -263,6 +266,20 @@ impl<T> std::ops::Deref for CachePadded<T> {
 }
 
 impl Counters {
+    /// Counters of the plan named `plan`.
+    pub(crate) fn new(plan: &str) -> Counters {
+        #[cfg(not(feature = "metrics"))]
+        let _ = plan;
+        Counters {
+            submitted: CachePadded::default(),
+            outcomes: CachePadded(Outcomes {
+                #[cfg(feature = "metrics")]
+                published: crate::metrics::Published::for_plan(plan),
+                ..Outcomes::default()
+            }),
+        }
+    }
+
     /// Counts one more submitted task. Caller holds the queue lock, which
     /// makes this the only writer.
     pub(crate) fn record_submitted(&self) {
@@ -327,11 +344,36 @@ impl Outcomes {
             Outcome::Panicked(_) => &self.panicked,
         };
         counter.fetch_add(1, Ordering::AcqRel);
+        #[cfg(feature = "metrics")]
+        self.published.finished(outcome);
     }
 
     pub(crate) fn record_cancelled_queued(&self, count: usize) {
         self.cancelled_queued.fetch_add(count, Ordering::AcqRel);
         self.cancelled.fetch_add(count, Ordering::AcqRel);
+        #[cfg(feature = "metrics")]
+        self.published.cancelled_queued(count);
+    }
+
+    /// Publishes a task that was just queued; the counts behind
+    /// `Stats::submitted` are kept under the queue lock instead.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn record_submitted(&self) {
+        self.published.submitted();
+    }
+
+    /// Counts a task that starts after waiting `waited` in the queue.
+    pub(crate) fn record_started(&self, waited: Duration) {
+        self.queue_wait.record(waited);
+        #[cfg(feature = "metrics")]
+        self.published.started(waited);
+    }
+
+    /// Counts the run time of a task that ended.
+    pub(crate) fn record_run_time(&self, ran: Duration) {
+        self.run_time.record(ran);
+        #[cfg(feature = "metrics")]
+        self.published.ran(ran);
     }
 
     pub(crate) fn record_settled(&self, count: usize) {

@@ -83,12 +83,24 @@ pub(crate) struct TagInfo {
 }
 
 /// Every tag a plan has seen.
-#[derive(Default)]
 pub(crate) struct TagRegistry {
     by_name: HashMap<Tag, Arc<TagInfo>>,
+    /// The plan's name, for the tags' published series.
+    #[cfg(feature = "metrics")]
+    plan: Box<str>,
 }
 
 impl TagRegistry {
+    pub(crate) fn new(plan: &str) -> TagRegistry {
+        #[cfg(not(feature = "metrics"))]
+        let _ = plan;
+        TagRegistry {
+            by_name: HashMap::new(),
+            #[cfg(feature = "metrics")]
+            plan: plan.into(),
+        }
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&Arc<TagInfo>> {
         self.by_name.get(name)
     }
@@ -99,7 +111,11 @@ impl TagRegistry {
             Arc::new(TagInfo {
                 index,
                 name: name.clone(),
-                outcomes: Outcomes::default(),
+                outcomes: Outcomes {
+                    #[cfg(feature = "metrics")]
+                    published: crate::metrics::Published::for_tag(&self.plan, name.as_str()),
+                    ..Outcomes::default()
+                },
             })
         }))
     }
