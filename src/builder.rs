@@ -25,6 +25,7 @@ use crate::plan::Plan;
 /// # }
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct PlanBuilder {
     workers: Option<usize>,
     capacity: usize,

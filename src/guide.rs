@@ -1088,6 +1088,90 @@
 //!   supervisor, and tools that list Tokio tasks show the supervisors (and
 //!   one small watcher task per plan), not one task per submission.
 //!
+//!
+//! # Observability
+//!
+//! ## Tracing
+//!
+//! Every task runs inside a `tracing` span named `task`, with the fields
+//! `plan` (the plan's name), `id`, `tag` and `priority`. The span is entered
+//! while the task is polled, so the task's own events nest under it. It is
+//! at `DEBUG` by default; [`PlanBuilder::span_level`] raises it, for a
+//! service that logs at `INFO` and wants each line to say which task wrote
+//! it. A task's steps are events at the levels a service owner would pick:
+//!
+//! | event | level | fields |
+//! |---|---|---|
+//! | `task queued` | `TRACE` | `plan`, `task`, `tag`, `priority` |
+//! | `task started` | `TRACE` | `queue_wait` |
+//! | `task completed` | `TRACE` | `run_time` |
+//! | `task cancelled`, `task cancelled by an abort` | `DEBUG` | `run_time` |
+//! | `queued task cancelled` | `DEBUG` | `plan`, `task`, `tag` |
+//! | `task timed out` | `WARN` | `timeout` |
+//! | `task panicked` | `ERROR` | `panic` |
+//!
+//! Events of a started task take the plan and task from the span. When the
+//! span is filtered out (a `WARN` filter and the default `DEBUG` span), a
+//! timeout or a panic names `plan`, `task` and `tag` itself. With no
+//! subscriber, or one that filters these levels out, the span and events
+//! cost a few nanoseconds per task: see the `tracing` group of
+//! `cargo bench --bench throughput`.
+//!
+//! ## Queue wait and run time
+//!
+//! [`Stats::queue_wait`] and [`Stats::run_time`] say how long tasks waited
+//! in the queue and how long they ran, as a count, a sum and a maximum
+//! ([`Timing`], with [`Timing::mean`]), for the plan and for each tag
+//! through [`Plan::tag_stats`]. They are always on: a task costs one more
+//! read of the clock and two atomic adds.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//!
+//! let plan = taskplan::Plan::builder().workers(1).build()?;
+//! for _ in 0..3 {
+//!     plan.task(async { tokio::time::sleep(Duration::from_secs(1)).await })
+//!         .tag("report")
+//!         .submit()
+//!         .await?;
+//! }
+//! plan.wait_idle().await;
+//! let report = plan.tag_stats("report");
+//! // One worker: the second waited 1 s, the third 2 s.
+//! assert_eq!(report.queue_wait.max, Duration::from_secs(2));
+//! assert_eq!(report.run_time.mean(), Some(Duration::from_secs(1)));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Metrics
+//!
+//! With the `metrics` feature, each plan publishes through the
+//! [`metrics`](https://docs.rs/metrics) facade, to whatever exporter the
+//! service installed (Prometheus, StatsD, ...):
+//!
+//! - `taskplan_tasks_submitted_total` and `taskplan_tasks_finished_total`
+//!   (with `outcome` = `completed`, `cancelled`, `panicked` or `timed_out`),
+//!   counters;
+//! - `taskplan_tasks_queued`, `taskplan_tasks_running` and
+//!   `taskplan_workers`, gauges;
+//! - `taskplan_queue_wait_seconds` and `taskplan_run_time_seconds`,
+//!   histograms;
+//!
+//! all labelled `plan`, and the same per tag as `taskplan_tag_*`, labelled
+//! `plan` and `tag`, so adding up a plan's series never counts a task twice.
+//! A plan registers its series when it is built and a tag when it is first
+//! used, so install the recorder first. `cargo run --example metrics
+//! --features metrics` prints what a Prometheus scrape reads.
+//!
+//! ## tokio-console
+//!
+//! Built with `RUSTFLAGS="--cfg tokio_unstable"` (which tokio-console needs
+//! anyway), supervisors are spawned with the names `<plan> supervisor <n>`,
+//! so the console shows which plan each busy worker belongs to.
+//!
 //! [`CancellationToken`]: tokio_util::sync::CancellationToken
 //! [`Plan`]: crate::Plan
 //! [`Plan::abort`]: crate::Plan::abort
@@ -1107,6 +1191,11 @@
 //! [`Plan::wait_idle`]: crate::Plan::wait_idle
 //! [`PlanBuilder::build`]: crate::PlanBuilder::build
 //! [`PlanBuilder::task_timeout`]: crate::PlanBuilder::task_timeout
+//! [`PlanBuilder::span_level`]: crate::PlanBuilder::span_level
+//! [`Stats::queue_wait`]: crate::Stats::queue_wait
+//! [`Stats::run_time`]: crate::Stats::run_time
+//! [`Timing`]: crate::Timing
+//! [`Timing::mean`]: crate::Timing::mean
 //! [`PlanBuilder::token`]: crate::PlanBuilder::token
 //! [`ShutdownReport`]: crate::ShutdownReport
 //! [`Stats`]: crate::Stats

@@ -90,6 +90,7 @@ impl<T> TaskHandle<T> {
 
     /// Returns `true` once the task has finished, however it ended: then
     /// awaiting the handle returns at once.
+    #[must_use]
     pub fn is_finished(&self) -> bool {
         self.core.header().is_done()
     }

@@ -134,12 +134,31 @@
 //! # }
 //! ```
 //!
+//! # Observability
+//!
+//! Each task runs in a `tracing` span (plan, id, tag, priority) with an
+//! event for each step; [`Stats::queue_wait`] and [`Stats::run_time`] say
+//! how long tasks waited and ran; the `metrics` feature publishes all of it
+//! through the `metrics` facade; and with `--cfg tokio_unstable`,
+//! tokio-console shows each supervisor by its plan's name. See the
+//! [guide](guide#observability).
+//!
+//! # Guide
+//!
+//! The [`guide`] goes further: the model, choosing workers and capacity,
+//! the cancellation model, shutdown recipes, observability, and the same
+//! program written with `JoinSet` + `Semaphore`, with `TaskTracker`, and
+//! with taskplan.
+//!
 //! # Feature flags
 //!
 //! - `signal` (default): [`Plan::shutdown_on_signal`], through `tokio/signal`.
+//! - `metrics`: publish counts, gauges and timings through the
+//!   [`metrics`](https://docs.rs/metrics) facade.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
-#![warn(rust_2018_idioms, unreachable_pub)]
+#![warn(rust_2018_idioms, unreachable_pub, missing_debug_implementations)]
 
 mod blocking;
 mod builder;

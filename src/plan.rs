@@ -624,6 +624,7 @@ impl Plan {
     /// Returns `true` once the plan accepts no new tasks: after
     /// [`close`](Plan::close), a shutdown, an abort, or when the last clone
     /// was dropped.
+    #[must_use]
     pub fn is_closed(&self) -> bool {
         self.shared.lock().closed
     }
@@ -766,6 +767,7 @@ impl Plan {
 
     /// Returns a snapshot of the plan's counters. See [`Stats`] for the
     /// conservation law they obey.
+    #[must_use]
     pub fn stats(&self) -> Stats {
         self.shared.stats()
     }
@@ -916,6 +918,7 @@ impl Plan {
     /// # Ok(())
     /// # }
     /// ```
+    #[must_use]
     pub fn tag_stats(&self, tag: &str) -> Stats {
         self.shared.tag_stats(tag)
     }

@@ -41,6 +41,7 @@ impl Plan {
     ///
     /// Dropping the returned future before a signal arrives leaves the plan
     /// untouched; after, as for [`shutdown`](Plan::shutdown).
+    #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
     pub fn shutdown_on_signal(
         &self,
         grace: Duration,

@@ -112,6 +112,7 @@ impl Timing {
     ///
     /// Taken while tasks move, `count` and `total` may be a task apart, so
     /// the mean is then approximate.
+    #[must_use]
     pub fn mean(&self) -> Option<Duration> {
         if self.count == 0 {
             return None;
