@@ -99,6 +99,12 @@ async fn a_formatted_panic_message_is_kept() {
         .unwrap();
     let error = handle.await.unwrap_err();
     assert!(error.to_string().ends_with("panicked: code 7"));
+    // Debug names the task and the kind, never the payload (a mutant that
+    // printed nothing survived without this).
+    assert_eq!(
+        format!("{error:?}"),
+        format!("TaskError {{ id: TaskId({}), kind: Panic(..) }}", error.id())
+    );
     let payload = error.try_into_panic().unwrap();
     assert_eq!(*payload.downcast::<String>().unwrap(), "code 7");
 }

@@ -161,6 +161,10 @@ fn submit_error_is_debug_display_and_error_for_any_task() {
     assert!(full.to_string().starts_with("plan queue is full"));
     assert!(full.to_string().contains("await `submit`"));
     assert!(closed.to_string().starts_with("plan is closed"));
+    // Each refusal says which it is, and only that (a mutant making
+    // `is_full` always true survived without this).
+    assert_eq!((full.is_full(), full.is_closed()), (true, false));
+    assert_eq!((closed.is_full(), closed.is_closed()), (false, true));
     fn assert_error<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
     assert_error(&closed);
 
