@@ -1,4 +1,12 @@
 //! Issue 0.2, semantics 7: blocking closures on Tokio's blocking pool.
+//!
+//! Mutation testing: `replace match guard error.is_panic() with true` in
+//! `BlockingTask::poll` (src/blocking.rs) survives, and no test here can
+//! kill it. The guard only decides the branch for a `JoinError` that is not
+//! a panic, which tokio returns only when the runtime shuts down before the
+//! blocking pool started the closure; by then the runtime has dropped the
+//! supervisor holding the task, so the task is never polled to see it. The
+//! mutant changes unreachable behaviour only.
 
 mod common;
 

@@ -103,7 +103,10 @@ async fn a_formatted_panic_message_is_kept() {
     // printed nothing survived without this).
     assert_eq!(
         format!("{error:?}"),
-        format!("TaskError {{ id: TaskId({}), kind: Panic(..) }}", error.id())
+        format!(
+            "TaskError {{ id: TaskId({}), kind: Panic(..) }}",
+            error.id()
+        )
     );
     let payload = error.try_into_panic().unwrap();
     assert_eq!(*payload.downcast::<String>().unwrap(), "code 7");
