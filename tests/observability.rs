@@ -1,9 +1,10 @@
 //! Observability: each task's `tracing` span and events, and the queue-wait
 //! and run-time figures in `Stats`.
 //!
-//! The tracing tests have their own binary and run one at a time: `tracing`
-//! caches per call site whether anyone listens, and each test here installs
-//! its own subscriber on its thread. Each uses a current-thread runtime, so
+//! These tests have their own binary and run one at a time: `tracing`
+//! caches per call site whether anyone listens, and each tracing test here
+//! installs its own subscriber on its thread, while a test without one
+//! would record that nobody listens. Each uses a current-thread runtime, so
 //! the supervisors run on the thread where the subscriber is installed.
 
 mod common;
@@ -348,6 +349,9 @@ fn parts(timing: Timing) -> (usize, Duration, Duration) {
 /// 2 s, 1 s and 3 s. The first waits 0 s, the second 2 s, the third 3 s.
 #[tokio::test(start_paused = true)]
 async fn queue_wait_and_run_time_are_exact_per_plan_and_per_tag() {
+    // No subscriber here, which tracing's call-site cache would record
+    // while another test listens.
+    let _serial = ONE_AT_A_TIME.lock().await;
     common::harness(async {
         let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
         // The clock starts at the first poll, not when the future is made.
@@ -379,6 +383,9 @@ async fn queue_wait_and_run_time_are_exact_per_plan_and_per_tag() {
 /// started, and counts waiting for room apart from waiting in the queue.
 #[tokio::test(start_paused = true)]
 async fn run_time_covers_every_ending_and_queue_wait_only_started_tasks() {
+    // No subscriber here, which tracing's call-site cache would record
+    // while another test listens.
+    let _serial = ONE_AT_A_TIME.lock().await;
     common::harness(async {
         let plan = common::tracked(Plan::builder().workers(1).capacity(1).build().unwrap());
         let stuck = plan.submit(std::future::pending::<()>()).await.unwrap();
