@@ -112,6 +112,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     served += 1;
+                    // A plan keeps each tag it has seen for its whole life (a
+                    // small entry; with the `metrics` feature, a series too),
+                    // so a tag per connection suits a demo; a service that
+                    // runs for months wants a bounded set of tags.
                     let tag = format!("conn-{served}");
                     connections.spawn(serve(plan.clone(), stream, tag, closing.clone()));
                 }

@@ -1031,8 +1031,12 @@ mod alarm {
                     return Poll::Ready(ending);
                 }
             }
-            if let Poll::Ready(outcome) = task.as_mut().poll_run(cx, plan.outcomes(), cancel_waker)
-            {
+            let polled = {
+                // The task's own events nest under its span.
+                let _entered = span.enter();
+                task.as_mut().poll_run(cx, plan.outcomes(), cancel_waker)
+            };
+            if let Poll::Ready(outcome) = polled {
                 return Poll::Ready(Ending::Ran(outcome));
             }
             if std::mem::take(&mut first_poll) {

@@ -965,9 +965,9 @@ impl Shared {
     fn resize(self: &Arc<Shared>, workers: usize) {
         let _resize = self.resize.lock().unwrap_or_else(|e| e.into_inner());
         self.workers.store(workers, Ordering::Release);
+        self.spawn_missing_supervisors_locked();
         #[cfg(feature = "metrics")]
         self.workers_gauge.set(workers as f64);
-        self.spawn_missing_supervisors_locked();
         // Idle surplus supervisors retire now rather than at their next
         // task. They are woken one by one through the wakeup count, not all
         // at once with `notify_waiters`, which would leave them counted as

@@ -1,6 +1,6 @@
 //! Issue 0.2, semantics 9: a real process shuts down gracefully on SIGTERM.
 //!
-//! Runs the `graceful_shutdown` example, which `cargo test` builds, as a
+//! Runs the `graceful_shutdown` example (built by `common::example_binary`) as a
 //! child process, waits for it to say it is serving, sends it SIGTERM, and
 //! checks that it drains and exits 0 with its report.
 #![cfg(all(unix, feature = "signal"))]
@@ -8,31 +8,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-/// `target/<profile>/examples/graceful_shutdown`, next to this test's own
-/// `target/<profile>/deps/` directory. A plain `cargo test` has built it; a
-/// run of this test alone (`cargo test --test signal`) has not, so then it
-/// is built here, with the same cargo.
-fn example_binary() -> PathBuf {
-    let test_binary = std::env::current_exe().unwrap();
-    let profile_dir = test_binary.parent().unwrap().parent().unwrap();
-    let binary = profile_dir.join("examples").join("graceful_shutdown");
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "graceful_shutdown"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the example failed");
-    }
-    binary
-}
 
 #[test]
 fn sigterm_drains_the_plan_and_exits_zero_with_a_report() {
-    let binary = example_binary();
+    let binary = common::example_binary("graceful_shutdown");
     assert!(binary.exists(), "{} is missing", binary.display());
     let mut child = Command::new(&binary)
         .stdout(Stdio::piped())

@@ -18,9 +18,10 @@
 //!   its report on stdout.
 #![cfg(all(unix, feature = "signal"))]
 
+mod common;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -51,38 +52,10 @@ const MAX_REQUESTS_PER_CLIENT: usize = 100_000;
 
 const SHUTTING_DOWN: &str = "error shutting down";
 
-/// `target/<profile>/examples/tcp_service`, next to this test's
-/// `target/<profile>/deps/`, built now with the same cargo.
-///
-/// A plain `cargo test` has built it already and this build finds nothing
-/// to do; a run of this test alone (`cargo test --test tcp_service`) has
-/// not built it, or has left an old build from before the example changed.
-/// Cargo does not hold its build lock while tests run, so this does not
-/// wait on the `cargo test` that started us.
-fn example_binary() -> PathBuf {
-    let test_binary = std::env::current_exe().unwrap();
-    let profile_dir = test_binary.parent().unwrap().parent().unwrap();
-    let target_dir = profile_dir.parent().unwrap();
-    let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {
-        "debug" => "dev",
-        other => other,
-    };
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", "tcp_service"])
-        .args(["--profile", profile])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the example failed: {status}");
-    profile_dir.join("examples").join("tcp_service")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_load_answers_every_request_and_reports_the_work_done() {
     let deadline = Instant::now() + BOUND;
-    let binary = example_binary();
+    let binary = common::example_binary("tcp_service");
     let mut service = Command::new(&binary)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

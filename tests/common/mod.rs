@@ -365,3 +365,47 @@ pub async fn join_or_fail_with(
 pub async fn join_or_fail(plan: &taskplan::Plan) -> taskplan::ShutdownReport {
     join_or_fail_with(plan, std::time::Duration::ZERO).await
 }
+
+/// `target/<profile>/examples/<name>`, next to the running test's
+/// `target/<profile>/deps/`, built now with the same cargo.
+///
+/// A plain `cargo test` has built it already and this build finds nothing
+/// to do; a run of one test alone (`cargo test --test tcp_service`) has
+/// not built it, or has left an old build from before the example or the
+/// library changed. Cargo does not hold its build lock while tests run, so
+/// this does not wait on the `cargo test` that started the test.
+///
+/// The build asks for the profile, target directory and features this test
+/// binary was built with: with any other, cargo would build the library again and
+/// put a different binary where the one `cargo test` built was.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let test_binary = std::env::current_exe().unwrap();
+    let profile_dir = test_binary.parent().unwrap().parent().unwrap();
+    let target_dir = profile_dir.parent().unwrap();
+    let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {
+        "debug" => "dev",
+        other => other,
+    };
+    // Every feature in Cargo.toml (one missing here only costs a rebuild),
+    // and `default` too: cargo tells a build with it from one with the
+    // features it stands for.
+    let features: Vec<&str> = [
+        ("default", cfg!(feature = "default")),
+        ("signal", cfg!(feature = "signal")),
+        ("metrics", cfg!(feature = "metrics")),
+    ]
+    .into_iter()
+    .filter_map(|(feature, enabled)| enabled.then_some(feature))
+    .collect();
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--example", name])
+        .args(["--profile", profile])
+        .args(["--no-default-features", "--features", &features.join(",")])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the example failed: {status}");
+    profile_dir.join("examples").join(name)
+}
