@@ -90,6 +90,20 @@ impl<T> TaskHandle<T> {
 
     /// Returns `true` once the task has finished, however it ended: then
     /// awaiting the handle returns at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plan = taskplan::Plan::builder().build()?;
+    /// let handle = plan.submit(async { 1 }).await?;
+    /// plan.wait_idle().await;
+    /// assert!(handle.is_finished());
+    /// assert_eq!(handle.await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn is_finished(&self) -> bool {
         self.core.header().is_done()

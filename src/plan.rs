@@ -767,6 +767,22 @@ impl Plan {
 
     /// Returns a snapshot of the plan's counters. See [`Stats`] for the
     /// conservation law they obey.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plan = taskplan::Plan::builder().workers(1).build()?;
+    /// let running = plan.submit(std::future::pending::<()>()).await?;
+    /// plan.submit(async {}).await?;
+    /// tokio::task::yield_now().await;
+    /// let stats = plan.stats();
+    /// assert_eq!((stats.running, stats.queued, stats.submitted), (1, 1, 2));
+    /// running.cancel();
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn stats(&self) -> Stats {
         self.shared.stats()

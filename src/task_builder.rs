@@ -82,6 +82,25 @@ where
     /// dropped like a cancelled one, and its handle resolves to an error for
     /// which [`TaskError::is_timeout`](crate::TaskError::is_timeout) is
     /// `true`. Overrides [`PlanBuilder::task_timeout`](crate::PlanBuilder::task_timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    ///
+    /// let plan = taskplan::Plan::builder().build()?;
+    /// let slow = plan
+    ///     .task(std::future::pending::<()>())
+    ///     .timeout(Duration::from_secs(2))
+    ///     .submit()
+    ///     .await?;
+    /// assert!(slow.await.unwrap_err().is_timeout());
+    /// assert_eq!(plan.stats().timed_out, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.options.timeout = Some(Some(timeout));
         self
