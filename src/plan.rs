@@ -1571,3 +1571,72 @@ fn claim_up_to(waiters: &mut usize, wanted: usize) -> usize {
     *waiters -= claimed;
     claimed
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    //! The wakeup bookkeeping under the queue lock, alone: its mistakes cost
+    //! spare wakeups, which no end-to-end test can see, or lost ones, which
+    //! the model test finds as a hang.
+
+    use super::*;
+    use crate::task::{Core, Setup, Task};
+
+    fn state(queued: usize, idle_supervisors: usize, wakeups_in_flight: usize) -> State {
+        let mut queue = Queue::with_capacity(queued);
+        for _ in 0..queued {
+            let task: BoxedTask = Box::pin(Task::new(
+                async {},
+                Arc::new(Core::<()>::new()),
+                Setup::default(),
+            ));
+            queue.push(task, 0, None);
+        }
+        State {
+            queue,
+            tags: Vec::new(),
+            closed: false,
+            started: 0,
+            waiting_submitters: 0,
+            idle_supervisors,
+            wakeups_in_flight,
+        }
+    }
+
+    /// Claims wakeups until none is needed; returns how many.
+    fn claim_all(state: &mut State) -> usize {
+        std::iter::from_fn(|| state.claim_wakeup().then_some(())).count()
+    }
+
+    #[test]
+    fn one_wakeup_per_queued_task_no_supervisor_is_coming_for() {
+        // Three queued, one wakeup already on its way, four idle: two more.
+        let mut state = state(3, 4, 1);
+        assert_eq!(claim_all(&mut state), 2);
+        assert_eq!((state.idle_supervisors, state.wakeups_in_flight), (2, 3));
+    }
+
+    #[test]
+    fn no_more_wakeups_than_idle_supervisors() {
+        let mut state = state(5, 2, 0);
+        assert_eq!(claim_all(&mut state), 2);
+        assert_eq!((state.idle_supervisors, state.wakeups_in_flight), (0, 2));
+    }
+
+    #[test]
+    fn no_wakeup_when_enough_are_coming_or_nothing_is_queued() {
+        assert_eq!(claim_all(&mut state(2, 3, 2)), 0);
+        assert_eq!(claim_all(&mut state(0, 3, 0)), 0);
+    }
+
+    #[test]
+    fn a_supervisor_that_takes_up_a_wakeup_counts_it_off_once() {
+        let mut state = state(0, 0, 2);
+        state.wakeup_taken(true);
+        assert_eq!(state.wakeups_in_flight, 1);
+        state.wakeup_taken(false);
+        assert_eq!(state.wakeups_in_flight, 1);
+        state.wakeup_taken(true);
+        state.wakeup_taken(true);
+        assert_eq!(state.wakeups_in_flight, 0, "never below zero");
+    }
+}
