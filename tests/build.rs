@@ -1,4 +1,9 @@
 //! Semantics 1: building a plan.
+//!
+//! Mutation testing: `replace Plan::builder -> PlanBuilder with
+//! Default::default()` survives because it changes nothing:
+//! `PlanBuilder::default()` is `PlanBuilder::new()`, which is what
+//! `Plan::builder()` returns.
 
 mod common;
 

@@ -31,6 +31,8 @@ struct Kept {
     counters: Mutex<HashMap<String, Arc<AtomicU64>>>,
     gauges: Mutex<HashMap<String, Arc<AtomicU64>>>,
     histograms: Mutex<HashMap<String, Arc<Samples>>>,
+    /// What each name was described as: its unit and help text.
+    descriptions: Mutex<HashMap<String, (Option<Unit>, String)>>,
 }
 
 fn series(key: &Key) -> String {
@@ -68,10 +70,31 @@ impl Kept {
     }
 }
 
+impl Kept {
+    fn describe(&self, name: KeyName, unit: Option<Unit>, help: SharedString) {
+        let mut descriptions = self.descriptions.lock().unwrap();
+        descriptions.insert(name.as_str().to_owned(), (unit, help.into_owned()));
+    }
+
+    fn description(&self, name: &str) -> (Option<Unit>, String) {
+        let descriptions = self.descriptions.lock().unwrap();
+        descriptions
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not described"))
+    }
+}
+
 impl Recorder for Kept {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_counter(&self, name: KeyName, unit: Option<Unit>, help: SharedString) {
+        self.describe(name, unit, help);
+    }
+    fn describe_gauge(&self, name: KeyName, unit: Option<Unit>, help: SharedString) {
+        self.describe(name, unit, help);
+    }
+    fn describe_histogram(&self, name: KeyName, unit: Option<Unit>, help: SharedString) {
+        self.describe(name, unit, help);
+    }
 
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
         let mut counters = self.counters.lock().unwrap();
@@ -157,6 +180,15 @@ async fn a_plan_publishes_its_counts_gauges_and_timings() {
             kept.samples(&format!("taskplan_tag_run_time_seconds{tag}")),
             [2.0]
         );
+
+        // Exporters print a unit and help text for each name.
+        let (unit, help) = kept.description("taskplan_queue_wait_seconds");
+        assert_eq!(unit, Some(Unit::Seconds));
+        assert_eq!(help, "Time from queued to started, of the plan's tasks");
+        let (unit, help) = kept.description("taskplan_tag_tasks_finished_total");
+        assert_eq!(unit, Some(Unit::Count));
+        assert_eq!(help, "Tasks ended, by outcome, of the tag's tasks");
+        assert_eq!(kept.description("taskplan_workers").0, Some(Unit::Count));
     })
     .await
 }
