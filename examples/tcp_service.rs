@@ -35,13 +35,12 @@
 //! has a request go unanswered. Then the service closes what is left, prints
 //! the plan's report, and exits.
 
-use std::future::{Future, poll_fn};
 use std::io;
-use std::pin::{Pin, pin};
-use std::task::Poll;
+use std::pin::pin;
+
 use std::time::Duration;
 
-use taskplan::{Plan, ShutdownReport, TaskError, TaskHandle};
+use taskplan::{Plan, TaskError, TaskHandle};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -108,7 +107,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut served = 0u64;
     let drained = loop {
         tokio::select! {
-            report = until_closed(&plan, shutdown.as_mut()) => break report,
+            // Polling the shutdown listens for the signal and, after it,
+            // drains; `closed` ends the loop at the signal itself.
+            report = shutdown.as_mut() => break Some(report),
+            () = plan.closed() => break None,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     served += 1;
@@ -163,25 +165,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.elapsed.as_millis(),
     );
     Ok(())
-}
-
-/// Polls `shutdown` until the plan has closed: `Some(report)` if the
-/// shutdown has also finished, `None` if it is still draining.
-///
-/// `shutdown_on_signal` closes the plan at the signal and then drains, all
-/// in one future, and the plan has no event for "closed". The service must
-/// stop accepting at the signal, not after the drain, so it polls the
-/// shutdown itself and looks at `is_closed` after each poll.
-async fn until_closed(
-    plan: &Plan,
-    mut shutdown: Pin<&mut impl Future<Output = ShutdownReport>>,
-) -> Option<ShutdownReport> {
-    poll_fn(|context| match shutdown.as_mut().poll(context) {
-        Poll::Ready(report) => Poll::Ready(Some(report)),
-        Poll::Pending if plan.is_closed() => Poll::Ready(None),
-        Poll::Pending => Poll::Pending,
-    })
-    .await
 }
 
 /// One request, parsed.

@@ -95,6 +95,9 @@ pub(crate) struct Shared {
     idle_waiters: AtomicUsize,
     /// Cancelled on abort; every supervisor races its task against it.
     pub(crate) token: CancellationToken,
+    /// Cancelled when the plan closes, for `Plan::closed`; not tied to
+    /// `token`, which only an abort cancels.
+    closing: CancellationToken,
     /// The waker of each live supervisor, by its number: a cancel wakes the
     /// supervisor running the task through it. Taken alone, never with
     /// another lock held.
@@ -270,6 +273,7 @@ impl Plan {
             idle: Notify::new(),
             idle_waiters: AtomicUsize::new(0),
             token,
+            closing: CancellationToken::new(),
             supervisor_wakers: Mutex::new(Slab::new()),
             supervisors: TaskTracker::new(),
             live_supervisors: AtomicUsize::new(0),
@@ -619,6 +623,38 @@ impl Plan {
     /// ```
     pub fn close(&self) -> bool {
         self.shared.close()
+    }
+
+    /// Waits until the plan is closed: by [`close`](Plan::close), a
+    /// shutdown, an abort, its token, or the last clone being dropped.
+    /// Returns at once if it already is.
+    ///
+    /// The returned future does not borrow the plan, so a loop that feeds
+    /// the plan can race it in a `select!` and stop at the moment the plan
+    /// stops taking work, while the queued tasks still run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plan = taskplan::Plan::builder().build()?;
+    /// let closed = plan.closed();
+    /// let producer = tokio::spawn(async move {
+    ///     closed.await;
+    ///     "stopped producing"
+    /// });
+    /// plan.close();
+    /// assert_eq!(producer.await?, "stopped producing");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the returned future changes nothing.
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.shared.closing.clone().cancelled_owned()
     }
 
     /// Returns `true` once the plan accepts no new tasks: after
@@ -1454,6 +1490,7 @@ impl Shared {
 
     /// Wakes whoever waits on a plan that just closed.
     fn announce_closed(&self) {
+        self.closing.cancel();
         self.supervisors.close();
         self.work_available.notify_waiters();
         self.room_available.notify_waiters();
