@@ -1665,6 +1665,37 @@ mod tests {
         assert_eq!(claim_all(&mut state(0, 3, 0)), 0);
     }
 
+    /// Yields until `done` holds, or fails after many turns.
+    async fn until(mut done: impl FnMut() -> bool) {
+        for _ in 0..1000 {
+            if done() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("never happened");
+    }
+
+    /// Shrinking an idle plan claims one wakeup per surplus idle supervisor,
+    /// so each retires at once; then each retired supervisor's waker is
+    /// gone from the registry, which only holds live supervisors.
+    #[tokio::test]
+    async fn shrinking_wakes_surplus_idle_supervisors_which_then_unregister() {
+        let plan = Plan::builder().workers(3).build().unwrap();
+        let shared = Arc::clone(&plan.shared);
+        until(|| shared.lock().idle_supervisors == 3).await;
+        assert_eq!(shared.supervisor_wakers.lock().unwrap().len(), 3);
+
+        plan.set_workers(1).unwrap();
+        {
+            let state = shared.lock();
+            assert_eq!((state.idle_supervisors, state.wakeups_in_flight), (1, 2));
+        }
+        until(|| shared.supervisor_wakers.lock().unwrap().len() == 1).await;
+        let state = shared.lock();
+        assert_eq!((state.idle_supervisors, state.wakeups_in_flight), (1, 0));
+    }
+
     #[test]
     fn a_supervisor_that_takes_up_a_wakeup_counts_it_off_once() {
         let mut state = state(0, 0, 2);

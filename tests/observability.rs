@@ -189,6 +189,40 @@ async fn a_task_runs_in_a_span_with_plan_id_tag_and_priority() {
     .await
 }
 
+/// Every level the builder accepts is the span's level.
+#[tokio::test]
+async fn the_span_takes_each_level_the_builder_sets() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let capture = Capture::new(Level::TRACE);
+    let _default = tracing::subscriber::set_default(capture.clone());
+    common::harness(async {
+        for level in [
+            Level::ERROR,
+            Level::WARN,
+            Level::INFO,
+            Level::DEBUG,
+            Level::TRACE,
+        ] {
+            let plan = common::tracked(
+                Plan::builder()
+                    .name(level.as_str())
+                    .workers(1)
+                    .span_level(level)
+                    .build()
+                    .unwrap(),
+            );
+            plan.submit(async {}).await.unwrap().await.unwrap();
+            let spans: Vec<Seen> = capture.log().spans.values().cloned().collect();
+            let span = spans
+                .iter()
+                .find(|span| span.field("plan") == Some(level.as_str()))
+                .expect("a span for the task");
+            assert_eq!(span.level, Some(level));
+        }
+    })
+    .await
+}
+
 /// The default span level is `DEBUG`: a subscriber at `INFO` sees the
 /// task's events but no span.
 #[tokio::test]
