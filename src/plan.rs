@@ -1697,6 +1697,60 @@ mod tests {
     }
 
     #[test]
+    fn claims_take_no_more_than_are_registered() {
+        let mut waiters = 3;
+        assert_eq!(claim_up_to(&mut waiters, 2), 2);
+        assert_eq!(waiters, 1);
+        assert_eq!(claim_up_to(&mut waiters, 5), 1);
+        assert_eq!(waiters, 0);
+        assert!(!claim(&mut waiters));
+        waiters = 1;
+        assert!(claim(&mut waiters));
+        assert_eq!(waiters, 0);
+    }
+
+    #[test]
+    fn an_idle_waiter_counts_itself_for_as_long_as_it_waits() {
+        let waiters = AtomicUsize::new(0);
+        let first = IdleWaiter::register(&waiters);
+        let second = IdleWaiter::register(&waiters);
+        assert_eq!(waiters.load(Ordering::SeqCst), 2);
+        drop(first);
+        drop(second);
+        assert_eq!(waiters.load(Ordering::SeqCst), 0);
+    }
+
+    /// `settle` wakes `wait_idle` callers only when there are some and the
+    /// plan is idle: a plan that goes idle with nobody waiting pays no
+    /// wakeup (`notify_waiters` takes a lock).
+    #[tokio::test]
+    async fn settle_wakes_idle_waiters_only_when_there_are_some_and_the_plan_is_idle() {
+        use std::future::Future;
+        use std::task::{Context, Waker};
+
+        let plan = Plan::builder().workers(1).build().unwrap();
+        let shared = &plan.shared;
+        let woken = |expected_waiters: usize| {
+            let mut notified = pin!(shared.idle.notified());
+            notified.as_mut().enable();
+            let _waiters: Vec<IdleWaiter<'_>> = (0..expected_waiters)
+                .map(|_| IdleWaiter::register(&shared.idle_waiters))
+                .collect();
+            shared.settle(0);
+            let mut context = Context::from_waker(Waker::noop());
+            notified.poll(&mut context).is_ready()
+        };
+        // Idle, nobody waiting: no wakeup.
+        assert!(!woken(0));
+        // Idle, someone waiting: woken.
+        assert!(woken(1));
+        // Busy (a task submitted, not finished), someone waiting: not yet.
+        let running = plan.submit(std::future::pending::<()>()).await.unwrap();
+        assert!(!woken(1));
+        running.cancel();
+    }
+
+    #[test]
     fn a_supervisor_that_takes_up_a_wakeup_counts_it_off_once() {
         let mut state = state(0, 0, 2);
         state.wakeup_taken(true);
