@@ -370,6 +370,10 @@ fn unlink(nodes: &mut Slab<Node>, list: &mut List, key: usize, chain: Chain) {
 mod tests {
     //! The queue against a model that sorts a plain vector: random pushes,
     //! pops, removals, promotions and tag drains must agree on every start.
+    //!
+    //! Mutation testing: `replace > with >= in Queue::pop` (the `priority >
+    //! 0` guard) survives because it changes nothing: priority 0 lives in
+    //! `default_lane`, never in `lanes`, so no lane has priority 0.
 
     use std::sync::Arc;
 

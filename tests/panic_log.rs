@@ -7,37 +7,14 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use taskplan::Plan;
-
-/// Collects what a `tracing` subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 // Current-thread runtime: the supervisors run on this thread, where the
 // subscriber is installed.
 #[tokio::test]
 async fn a_panic_is_logged_with_the_plan_name_and_task_id() {
     common::harness(async {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        let _default = tracing::subscriber::set_default(subscriber);
+        let (captured, _default) = common::Captured::install();
 
         let plan = common::tracked(
             Plan::builder()
@@ -50,7 +27,7 @@ async fn a_panic_is_logged_with_the_plan_name_and_task_id() {
         let id = handle.id();
         assert!(handle.await.unwrap_err().is_panic());
 
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let log = captured.text();
         let line = log
             .lines()
             .find(|line| line.contains("task panicked"))

@@ -3,6 +3,11 @@
 //! Runs the `graceful_shutdown` example (built by `common::example_binary`) as a
 //! child process, waits for it to say it is serving, sends it SIGTERM, and
 //! checks that it drains and exits 0 with its report.
+//!
+//! Mutation testing: the mutants of `Signals::listen` and `Signals::recv`
+//! for targets without Unix signals (`#[cfg(not(unix))]` in src/signal.rs)
+//! survive on Linux, where that code is not compiled; they need a run on
+//! Windows.
 #![cfg(all(unix, feature = "signal"))]
 
 mod common;
@@ -67,4 +72,30 @@ fn sigterm_drains_the_plan_and_exits_zero_with_a_report() {
             .unwrap()
     };
     assert_eq!(field("accepted"), field("completed"), "{report}");
+}
+
+/// The signal that started a shutdown is logged by name, at `INFO`, with
+/// the plan. This test sends SIGTERM to its own process: the plan listens
+/// from the call on, and once tokio listens the signal no longer ends the
+/// process.
+#[tokio::test]
+async fn the_signal_that_started_a_shutdown_is_logged_by_name() {
+    let (log, _default) = common::Captured::install();
+    common::harness(async {
+        let plan = common::tracked(taskplan::Plan::builder().name("signalled").build().unwrap());
+        let shutdown = plan.shutdown_on_signal(std::time::Duration::from_secs(1));
+        let pid = std::process::id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        assert!(!shutdown.await.forced);
+        let text = log.text();
+        let line = text
+            .lines()
+            .find(|line| line.contains("shutting down"))
+            .unwrap_or_else(|| panic!("no shutdown event in log:\n{text}"));
+        assert!(line.contains("INFO"), "{line}");
+        assert!(line.contains("plan=signalled"), "{line}");
+        assert!(line.contains("signal=\"SIGTERM\""), "{line}");
+    })
+    .await
 }
