@@ -1,6 +1,14 @@
 //! Observability: each task's `tracing` span and events, and the queue-wait
 //! and run-time figures in `Stats`.
 //!
+//! Mutation testing: two mutants survive here, each an optimisation that
+//! changes no figure a test can see. `replace match guard !waited with
+//! false` in `supervise` reads the clock afresh at every start instead of
+//! reusing the reading taken at the previous task's end, which under a
+//! paused clock is the same instant. `replace > with >= in
+//! TimingSum::record` also calls `fetch_max` for a time equal to the
+//! maximum, which leaves the maximum as it was.
+//!
 //! These tests have their own binary and run one at a time: `tracing`
 //! caches per call site whether anyone listens, and each tracing test here
 //! installs its own subscriber on its thread, while a test without one
