@@ -1,3 +1,8 @@
+//! Mutation testing: `replace Header::is_queued -> bool with true` survives
+//! because `Shared::cancel` also asks `Queue::holds`, which alone decides:
+//! a task that has left the queue is no longer the one at its old key.
+//! `is_queued` only spares the lookup.
+//!
 //! Item 5 of the issue: a cancel matrix, in the manner of Java's
 //! `StructuredTaskScope` tests. Every way to stop a task (its handle,
 //! `cancel_tag`, `abort`, the parent token given to `PlanBuilder::token`, a

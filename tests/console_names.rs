@@ -5,6 +5,10 @@
 //! `RUSTFLAGS="--cfg tokio_unstable" CARGO_TARGET_DIR=target/unstable cargo test --test console_names`
 //! (CI does). Tokio reports a spawned task's name as the `task.name` field
 //! of its `runtime.spawn` span, which is what tokio-console reads.
+//!
+//! Mutation testing: the mutants of `ExitGuard::number` survive a normal
+//! `cargo mutants` run because that function exists only under
+//! `--cfg tokio_unstable`; this test kills them when run under it.
 #![cfg(tokio_unstable)]
 
 use std::fmt::Debug;

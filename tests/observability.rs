@@ -1,13 +1,15 @@
 //! Observability: each task's `tracing` span and events, and the queue-wait
 //! and run-time figures in `Stats`.
 //!
-//! Mutation testing: two mutants survive here, each an optimisation that
-//! changes no figure a test can see. `replace match guard !waited with
-//! false` in `supervise` reads the clock afresh at every start instead of
-//! reusing the reading taken at the previous task's end, which under a
-//! paused clock is the same instant. `replace > with >= in
-//! TimingSum::record` also calls `fetch_max` for a time equal to the
-//! maximum, which leaves the maximum as it was.
+//! Mutation testing: three mutants survive here, each changing no figure a
+//! test can see. `replace match guard !waited with false` in `supervise`
+//! reads the clock afresh at every start instead of reusing the reading
+//! taken at the previous task's end, which under a paused clock is the same
+//! instant. `replace > with >= in TimingSum::record` also calls `fetch_max`
+//! for a time equal to the maximum, which leaves the maximum as it was.
+//! `delete ! in Running::measure` counts a run time at the second
+//! measurement (when the supervisor drops the task) instead of the first;
+//! every path measures twice, at the same instant under a paused clock.
 //!
 //! These tests have their own binary and run one at a time: `tracing`
 //! caches per call site whether anyone listens, and each tracing test here
@@ -460,6 +462,22 @@ async fn run_time_covers_every_ending_and_queue_wait_only_started_tasks() {
         // `timed_out` (waited 0 s, ran 4 s).
         assert_eq!(parts(stats.queue_wait), timing(3, 1_000, 1_000));
         assert_eq!(parts(stats.run_time), timing(3, 7_000, 4_000));
+    })
+    .await
+}
+
+/// A task stopped by an abort counts its run time too (it is measured as
+/// the supervisor drops it, not on the usual path).
+#[tokio::test(start_paused = true)]
+async fn an_aborted_task_counts_its_run_time() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    common::harness(async {
+        let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+        let stuck = plan.submit(std::future::pending::<()>()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        plan.abort().await;
+        assert!(stuck.await.unwrap_err().is_cancelled());
+        assert_eq!(parts(plan.stats().run_time), timing(1, 2_000, 2_000));
     })
     .await
 }

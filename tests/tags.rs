@@ -200,6 +200,8 @@ fn tags_come_from_static_strs_and_strings() {
     let owned = Tag::from(String::from("ui"));
     assert_eq!(borrowed, owned);
     assert_eq!(borrowed.as_str(), "ui");
+    assert_eq!(AsRef::<str>::as_ref(&owned), "ui");
+    assert_eq!(std::borrow::Borrow::<str>::borrow(&owned), "ui");
     assert_eq!(format!("{owned} {owned:?}"), "ui \"ui\"");
 }
 
