@@ -125,7 +125,32 @@ async fn try_into_panic_hands_back_other_errors() {
     );
 }
 
+/// A handle polled by one task and then awaited by another wakes the one
+/// that awaits it: the waker it keeps is the latest poll's.
+async fn a_handle_moved_to_another_task_wakes_that_task() {
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+    let gate = Gate::closed();
+    let pass = gate.clone();
+    let mut handle = plan
+        .submit(async move {
+            pass.pass().await;
+            5
+        })
+        .await
+        .unwrap();
+    // Polled once here, with this task's waker.
+    let mut polled = tokio_test::task::spawn(&mut handle);
+    tokio_test::assert_pending!(polled.poll());
+    drop(polled);
+    // Then awaited by another task, which only its own waker can wake.
+    let awaiting = tokio::spawn(handle);
+    tokio::task::yield_now().await;
+    gate.open();
+    assert_eq!(awaiting.await.unwrap().unwrap(), 5);
+}
+
 on_both_runtimes!(
+    a_handle_moved_to_another_task_wakes_that_task,
     a_handle_resolves_to_the_output,
     a_handle_can_be_polled_through_a_mutable_reference,
     dropping_a_handle_detaches_the_task,

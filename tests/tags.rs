@@ -187,7 +187,29 @@ async fn a_task_counted_by_cancel_tag_as_it_panics_ends_cancelled() {
     assert_conserved(stats);
 }
 
+/// A running task whose cancel is already requested is not counted again
+/// by a second `cancel_tag` before it has stopped.
+async fn cancel_tag_counts_a_running_task_once() {
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+    let (started_tx, mut started_rx) = common::started_channel();
+    let stuck = plan
+        .task(async move {
+            started_tx.send(0).unwrap();
+            std::future::pending::<()>().await
+        })
+        .tag("t")
+        .submit()
+        .await
+        .unwrap();
+    started_rx.recv().await.unwrap();
+    assert_eq!(plan.cancel_tag("t"), 1);
+    assert_eq!(plan.cancel_tag("t"), 0);
+    assert!(stuck.await.unwrap_err().is_cancelled());
+    assert_eq!(plan.tag_stats("t").cancelled, 1);
+}
+
 on_both_runtimes!(
+    cancel_tag_counts_a_running_task_once,
     cancel_tag_cancels_queued_and_running_of_that_tag_only,
     tag_stats_obey_the_conservation_law_per_tag,
     a_task_counted_by_cancel_tag_as_it_returns_its_value_ends_cancelled,
