@@ -79,6 +79,15 @@ async fn defaults_are_available_parallelism_1024_and_plan() {
         assert_eq!(plan.stats().workers, parallelism);
         assert_eq!(plan.name(), "plan");
         assert!(format!("{plan:?}").contains("\"plan\""));
+        // A task's description shows the plan and its options, whatever the
+        // future (this one is not `Debug`).
+        let described = format!("{:?}", plan.task(async {}).tag("ui").priority(2));
+        assert!(
+            described.starts_with("TaskBuilder { plan: \"plan\""),
+            "{described}"
+        );
+        assert!(described.contains("priority: 2"), "{described}");
+        assert!(described.contains("\"ui\""), "{described}");
 
         // Occupy every worker, then the queue holds exactly 1024 more.
         let (started_tx, mut started_rx) = common::started_channel();
