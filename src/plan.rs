@@ -1123,13 +1123,12 @@ impl Shared {
     {
         // Read before the lock, to keep the clock out of the critical section.
         task.stamp_queued(Instant::now());
-        // The event below comes after the task has moved into the queue;
-        // its tag is kept for it only when someone listens.
-        let traced_tag = tracing::enabled!(tracing::Level::TRACE)
+        // The event and the published count below come after the task has
+        // moved into the queue; its tag is kept for them only when they
+        // need it.
+        let tag = (cfg!(feature = "metrics") || tracing::enabled!(tracing::Level::TRACE))
             .then(|| task.tag().cloned())
             .flatten();
-        #[cfg(feature = "metrics")]
-        let published_tag = task.tag().cloned();
         let mut state = self.lock();
         if state.closed {
             return Err(Refused::Closed(task));
@@ -1157,14 +1156,14 @@ impl Shared {
         #[cfg(feature = "metrics")]
         {
             self.outcomes().record_submitted();
-            if let Some(tag) = published_tag {
+            if let Some(tag) = &tag {
                 tag.outcomes.record_submitted();
             }
         }
         tracing::trace!(
             plan = %self.name,
             task = %id,
-            tag = traced_tag.as_ref().map(|tag| tag.name.as_str()),
+            tag = tag.as_ref().map(|tag| tag.name.as_str()),
             priority = placement.priority,
             "task queued"
         );

@@ -221,7 +221,7 @@ struct Running<'a> {
     task: Option<BoxedTask>,
     /// When the task started, for its run time.
     started: Instant,
-    /// Whether its run time is counted.
+    /// Whether `measure` has counted its run time.
     timed: bool,
 }
 
@@ -230,23 +230,24 @@ impl Running<'_> {
         self.task.as_mut().expect("taken only on drop")
     }
 
-    /// Counts the task's run time, ending now, and returns now.
+    /// Counts the task's run time, ending now, and returns now. Called
+    /// once: by the supervisor as the task ends, or else by `drop`.
     fn measure(&mut self) -> Instant {
         let ended = Instant::now();
-        if !std::mem::replace(&mut self.timed, true) {
-            let run_time = ended.saturating_duration_since(self.started);
-            self.plan.record_run_time(&**self.task(), run_time);
-        }
+        self.timed = true;
+        let run_time = ended.saturating_duration_since(self.started);
+        self.plan.record_run_time(&**self.task(), run_time);
         ended
     }
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        if self.task.is_none() {
-            return;
+        // Not measured yet: the task never got its first poll (an abort
+        // came first), or the runtime dropped the supervisor mid-task.
+        if !self.timed {
+            self.measure();
         }
-        self.measure();
         let Some(task) = self.task.take() else { return };
         let plan = self.plan;
         if !task.header().is_done() {

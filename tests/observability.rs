@@ -1,15 +1,12 @@
 //! Observability: each task's `tracing` span and events, and the queue-wait
 //! and run-time figures in `Stats`.
 //!
-//! Mutation testing: three mutants survive here, each changing no figure a
+//! Mutation testing: two mutants survive here, each changing no figure a
 //! test can see. `replace match guard !waited with false` in `supervise`
 //! reads the clock afresh at every start instead of reusing the reading
 //! taken at the previous task's end, which under a paused clock is the same
 //! instant. `replace > with >= in TimingSum::record` also calls `fetch_max`
 //! for a time equal to the maximum, which leaves the maximum as it was.
-//! `delete ! in Running::measure` counts a run time at the second
-//! measurement (when the supervisor drops the task) instead of the first;
-//! every path measures twice, at the same instant under a paused clock.
 //!
 //! These tests have their own binary and run one at a time: `tracing`
 //! caches per call site whether anyone listens, and each tracing test here
@@ -466,8 +463,7 @@ async fn run_time_covers_every_ending_and_queue_wait_only_started_tasks() {
     .await
 }
 
-/// A task stopped by an abort counts its run time too (it is measured as
-/// the supervisor drops it, not on the usual path).
+/// A task stopped by an abort counts its run time too.
 #[tokio::test(start_paused = true)]
 async fn an_aborted_task_counts_its_run_time() {
     let _serial = ONE_AT_A_TIME.lock().await;

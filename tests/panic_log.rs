@@ -27,11 +27,7 @@ async fn a_panic_is_logged_with_the_plan_name_and_task_id() {
         let id = handle.id();
         assert!(handle.await.unwrap_err().is_panic());
 
-        let log = captured.text();
-        let line = log
-            .lines()
-            .find(|line| line.contains("task panicked"))
-            .unwrap_or_else(|| panic!("no panic event in log:\n{log}"));
+        let line = captured.line_containing("task panicked");
         assert!(line.contains("ERROR"), "{line}");
         assert!(line.contains("plan=sync-engine"), "{line}");
         assert!(line.contains(&format!("task={id}")), "{line}");

@@ -88,11 +88,7 @@ async fn the_signal_that_started_a_shutdown_is_logged_by_name() {
         let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
         assert!(!shutdown.await.forced);
-        let text = log.text();
-        let line = text
-            .lines()
-            .find(|line| line.contains("shutting down"))
-            .unwrap_or_else(|| panic!("no shutdown event in log:\n{text}"));
+        let line = log.line_containing("shutting down");
         assert!(line.contains("INFO"), "{line}");
         assert!(line.contains("plan=signalled"), "{line}");
         assert!(line.contains("signal=\"SIGTERM\""), "{line}");

@@ -187,6 +187,47 @@ async fn a_task_counted_by_cancel_tag_as_it_panics_ends_cancelled() {
     assert_conserved(stats);
 }
 
+/// The same race with a timeout: as its time runs out the task's future is
+/// dropped, and its destructor cancels the task's own tag before the
+/// timeout is decided. The task counted by `cancel_tag` ends cancelled, not
+/// timed out.
+#[tokio::test(start_paused = true)]
+async fn a_task_counted_by_cancel_tag_as_it_times_out_ends_cancelled() {
+    /// Cancels the tag `own` when dropped, and sends what `cancel_tag` said.
+    struct CancelOwnTag(Plan, Option<tokio::sync::oneshot::Sender<usize>>);
+
+    impl Drop for CancelOwnTag {
+        fn drop(&mut self) {
+            if let Some(count_tx) = self.1.take() {
+                let _ = count_tx.send(self.0.cancel_tag("own"));
+            }
+        }
+    }
+
+    common::harness(async {
+        let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+        let (count_tx, count_rx) = tokio::sync::oneshot::channel();
+        let guard = CancelOwnTag(plan.clone(), Some(count_tx));
+        let handle = plan
+            .task(async move {
+                let _guard = guard;
+                std::future::pending::<()>().await
+            })
+            .tag("own")
+            .timeout(Duration::from_secs(1))
+            .submit()
+            .await
+            .unwrap();
+        assert!(handle.await.unwrap_err().is_cancelled());
+        assert_eq!(count_rx.await.unwrap(), 1);
+        plan.wait_idle().await;
+        let stats = plan.tag_stats("own");
+        assert_eq!((stats.cancelled, stats.timed_out), (1, 0), "{stats:?}");
+        assert_conserved(stats);
+    })
+    .await
+}
+
 /// A running task whose cancel is already requested is not counted again
 /// by a second `cancel_tag` before it has stopped.
 async fn cancel_tag_counts_a_running_task_once() {

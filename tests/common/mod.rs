@@ -441,4 +441,17 @@ impl Captured {
     pub fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
+
+    /// The first line written that contains `needle`.
+    ///
+    /// # Panics
+    ///
+    /// If there is none, showing everything written.
+    pub fn line_containing(&self, needle: &str) -> String {
+        let text = self.text();
+        match text.lines().find(|line| line.contains(needle)) {
+            Some(line) => line.to_owned(),
+            None => panic!("no line with {needle:?} in the log:\n{text}"),
+        }
+    }
 }
