@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use crate::error::TaskError;
 use crate::plan::Shared;
-use crate::task::{Core, TaskId};
+use crate::task::{Join, TaskId};
 
 /// An owned permission to await a task's result and to cancel it.
 ///
@@ -41,13 +41,13 @@ use crate::task::{Core, TaskId};
 /// Polling a handle again after it returned `Ready` panics, as for any
 /// future that is not fused.
 pub struct TaskHandle<T> {
-    core: Arc<Core<T>>,
+    core: Arc<dyn Join<T>>,
     plan: Arc<Shared>,
     id: TaskId,
 }
 
 impl<T> TaskHandle<T> {
-    pub(crate) fn new(core: Arc<Core<T>>, plan: Arc<Shared>, id: TaskId) -> TaskHandle<T> {
+    pub(crate) fn new(core: Arc<dyn Join<T>>, plan: Arc<Shared>, id: TaskId) -> TaskHandle<T> {
         TaskHandle { core, plan, id }
     }
 

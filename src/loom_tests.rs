@@ -99,7 +99,7 @@ use crate::error::Failure;
 use crate::queue::Queue;
 use crate::stats::{Counters, Outcomes};
 use crate::sync::{Arc, AtomicBool, AtomicUsize, AtomicWaker, Mutex, Ordering};
-use crate::task::{BoxedTask, CancelRequest, Core, Header, Outcome, Runnable, Setup, Task};
+use crate::task::{CancelRequest, Control, Header, Join, NewTask, Outcome, Setup, Task};
 
 /// No preemption bound: loom's whole search.
 const EXHAUSTIVE: Option<usize> = None;
@@ -232,24 +232,24 @@ impl Future for Probe {
     }
 }
 
-/// A task wrapper around a [`Probe`], as a supervisor holds it.
-type ProbeTask = Pin<Box<Task<Probe>>>;
+/// A task around a [`Probe`], as a supervisor holds it.
+type ProbeTask = Task;
 
 /// A task around a [`Probe`], with its shared core and its "polled" flag.
-fn probe_task(finishes: bool) -> (ProbeTask, Arc<Core<u32>>, Polled) {
+fn probe_task(finishes: bool) -> (ProbeTask, Arc<dyn Join<u32>>, Polled) {
     let polled = Polled::default();
     let future = Probe {
         finishes,
         polled: Polled::clone(&polled),
     };
-    let core = Arc::new(Core::new());
-    let task = Box::pin(Task::new(future, Arc::clone(&core), Setup::default()));
-    (task, core, polled)
+    let task = NewTask::new(future, Setup::default());
+    let core = task.join();
+    (task.into_task(), core, polled)
 }
 
 /// Awaits a task's handle: what `TaskHandle::poll` does, with loom's
 /// `block_on`, which reports a deadlock if the wakeup never comes.
-fn await_handle(core: &Core<u32>) -> Result<u32, Failure> {
+fn await_handle(core: &dyn Join<u32>) -> Result<u32, Failure> {
     block_on(poll_fn(|cx| core.poll_output(cx))).expect("polled once after Ready")
 }
 
@@ -375,7 +375,7 @@ mod header {
 
         /// `Shared::drop_unstarted` (`DROP_UNSTARTED`): counted, then dropped,
         /// which resolves the handle.
-        fn drop_unstarted(&self, tasks: Vec<BoxedTask>) {
+        fn drop_unstarted(&self, tasks: Vec<Task>) {
             if tasks.is_empty() {
                 return;
             }
@@ -397,9 +397,9 @@ mod header {
             Some(self.run(&mut task))
         }
 
-        fn run(&self, task: &mut Pin<Box<dyn Runnable>>) -> Outcome {
+        fn run(&self, task: &mut Task) -> Outcome {
             block_on(poll_fn(|cx| {
-                task.as_mut().poll_run(cx, &self.outcomes, &self.supervisor)
+                task.poll_run(cx, &self.outcomes, &self.supervisor)
             }))
         }
 
@@ -443,7 +443,7 @@ mod header {
                 thread::spawn(move || plan.cancel(core.header()))
             };
 
-            let result = await_handle(&core);
+            let result = await_handle(&*core);
             assert!(is_cancelled(&result), "the handle of a cancelled task");
             assert_eq!(plan.cancelled(), 1, "a resolved handle's task is counted");
 
@@ -479,7 +479,7 @@ mod header {
             let supervisor = {
                 let plan = Arc::clone(&plan);
                 thread::spawn(move || {
-                    let mut task: BoxedTask = task;
+                    let mut task: Task = task;
                     plan.run(&mut task)
                 })
             };
@@ -488,7 +488,7 @@ mod header {
                 thread::spawn(move || plan.cancel(core.header()))
             };
 
-            let result = await_handle(&core);
+            let result = await_handle(&*core);
             let completed = matches!(result, Ok(7));
             assert!(completed || is_cancelled(&result));
 
@@ -531,7 +531,7 @@ mod header {
                     task.header().mark_started(SUPERVISOR);
                     let plan = Arc::clone(&plan);
                     thread::spawn(move || {
-                        let mut task: BoxedTask = task;
+                        let mut task: Task = task;
                         assert!(matches!(plan.run(&mut task), Outcome::Completed));
                     })
                 } else {
@@ -574,7 +574,7 @@ mod header {
             let supervisor = {
                 let plan = Arc::clone(&plan);
                 thread::spawn(move || {
-                    let mut task: BoxedTask = task;
+                    let mut task: Task = task;
                     plan.run(&mut task)
                 })
             };
@@ -615,7 +615,7 @@ mod header {
 
             let ran = supervisor.join().unwrap();
             aborter.join().unwrap();
-            let result = await_handle(&core);
+            let result = await_handle(&*core);
             assert!(is_cancelled(&result));
             assert_eq!((plan.cancelled(), plan.completed()), (1, 0));
             match ran {
@@ -921,7 +921,7 @@ mod idle {
                         task.header().mark_started(1);
                         let waker = AtomicWaker::new();
                         block_on(poll_fn(|cx| {
-                            task.as_mut().poll_run(cx, plan.counters.outcomes(), &waker)
+                            task.poll_run(cx, plan.counters.outcomes(), &waker)
                         }));
                         drop(task);
                         plan.settle(1);
@@ -1034,7 +1034,7 @@ mod alarm {
             let polled = {
                 // The task's own events nest under its span.
                 let _entered = span.enter();
-                task.as_mut().poll_run(cx, plan.outcomes(), cancel_waker)
+                task.poll_run(cx, plan.outcomes(), cancel_waker)
             };
             if let Poll::Ready(outcome) = polled {
                 return Poll::Ready(Ending::Ran(outcome));
@@ -1078,14 +1078,13 @@ mod alarm {
                 let alarm = Arc::clone(&alarm);
                 thread::spawn(move || {
                     let outcomes = Outcomes::default();
-                    let mut task: BoxedTask = task;
+                    let mut task: Task = task;
                     let mut first_poll = true;
                     let ending = block_on(poll_fn(|cx| {
                         if !first_poll && alarm.fired() {
                             return Poll::Ready(Ending::Aborted);
                         }
-                        if let Poll::Ready(outcome) = task.as_mut().poll_run(cx, &outcomes, &waker)
-                        {
+                        if let Poll::Ready(outcome) = task.poll_run(cx, &outcomes, &waker) {
                             return Poll::Ready(Ending::Ran(outcome));
                         }
                         if std::mem::take(&mut first_poll) && alarm.fired() {

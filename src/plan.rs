@@ -30,7 +30,7 @@ use crate::supervisor;
 use crate::sync::{Arc, Mutex, MutexGuard};
 use crate::sync::{AtomicBool, AtomicUsize, AtomicWaker, Ordering};
 use crate::tag::{Tag, TagRegistry};
-use crate::task::{BoxedTask, CancelRequest, Control, Core, Header, Runnable, Setup, Task, TaskId};
+use crate::task::{CancelRequest, Control, Header, Join, NewTask, Setup, Task, TaskId};
 use crate::task_builder::{TaskBuilder, TaskOptions};
 
 /// A set of workers that run submitted futures, at most `workers` at a time,
@@ -222,7 +222,11 @@ enum Refused<T> {
     Closed(T),
 }
 
-impl<F: Future> Refused<Box<Task<F>>> {
+impl<F> Refused<NewTask<F>>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
     /// The error for the submitter, with its future taken back out.
     fn into_submit_error(self) -> SubmitError<F> {
         match self {
@@ -523,7 +527,7 @@ impl Plan {
     {
         let Prepared {
             mut task,
-            core,
+            join,
             placement,
         } = self.prepare(future, options, token);
         let mut wait_for_room = false;
@@ -535,7 +539,7 @@ impl Plan {
                 room.as_mut().enable();
             }
             task = match self.shared.push(task, placement, wait_for_room) {
-                Ok(id) => return Ok(self.handle(core, id)),
+                Ok(id) => return Ok(self.handle(join, id)),
                 Err(Refused::Full(task)) => task,
                 Err(refused) => return Err(refused.into_submit_error()),
             };
@@ -558,12 +562,12 @@ impl Plan {
     {
         let Prepared {
             task,
-            core,
+            join,
             placement,
         } = self.prepare(future, options, None);
         self.shared
             .push(task, placement, false)
-            .map(|id| self.handle(core, id))
+            .map(|id| self.handle(join, id))
             .map_err(Refused::into_submit_error)
     }
 
@@ -582,23 +586,23 @@ impl Plan {
             priority: options.priority,
             tag: tag.as_ref().map(|tag| tag.index),
         };
-        let timeout = options.timeout.unwrap_or(self.shared.default_timeout);
-        let core = Arc::new(Core::new());
         let setup = Setup {
             tag,
             priority: options.priority,
-            timeout,
+            timeout: options.timeout,
             token,
+            ..Setup::default()
         };
+        let task = NewTask::new(future, setup);
         Prepared {
-            task: Box::new(Task::new(future, Arc::clone(&core), setup)),
-            core,
+            join: task.join(),
+            task,
             placement,
         }
     }
 
-    fn handle<T>(&self, core: Arc<Core<T>>, id: TaskId) -> TaskHandle<T> {
-        TaskHandle::new(core, Arc::clone(&self.shared), id)
+    fn handle<T>(&self, join: Arc<dyn Join<T>>, id: TaskId) -> TaskHandle<T> {
+        TaskHandle::new(join, Arc::clone(&self.shared), id)
     }
 
     /// Closes the plan to new tasks. Returns `true` if this call closed it,
@@ -1113,10 +1117,10 @@ impl Shared {
     /// have registered with `room_available` first.
     fn push<F>(
         &self,
-        mut task: Box<Task<F>>,
+        mut task: NewTask<F>,
         placement: Placement,
         wait_for_room: bool,
-    ) -> Result<TaskId, Refused<Box<Task<F>>>>
+    ) -> Result<TaskId, Refused<NewTask<F>>>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -1137,7 +1141,7 @@ impl Shared {
             state.waiting_submitters += usize::from(wait_for_room);
             return Err(Refused::Full(task));
         }
-        let task: BoxedTask = Box::into_pin(task);
+        let task = task.into_task();
         let id = state.queue.push(task, placement.priority, placement.tag);
         if let Some(tag) = placement.tag {
             if state.tags.len() <= tag {
@@ -1173,7 +1177,7 @@ impl Shared {
     /// Waits for the next task, and says whether it had to wait for it.
     /// Returns `None` once the plan is closed and nothing is queued, or when
     /// this supervisor must retire.
-    pub(crate) async fn next_task(&self, supervisor: u32) -> Option<(BoxedTask, bool)> {
+    pub(crate) async fn next_task(&self, supervisor: u32) -> Option<(Task, bool)> {
         // Set once this supervisor was woken, until it has looked at the
         // queue: see `State::wakeups_in_flight`.
         let mut woken = false;
@@ -1210,12 +1214,7 @@ impl Shared {
     /// `register_idle`, it is counted as an idle supervisor, and must have
     /// registered with `work_available` first. `woken` says whether the
     /// caller takes up a wakeup. The task is marked as run by `supervisor`.
-    fn try_pop(
-        &self,
-        supervisor: u32,
-        woken: bool,
-        register_idle: bool,
-    ) -> Option<Option<BoxedTask>> {
+    fn try_pop(&self, supervisor: u32, woken: bool, register_idle: bool) -> Option<Option<Task>> {
         let mut state = self.lock();
         state.wakeup_taken(woken);
         match state.queue.pop() {
@@ -1226,7 +1225,7 @@ impl Shared {
                     let tag = &mut state.tags[tag];
                     tag.started += 1;
                     let key = tag.running.insert(task.control());
-                    task.as_mut().set_running_key(key);
+                    task.set_running_key(key);
                 }
                 let wake_submitter = claim(&mut state.waiting_submitters);
                 // More queued than supervisors coming: wake another.
@@ -1249,7 +1248,7 @@ impl Shared {
     }
 
     /// The span a task runs in, at the plan's span level.
-    pub(crate) fn task_span(&self, task: &dyn Runnable) -> tracing::Span {
+    pub(crate) fn task_span(&self, task: &Task) -> tracing::Span {
         // A span's level is part of its static callsite, hence one
         // callsite per level.
         macro_rules! task_span {
@@ -1274,7 +1273,7 @@ impl Shared {
     }
 
     /// Counts the time a task waited in the queue, for the plan and its tag.
-    pub(crate) fn record_queue_wait(&self, task: &dyn Runnable, waited: Duration) {
+    pub(crate) fn record_queue_wait(&self, task: &Task, waited: Duration) {
         self.outcomes().record_started(waited);
         if let Some(tag) = task.tag() {
             tag.outcomes.record_started(waited);
@@ -1282,7 +1281,7 @@ impl Shared {
     }
 
     /// Counts the time a task ran, for the plan and its tag.
-    pub(crate) fn record_run_time(&self, task: &dyn Runnable, ran: Duration) {
+    pub(crate) fn record_run_time(&self, task: &Task, ran: Duration) {
         self.outcomes().record_run_time(ran);
         if let Some(tag) = task.tag() {
             tag.outcomes.record_run_time(ran);
@@ -1290,7 +1289,7 @@ impl Shared {
     }
 
     /// Forgets a tagged task that stopped running.
-    pub(crate) fn finished_running(&self, task: &dyn Runnable) {
+    pub(crate) fn finished_running(&self, task: &Task) {
         if let Some(tag) = task.tag() {
             self.lock().tags[tag.index]
                 .running
@@ -1414,7 +1413,7 @@ impl Shared {
     /// of them first; each task's tag count just before it drops, in one
     /// visit, since an abort may bring many tasks that are no longer in the
     /// cache. Either way a task is counted before its handle resolves.
-    fn drop_unstarted(&self, count: usize, tasks: impl IntoIterator<Item = BoxedTask>) {
+    fn drop_unstarted(&self, count: usize, tasks: impl IntoIterator<Item = Task>) {
         if count == 0 {
             return;
         }
@@ -1563,11 +1562,11 @@ impl Shared {
     }
 }
 
-/// A task ready to be queued: the boxed wrapper, its handle's half, and
-/// where it goes.
+/// A task ready to be queued: the task, its handle's half, and where it
+/// goes.
 struct Prepared<F: Future> {
-    task: Box<Task<F>>,
-    core: Arc<Core<F::Output>>,
+    task: NewTask<F>,
+    join: Arc<dyn Join<F::Output>>,
     placement: Placement,
 }
 
@@ -1615,16 +1614,12 @@ mod tests {
     //! the model test finds as a hang.
 
     use super::*;
-    use crate::task::{Core, Setup, Task};
+    use crate::task::{NewTask, Setup};
 
     fn state(queued: usize, idle_supervisors: usize, wakeups_in_flight: usize) -> State {
         let mut queue = Queue::with_capacity(queued);
         for _ in 0..queued {
-            let task: BoxedTask = Box::pin(Task::new(
-                async {},
-                Arc::new(Core::<()>::new()),
-                Setup::default(),
-            ));
+            let task = NewTask::new(async {}, Setup::default()).into_task();
             queue.push(task, 0, None);
         }
         State {

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use slab::Slab;
 
-use crate::task::{BoxedTask, Header, TaskId};
+use crate::task::{Header, Task, TaskId};
 
 /// Marks the end of a list; slab keys never reach it.
 const NIL: usize = usize::MAX;
@@ -71,7 +71,7 @@ impl Links {
 }
 
 struct Node {
-    task: BoxedTask,
+    task: Task,
     place: Place,
     /// Order within the node's place: submission order in a lane, the
     /// order of promotion in a tier.
@@ -105,7 +105,7 @@ impl Drained {
         self.0.len()
     }
 
-    pub(crate) fn into_tasks(self) -> impl Iterator<Item = BoxedTask> {
+    pub(crate) fn into_tasks(self) -> impl Iterator<Item = Task> {
         self.0.into_iter().map(|(_, node)| node.task)
     }
 }
@@ -155,19 +155,14 @@ impl Queue {
     /// Queues a task behind every task of its priority, and records in its
     /// header its key and its sequence number, which becomes its id: ids
     /// follow the order in which tasks were queued.
-    pub(crate) fn push(
-        &mut self,
-        mut task: BoxedTask,
-        priority: i32,
-        tag: Option<usize>,
-    ) -> TaskId {
+    pub(crate) fn push(&mut self, mut task: Task, priority: i32, tag: Option<usize>) -> TaskId {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         let id = TaskId::from_sequence(sequence);
         let slot = self.nodes.vacant_entry();
         let key = slot.key();
         task.header().set_queue_key(key);
-        task.as_mut().set_id(id);
+        task.set_id(id);
         slot.insert(Node {
             task,
             place: Place::Lane(priority),
@@ -191,7 +186,7 @@ impl Queue {
     }
 
     /// Takes the task that starts next. The caller marks it started.
-    pub(crate) fn pop(&mut self) -> Option<(BoxedTask, Option<usize>)> {
+    pub(crate) fn pop(&mut self) -> Option<(Task, Option<usize>)> {
         let key = match self.tiers.last_key_value() {
             Some((_, tier)) => tier.head,
             None => match self.lanes.first_key_value() {
@@ -208,7 +203,7 @@ impl Queue {
     ///
     /// The caller must have seen the task as queued with the lock held, which
     /// guarantees `key` still belongs to it.
-    pub(crate) fn remove(&mut self, key: usize) -> (BoxedTask, Option<usize>) {
+    pub(crate) fn remove(&mut self, key: usize) -> (Task, Option<usize>) {
         let (task, tag) = self.remove_node(key);
         task.header().mark_unqueued_for_cancel();
         (task, tag)
@@ -242,7 +237,7 @@ impl Queue {
     }
 
     /// Takes every queued task of one tag, to be dropped instead of run.
-    pub(crate) fn drain_tag(&mut self, tag: usize) -> Vec<BoxedTask> {
+    pub(crate) fn drain_tag(&mut self, tag: usize) -> Vec<Task> {
         let mut tasks = Vec::with_capacity(self.tag_len(tag));
         while let Some(key) = self
             .tags
@@ -300,7 +295,7 @@ impl Queue {
         moving.len()
     }
 
-    fn remove_node(&mut self, key: usize) -> (BoxedTask, Option<usize>) {
+    fn remove_node(&mut self, key: usize) -> (Task, Option<usize>) {
         self.unlink_place(key);
         let tag = self.nodes[key].tag;
         if let Some(tag) = tag {
@@ -375,10 +370,8 @@ mod tests {
     //! 0` guard) survives because it changes nothing: priority 0 lives in
     //! `default_lane`, never in `lanes`, so no lane has priority 0.
 
-    use std::sync::Arc;
-
     use super::*;
-    use crate::task::{Core, Setup, Task};
+    use crate::task::{NewTask, Setup};
 
     /// A queued task as the model sees it.
     #[derive(Clone, Debug)]
@@ -401,12 +394,8 @@ mod tests {
         }
     }
 
-    fn task() -> BoxedTask {
-        Box::pin(Task::new(
-            async {},
-            Arc::new(Core::<()>::new()),
-            Setup::default(),
-        ))
+    fn task() -> Task {
+        NewTask::new(async {}, Setup::default()).into_task()
     }
 
     /// xorshift64: deterministic, no dependency.
@@ -453,7 +442,7 @@ mod tests {
                         let priority = [0, 0, 0, 1, -1, 5][random.below(6) as usize];
                         let tag = [None, Some(0), Some(1), Some(2)][random.below(4) as usize];
                         let task = task();
-                        let header_id = |task: &BoxedTask| task.id().as_u64();
+                        let header_id = |task: &Task| task.id().as_u64();
                         queue.push(task, priority, tag);
                         let key = queue
                             .nodes

@@ -22,7 +22,7 @@ use tokio::time::{Instant, Sleep, sleep_until};
 use crate::error::contain_panic;
 use crate::plan::Shared;
 use crate::sync::{AtomicBool, AtomicWaker, Ordering};
-use crate::task::{BoxedTask, Outcome};
+use crate::task::{Outcome, Task};
 
 /// Runs tasks until the plan is closed and drained, is aborted, or has more
 /// supervisors than it needs.
@@ -76,8 +76,8 @@ pub(crate) async fn supervise(exit: ExitGuard) {
         let queue_wait = task.queued_at().map_or(Duration::ZERO, |queued_at| {
             started.saturating_duration_since(queued_at)
         });
-        plan.record_queue_wait(&**task, queue_wait);
-        let span = plan.task_span(&**task);
+        plan.record_queue_wait(task, queue_wait);
+        let span = plan.task_span(task);
         // An abort may have come after this task left the queue and before
         // the queue was drained: then it must not start at all.
         if alarm.fired() {
@@ -86,7 +86,7 @@ pub(crate) async fn supervise(exit: ExitGuard) {
         }
         tracing::trace!(parent: &span, ?queue_wait, "task started");
         let mut deadline = task
-            .timeout()
+            .timeout(plan.default_timeout)
             .and_then(|timeout| started.checked_add(timeout));
         if let Some(at) = deadline {
             match &mut timer {
@@ -139,7 +139,7 @@ pub(crate) async fn supervise(exit: ExitGuard) {
             let polled = {
                 // The task's own events nest under its span.
                 let _entered = span.enter();
-                task.as_mut().poll_run(cx, plan.outcomes(), cancel_waker)
+                task.poll_run(cx, plan.outcomes(), cancel_waker)
             };
             if let Poll::Ready(outcome) = polled {
                 return Poll::Ready(Ending::Ran(outcome));
@@ -154,7 +154,7 @@ pub(crate) async fn supervise(exit: ExitGuard) {
         .await;
         let _entered = span.enter();
         let ending = match ending {
-            Ending::Expired => Ending::Ran(task.as_mut().time_out(plan.outcomes())),
+            Ending::Expired => Ending::Ran(task.time_out(plan.outcomes())),
             other => other,
         };
         let ended = running.measure();
@@ -164,7 +164,7 @@ pub(crate) async fn supervise(exit: ExitGuard) {
             Ending::Ran(Outcome::Completed) => tracing::trace!(?run_time, "task completed"),
             Ending::Ran(Outcome::Cancelled) => tracing::debug!(?run_time, "task cancelled"),
             Ending::Ran(Outcome::TimedOut) => {
-                let timeout = task.timeout().unwrap_or_default();
+                let timeout = task.timeout(plan.default_timeout).unwrap_or_default();
                 in_context!(span, plan, task, warn, ?timeout, "task timed out");
             }
             Ending::Ran(Outcome::Panicked(message)) => {
@@ -218,7 +218,7 @@ use in_context;
 struct Running<'a> {
     plan: &'a Shared,
     /// Always `Some` until `drop` takes it.
-    task: Option<BoxedTask>,
+    task: Option<Task>,
     /// When the task started, for its run time.
     started: Instant,
     /// Whether `measure` has counted its run time.
@@ -226,7 +226,7 @@ struct Running<'a> {
 }
 
 impl Running<'_> {
-    fn task(&mut self) -> &mut BoxedTask {
+    fn task(&mut self) -> &mut Task {
         self.task.as_mut().expect("taken only on drop")
     }
 
@@ -236,7 +236,7 @@ impl Running<'_> {
         let ended = Instant::now();
         self.timed = true;
         let run_time = ended.saturating_duration_since(self.started);
-        self.plan.record_run_time(&**self.task(), run_time);
+        self.plan.record_run_time(self.task(), run_time);
         ended
     }
 }
@@ -253,7 +253,7 @@ impl Drop for Running<'_> {
         if !task.header().is_done() {
             task.record(plan.outcomes(), &Outcome::Cancelled);
         }
-        plan.finished_running(&*task);
+        plan.finished_running(&task);
         let id = task.id();
         // Dropping a detached task's output runs user code too; its panic
         // must not take the supervisor down.
