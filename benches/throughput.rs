@@ -329,7 +329,8 @@ async fn tracker_batch(tracker: &TaskTracker, permits: Arc<Semaphore>, count: us
 /// after it finishes, recorded only if one of its benchmarks ran.
 struct RttAround {
     group: String,
-    before: f64,
+    /// The `before` line, stamped when it was probed.
+    before: String,
     /// Set by the group's benchmarks when they run: a filter that excludes
     /// the group leaves it unset.
     ran: Arc<AtomicBool>,
@@ -344,7 +345,7 @@ impl RttAround {
         );
         RttAround {
             group: group.to_string(),
-            before,
+            before: rtt::record_line("before", before),
             ran: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -358,11 +359,7 @@ impl RttAround {
         );
         let smoke = std::env::args().any(|arg| arg == "--test");
         if self.ran.load(Ordering::Relaxed) && !smoke {
-            let lines = format!(
-                "{}\n{}\n",
-                rtt::record_line("before", self.before),
-                rtt::record_line("after", after)
-            );
+            let lines = format!("{}\n{}\n", self.before, rtt::record_line("after", after));
             support::write_results("cache_line_rtt.txt", &lines, true);
         }
     }
