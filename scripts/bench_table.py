@@ -8,9 +8,9 @@ else `target/criterion`), one per run:
   median over the `Elements` throughput in `new/benchmark.json`, i.e.
   ns/task; its ratio to the base (`--base`, default `taskplan_w4`: peer
   ns / base ns, so above 1 means taskplan is faster); and the cache-line
-  round trip (`cache_line_rtt.txt`, written by benches/throughput.rs) of the
-  `before`/`after` pair that brackets the group's results, with `near` /
-  `far` (the vCPUs' state during the run);
+  round trip (`cache_line_rtt.txt`, appended by benches/throughput.rs when
+  the group finishes) of the `before`/`after` pair written with the group's
+  results, with `near` / `far` (the vCPUs' state around the run);
 - then, as written by the benches, `memory_per_task.txt` (benches/memory.rs),
   `cancel_latency.txt` and `abort_queued.txt` (benches/cancel.rs).
 
@@ -44,29 +44,31 @@ def group_results(criterion):
     return results
 
 
-def rtt_around(criterion, first, last):
-    """'before / after ns (state)' of the pair whose before precedes `first`
-    and whose after follows `last` (mtimes), or '?' without one."""
+def rtt_around(criterion, last):
+    """'before / after ns (state)' of the pair appended when the group
+    finished: the one whose `after` is nearest `last` (the group's newest
+    estimates mtime), or '?' if none is within a minute."""
     path = os.path.join(criterion, "cache_line_rtt.txt")
     if not os.path.exists(path):
         return "?"
     pairs, before = [], None
     with open(path) as f:
         for line in f:
-            parts = line.split()  # when, ns, unix secs, UTC, label
-            if len(parts) < 3:
+            parts = line.split()  # when, ns, unix secs, UTC, near|far
+            if len(parts) < 5:
                 continue
             if parts[0] == "before":
                 before = parts
             elif parts[0] == "after" and before:
                 pairs.append((before, parts))
                 before = None
-    for before, after in reversed(pairs):
-        # Timestamps are whole seconds.
-        if int(before[2]) <= first + 1 and int(after[2]) >= last - 1:
-            labels = {before[-1], after[-1]}
-            return f"{before[1]} / {after[1]} ({'/'.join(sorted(labels))})"
-    return "?"
+    if not pairs:
+        return "?"
+    before, after = min(pairs, key=lambda pair: abs(int(pair[1][2]) - last))
+    if abs(int(after[2]) - last) > 60:
+        return "?"
+    state = before[4] if before[4] == after[4] else f"{before[4]} -> {after[4]}"
+    return f"{before[1]} / {after[1]} ({state})"
 
 
 def main():
@@ -85,8 +87,7 @@ def main():
         if not results:
             print(f"| {run} | no results in {criterion} | | | |")
             continue
-        mtimes = [mtime for _, mtime in results.values()]
-        rtt = rtt_around(criterion, min(mtimes), max(mtimes))
+        rtt = rtt_around(criterion, max(mtime for _, mtime in results.values()))
         base = results.get(args.base, (None,))[0]
         for name, (ns, _) in sorted(results.items(), key=lambda item: item[1][0]):
             ratio = f"{ns / base:.2f}" if base else "?"
