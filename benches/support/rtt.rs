@@ -7,7 +7,8 @@
 //! cache line there and back. Rounds are timed in batches of [`BATCH`] (a
 //! clock read per round trip would cost as much as a near round trip); the
 //! result is the median over the batches of ns per round trip, so a batch
-//! that a preemption hit does not move it.
+//! that a preemption hit does not move it. A probe gives up after
+//! [`DEADLINE`] with the batches it has.
 //!
 //! On this 2-vCPU VM a round trip costs 70-100 ns when the vCPUs are close
 //! and 420-500 ns when they are far apart, and multi-thread throughput
@@ -18,7 +19,7 @@
 use std::hint::spin_loop;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Round trips per timed batch.
 pub const BATCH: u64 = 100;
@@ -26,29 +27,44 @@ pub const BATCH: u64 = 100;
 pub const BATCHES: usize = 200;
 /// Round trips above this many ns mean the vCPUs are far apart.
 pub const FAR_NS: f64 = 250.0;
+/// A probe stops after this long even if it has not run all its batches:
+/// on a loaded machine the two spinning threads can end up taking turns on
+/// one vCPU, a time slice per round trip.
+pub const DEADLINE: Duration = Duration::from_millis(300);
+/// What the pinger stores to tell the ponger to stop.
+const STOP: u64 = u64::MAX;
 
 /// The cache line the two threads share, alone on its line.
 #[repr(align(128))]
 struct Line(AtomicU64);
 
 /// Median ns per round trip over `batches` batches of [`BATCH`] round trips,
-/// after a discarded warm-up batch.
+/// after a discarded warm-up batch; fewer batches (at least one) if
+/// [`DEADLINE`] passed first.
 pub fn probe(batches: usize) -> f64 {
     assert!(batches > 0, "at least one batch");
-    let rounds = (batches as u64 + 1) * BATCH;
     let line = Arc::new(Line(AtomicU64::new(0)));
     let ponger = {
         let line = Arc::clone(&line);
         std::thread::spawn(move || {
-            for round in 0..rounds {
-                let ping = 2 * round + 1;
-                while line.0.load(Ordering::Acquire) != ping {
+            let mut ping = 1;
+            loop {
+                let seen = loop {
+                    let seen = line.0.load(Ordering::Acquire);
+                    if seen == ping || seen == STOP {
+                        break seen;
+                    }
                     spin_loop();
+                };
+                if seen == STOP {
+                    return;
                 }
                 line.0.store(ping + 1, Ordering::Release);
+                ping += 2;
             }
         })
     };
+    let deadline = Instant::now() + DEADLINE;
     let mut per_round = Vec::with_capacity(batches);
     let mut round = 0;
     for batch in 0..=batches {
@@ -65,8 +81,12 @@ pub fn probe(batches: usize) -> f64 {
         // Batch 0 only brings both threads up to speed.
         if batch > 0 {
             per_round.push(elapsed.as_nanos() as f64 / BATCH as f64);
+            if Instant::now() > deadline {
+                break;
+            }
         }
     }
+    line.0.store(STOP, Ordering::Release);
     ponger.join().expect("the ponger thread panicked");
     per_round.sort_by(f64::total_cmp);
     per_round[per_round.len() / 2]
