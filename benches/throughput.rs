@@ -47,7 +47,7 @@
 //! trip (2-10 ms, with the runtime idle) and prints it; when the group
 //! actually ran (not filtered out) and this is not a `--test` smoke run, both
 //! are appended to `target/criterion/cache_line_rtt.txt` as `before <ns>
-//! <unix secs> <UTC> <near|far>` and `after ...`, for
+//! <unix secs> <UTC> <near|far|busy>` and `after ...`, for
 //! `scripts/bench_table.py`.
 //!
 //! # Group `submitters`

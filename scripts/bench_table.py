@@ -10,7 +10,8 @@ else `target/criterion`), one per run:
   ns / base ns, so above 1 means taskplan is faster); and the cache-line
   round trip (`cache_line_rtt.txt`, appended by benches/throughput.rs when
   the group finishes) of the `before`/`after` pair written with the group's
-  results, with `near` / `far` (the vCPUs' state around the run);
+  results, with `near` / `far` (the vCPUs' state around the run; `busy`:
+  no valid round trip, another process held a vCPU);
 - then, as written by the benches, `memory_per_task.txt` (benches/memory.rs),
   `cancel_latency.txt` and `abort_queued.txt` (benches/cancel.rs).
 
@@ -54,7 +55,7 @@ def rtt_around(criterion, last):
     pairs, before = [], None
     with open(path) as f:
         for line in f:
-            parts = line.split()  # when, ns, unix secs, UTC, near|far
+            parts = line.split()  # when, ns, unix secs, UTC, near|far|busy
             if len(parts) < 5:
                 continue
             if parts[0] == "before":

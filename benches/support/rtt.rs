@@ -10,9 +10,11 @@
 //! that a preemption hit does not move it. A probe gives up after
 //! [`DEADLINE`] with the batches it has.
 //!
-//! On this 2-vCPU VM a round trip costs 70-100 ns when the vCPUs are close
-//! and 420-500 ns when they are far apart, and multi-thread throughput
-//! follows: [`label`] names the state. Both threads spin, so the probe
+//! On this 2-vCPU VM a round trip costs 50-100 ns when the vCPUs are close
+//! and 400-500 ns when they are far apart, and multi-thread throughput
+//! follows: [`label`] names the state, or says `busy` when another process
+//! kept the two threads from running at once and the figure is no round
+//! trip. Both threads spin, so the probe
 //! needs both cores to itself for its few milliseconds; run it between
 //! benchmarks, never during one.
 
@@ -21,12 +23,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Round trips per timed batch.
-pub const BATCH: u64 = 100;
+/// Round trips per timed batch: small, so that most batches fit between two
+/// preemptions even on a loaded machine, and large enough that the two clock
+/// reads per batch (about 25 ns each) add only a few ns per round trip.
+pub const BATCH: u64 = 20;
 /// Timed batches in a default probe: 20,000 round trips, 2-10 ms.
-pub const BATCHES: usize = 200;
+pub const BATCHES: usize = 1_000;
 /// Round trips above this many ns mean the vCPUs are far apart.
 pub const FAR_NS: f64 = 250.0;
+/// A median above this many ns is no cache-line round trip at all: the two
+/// threads did not run at once for most batches (another process held a
+/// vCPU), and the figure measures the scheduler.
+pub const BUSY_NS: f64 = 5_000.0;
+/// Spins after which a waiting thread yields its vCPU, in case the other
+/// thread waits for it to run there.
+const SPINS_BEFORE_YIELD: u32 = 1 << 14;
 /// A probe stops after this long even if it has not run all its batches:
 /// on a loaded machine the two spinning threads can end up taking turns on
 /// one vCPU, a time slice per round trip.
@@ -49,13 +60,7 @@ pub fn probe(batches: usize) -> f64 {
         std::thread::spawn(move || {
             let mut ping = 1;
             loop {
-                let seen = loop {
-                    let seen = line.0.load(Ordering::Acquire);
-                    if seen == ping || seen == STOP {
-                        break seen;
-                    }
-                    spin_loop();
-                };
+                let seen = wait_for(&line.0, |seen| seen == ping || seen == STOP);
                 if seen == STOP {
                     return;
                 }
@@ -72,9 +77,7 @@ pub fn probe(batches: usize) -> f64 {
         for _ in 0..BATCH {
             let ping = 2 * round + 1;
             line.0.store(ping, Ordering::Release);
-            while line.0.load(Ordering::Acquire) != ping + 1 {
-                spin_loop();
-            }
+            wait_for(&line.0, |seen| seen == ping + 1);
             round += 1;
         }
         let elapsed = start.elapsed();
@@ -92,9 +95,33 @@ pub fn probe(batches: usize) -> f64 {
     per_round[per_round.len() / 2]
 }
 
-/// "near" or "far", for a round trip of `ns`.
+/// Spins until `done` holds for the line's value, yielding now and then.
+fn wait_for(line: &AtomicU64, done: impl Fn(u64) -> bool) -> u64 {
+    let mut spins = 0u32;
+    loop {
+        let seen = line.load(Ordering::Acquire);
+        if done(seen) {
+            return seen;
+        }
+        spins += 1;
+        if spins % SPINS_BEFORE_YIELD == 0 {
+            std::thread::yield_now();
+        } else {
+            spin_loop();
+        }
+    }
+}
+
+/// "near", "far", or "busy" (no valid round trip: see [`BUSY_NS`]), for a
+/// probe's median of `ns`.
 pub fn label(ns: f64) -> &'static str {
-    if ns > FAR_NS { "far" } else { "near" }
+    if ns > BUSY_NS {
+        "busy"
+    } else if ns > FAR_NS {
+        "far"
+    } else {
+        "near"
+    }
 }
 
 /// Seconds since the Unix epoch, and the same instant as
