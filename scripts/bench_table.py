@@ -69,7 +69,9 @@ def rtt_around(criterion, last):
     if abs(int(after[2]) - last) > 60:
         return "?"
     state = before[4] if before[4] == after[4] else f"{before[4]} -> {after[4]}"
-    return f"{before[1]} / {after[1]} ({state})"
+    # A busy probe's figure measures the scheduler, not a round trip.
+    values = ["-" if p[4] == "busy" else p[1] for p in (before, after)]
+    return f"{values[0]} / {values[1]} ({state})"
 
 
 def main():
