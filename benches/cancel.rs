@@ -39,10 +39,10 @@
 //!
 //! # (b) Abort 100,000 queued
 //!
-//! Multi-thread runtime, 2 worker threads. For taskplan: a plan with 4
-//! workers and room for everything, 4 tasks parked forever (waited for until
-//! all 4 run) and 100,000 queued behind them with `try_submit`, every handle
-//! kept. Timed: from calling `plan.abort().await` until it returned *and*
+//! Multi-thread runtime, 2 worker threads. For taskplan: a plan with 1
+//! worker (issue 11's setup) and one with 4, room for everything, one task
+//! per worker parked forever (waited for until all run) and 100,000 queued
+//! behind them with `try_submit`, every handle kept. Timed: from calling `plan.abort().await` until it returned *and*
 //! every handle has resolved. `abort` promises the latter on return, so each
 //! handle's `is_finished()` is checked right after; any that is not is
 //! awaited inside the timed span, counted in the `late` column, and fails
@@ -59,8 +59,17 @@
 //!
 //! Each is repeated on a fresh plan or tracker, rounds taken in turns across
 //! the peers; reported: median and min in ms, and the ratio of each peer's
-//! median to taskplan's. The target for taskplan: at least 5x faster than
-//! the tracker drain.
+//! median to the 1-worker taskplan's. The target for taskplan: at least 5x
+//! faster than the tracker drain.
+//!
+//! # Results files
+//!
+//! Outside a smoke run, (a)'s table is written to
+//! `target/criterion/cancel_latency.txt` and (b)'s to
+//! `target/criterion/abort_queued.txt` (replacing the last run's), each
+//! under a `#` line with the time, the mode and the cache-line round trip
+//! (`support/rtt.rs`) probed right before and after that part, for
+//! `scripts/bench_table.py`.
 
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
@@ -274,13 +283,37 @@ where
     samples
 }
 
-fn cancel_to_next(params: &Params) {
-    println!(
+/// Prints a line and keeps it in `$out`, the text of a results file.
+macro_rules! outln {
+    ($out:expr) => {{
+        println!();
+        $out.push('\n');
+    }};
+    ($out:expr, $($arg:tt)*) => {{
+        let line = format!($($arg)*);
+        println!("{line}");
+        $out.push_str(&line);
+        $out.push('\n');
+    }};
+}
+
+/// Runs (a) and returns its table, as printed.
+fn cancel_to_next(params: &Params) -> String {
+    let mut out = String::new();
+    outln!(
+        out,
         "(a) cancel to next task: one worker slot; A parked, B queued; B's start - cancel call (µs)"
     );
-    println!(
+    outln!(
+        out,
         "{:<16} {:<20} {:>7} {:>8} {:>8} {:>8} {:>9}",
-        "runtime", "peer", "n", "p50", "p99", "p99.9", "max"
+        "runtime",
+        "peer",
+        "n",
+        "p50",
+        "p99",
+        "p99.9",
+        "max"
     );
     for (flavor, rt) in [
         ("multi-thread(2)", multi_thread_runtime()),
@@ -295,7 +328,8 @@ fn cancel_to_next(params: &Params) {
             ),
         ];
         for (peer, samples) in &rows {
-            println!(
+            outln!(
+                out,
                 "{:<16} {:<20} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>9.1}",
                 flavor,
                 peer,
@@ -307,21 +341,24 @@ fn cancel_to_next(params: &Params) {
             );
         }
         let p99 = micros(percentile(&rows[0].1, 99, 100));
-        println!(
+        outln!(
+            out,
             "{:<16} target taskplan p99 < 20 µs: {} ({p99:.1} µs)",
             flavor,
             if p99 < 20.0 { "met" } else { "NOT met" }
         );
     }
-    println!();
+    outln!(out);
+    out
 }
 
 // ---------------------------------------------------------------------------
 // (b) Abort 100,000 queued
 // ---------------------------------------------------------------------------
 
-/// Workers of the plan in the abort comparison, each holding a parked task.
-const ABORT_WORKERS: usize = 4;
+/// Workers of the plans in the abort comparison, each worker holding a
+/// parked task: 1 (issue 11's setup: one worker, one blocker) and 4.
+const ABORT_WORKERS: [usize; 2] = [1, 4];
 
 /// One taskplan abort.
 struct PlanAbort {
@@ -333,17 +370,17 @@ struct PlanAbort {
     anomalies: Vec<String>,
 }
 
-async fn taskplan_abort(queued: usize) -> PlanAbort {
-    let total = queued + ABORT_WORKERS;
+async fn taskplan_abort(queued: usize, workers: usize) -> PlanAbort {
+    let total = queued + workers;
     let plan = Plan::builder()
-        .workers(ABORT_WORKERS)
+        .workers(workers)
         .capacity(total)
         .name("abort")
         .build()
         .expect("inside a runtime");
     let mut handles: Vec<TaskHandle<()>> = Vec::with_capacity(total);
-    let mut started = Vec::with_capacity(ABORT_WORKERS);
-    for _ in 0..ABORT_WORKERS {
+    let mut started = Vec::with_capacity(workers);
+    for _ in 0..workers {
         let (started_tx, started_rx) = oneshot::channel();
         handles.push(plan.try_submit(parked(started_tx)).expect("room"));
         started.push(started_rx);
@@ -438,21 +475,27 @@ async fn tracker_abort(tasks: usize, child_tokens: bool) -> Duration {
     t0.elapsed()
 }
 
-fn abort_queued(params: &Params) -> Vec<String> {
+/// Runs (b) and returns what went against `abort`'s contract and the
+/// table, as printed.
+fn abort_queued(params: &Params) -> (Vec<String>, String) {
     let rt = multi_thread_runtime();
     let queued = params.queued;
-    let mut plan_times = Vec::new();
-    let mut late = 0;
+    let mut plan_times = vec![Vec::new(); ABORT_WORKERS.len()];
+    let mut late = vec![0; ABORT_WORKERS.len()];
     let mut anomalies = Vec::new();
     let mut clone_times = Vec::new();
     let mut child_times = Vec::new();
+    // Rounds taken in turns across the peers, so a noisy moment does not
+    // hit one peer only.
     for _ in 0..params.rounds {
-        let run = rt
-            .block_on(rt.spawn(taskplan_abort(queued)))
-            .expect("the taskplan abort panicked");
-        plan_times.push(run.elapsed);
-        late += run.late;
-        anomalies.extend(run.anomalies);
+        for (index, &workers) in ABORT_WORKERS.iter().enumerate() {
+            let run = rt
+                .block_on(rt.spawn(taskplan_abort(queued, workers)))
+                .expect("the taskplan abort panicked");
+            plan_times[index].push(run.elapsed);
+            late[index] += run.late;
+            anomalies.extend(run.anomalies);
+        }
         clone_times.push(
             rt.block_on(rt.spawn(tracker_abort(queued, false)))
                 .expect("the tracker drain panicked"),
@@ -467,57 +510,106 @@ fn abort_queued(params: &Params) -> Vec<String> {
         times.sort_unstable();
         times[(times.len() - 1) / 2]
     };
-    let plan_median = median(&mut plan_times);
-    println!(
-        "(b) abort {queued} queued (+{ABORT_WORKERS} running) vs tracker drain of {queued} tasks; \
+    let plan_medians: Vec<Duration> = plan_times.iter_mut().map(median).collect();
+    // The reference: one worker, as in issue 11.
+    let reference = plan_medians[0];
+    let mut out = String::new();
+    outln!(
+        out,
+        "(b) abort {queued} queued (+1 running per worker) vs tracker drain of {queued} tasks; \
          multi-thread(2); {} rounds (ms)",
         params.rounds
     );
-    println!(
+    outln!(
+        out,
         "{:<28} {:>9} {:>9} {:>14} {:>6}",
-        "peer", "median", "min", "x taskplan", "late"
+        "peer",
+        "median",
+        "min",
+        "x taskplan w1",
+        "late"
     );
-    println!(
-        "{:<28} {:>9.2} {:>9.2} {:>14} {:>6}",
-        "taskplan abort()",
-        millis(plan_median),
-        millis(plan_times[0]),
-        "1.0",
-        late
-    );
+    for (index, &workers) in ABORT_WORKERS.iter().enumerate() {
+        outln!(
+            out,
+            "{:<28} {:>9.2} {:>9.2} {:>14.1} {:>6}",
+            format!("taskplan abort() w{workers}"),
+            millis(plan_medians[index]),
+            millis(plan_times[index][0]),
+            plan_medians[index].as_secs_f64() / reference.as_secs_f64(),
+            late[index]
+        );
+    }
+    let mut tracker_median = Duration::ZERO;
     for (peer, times) in [
         ("tracker + token.clone()", &mut clone_times),
         ("tracker + child_token()", &mut child_times),
     ] {
         let peer_median = median(times);
-        let ratio = peer_median.as_secs_f64() / plan_median.as_secs_f64();
-        println!(
+        if tracker_median.is_zero() {
+            tracker_median = peer_median;
+        }
+        outln!(
+            out,
             "{:<28} {:>9.2} {:>9.2} {:>14.1} {:>6}",
             peer,
             millis(peer_median),
             millis(times[0]),
-            ratio,
+            peer_median.as_secs_f64() / reference.as_secs_f64(),
             "-"
         );
     }
-    let ratio = millis(median(&mut clone_times)) / millis(plan_median);
-    println!(
-        "target taskplan >= 5x faster than the tracker + token.clone() drain: {} ({ratio:.1}x)",
-        if ratio >= 5.0 { "met" } else { "NOT met" }
-    );
-    anomalies
+    for (index, &workers) in ABORT_WORKERS.iter().enumerate() {
+        let ratio = tracker_median.as_secs_f64() / plan_medians[index].as_secs_f64();
+        outln!(
+            out,
+            "target taskplan w{workers} >= 5x faster than the tracker + token.clone() drain: \
+             {} ({ratio:.1}x)",
+            if ratio >= 5.0 { "met" } else { "NOT met" }
+        );
+    }
+    (anomalies, out)
+}
+
+/// A header for a results file: when, how big the run was, and the
+/// cache-line round trip right before and after it.
+fn file_header(params: &Params, before: f64, after: f64) -> String {
+    let (secs, when) = support::rtt::timestamp();
+    format!(
+        "# {when} ({secs}); mode {}; cache-line round trip before {before:.1} ns ({}), \
+         after {after:.1} ns ({})\n",
+        params.mode,
+        support::rtt::label(before),
+        support::rtt::label(after),
+    )
 }
 
 fn main() {
     let params = Params::from_args();
+    let smoke = support::Mode::from_args() == support::Mode::Smoke;
     println!("cancel: cancellation costs");
     println!(
         "mode {}; (a) {} iterations per row after {} warm-up; (b) {} queued, {} rounds",
         params.mode, params.iterations, params.warmup, params.queued, params.rounds
     );
     println!();
-    cancel_to_next(&params);
-    let anomalies = abort_queued(&params);
+    let rtt_before = support::rtt::probe(support::rtt::BATCHES);
+    let latency = cancel_to_next(&params);
+    let rtt_between = support::rtt::probe(support::rtt::BATCHES);
+    let (anomalies, abort) = abort_queued(&params);
+    let rtt_after = support::rtt::probe(support::rtt::BATCHES);
+    println!(
+        "cache-line round trip: {rtt_before:.1} ns before (a), {rtt_between:.1} ns between, \
+         {rtt_after:.1} ns after (b)"
+    );
+    if smoke {
+        println!("(smoke run: cancel_latency.txt and abort_queued.txt not written)");
+    } else {
+        let header = file_header(&params, rtt_before, rtt_between);
+        support::write_results("cancel_latency.txt", &(header + &latency), false);
+        let header = file_header(&params, rtt_between, rtt_after);
+        support::write_results("abort_queued.txt", &(header + &abort), false);
+    }
     // Reported after the tables, so a broken contract still shows the
     // numbers it produced.
     assert!(

@@ -78,16 +78,48 @@
 //! change that shrinks one of them shows which. The peak cannot see
 //! inside `realloc`, so a buffer that moves while growing is not counted
 //! twice. Last, the issue's target checked against both taskplan rows.
+//!
+//! # Per task, 16-byte future, everything counted
+//!
+//! A second table, for issue 11's targets: every task is [`Small`], a
+//! struct of `[u64; 2]` implementing `Future` that is ready at its first
+//! poll, so the future is exactly 16 bytes. For each peer, on a fresh
+//! current-thread runtime: live bytes are read before anything of the
+//! peer exists (for taskplan: before the plan is built, so its queue
+//! storage, supervisors and the parked blocker task all count), then after
+//! `N` tasks are queued, then after all of them have run and every handle
+//! was awaited (the plan, runtime and `JoinSet` still alive, as in a
+//! service between bursts). Columns, divided by `N`:
+//!
+//! - `allocs/task to queue`: allocation calls (reallocations included) from
+//!   that first reading until every task is queued;
+//! - `allocs/task to drain`: further calls while they ran and were awaited;
+//! - `live B/task queued`: live bytes over the first reading, all tasks
+//!   queued; `- 16`: the same beyond the future itself;
+//! - `live B/task after drain`: what is still live once every task ran and
+//!   was awaited (queue storage that was kept).
+//!
+//! taskplan's blocker is a task awaiting a `oneshot` that the harness sends
+//! to once the fill is measured, so the queued tasks then run rather than
+//! being cancelled; `tokio::spawn` and `JoinSet` fill without yielding and
+//! run everything at the first await. Handles go into a `Vec` allocated
+//! before the first reading (their inline sizes are printed). The table is
+//! printed as Markdown and, in a full run, written to
+//! `target/criterion/memory_per_task.txt`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::hint::black_box;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::task::{Context, Poll};
 
 use taskplan::{Plan, TaskHandle};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
+
+mod support;
 
 /// Tasks per fill in a full run.
 const TASKS: usize = 100_000;
@@ -657,6 +689,171 @@ fn print_report(tasks: usize, future: usize, scenarios: &[Scenario]) {
     }
 }
 
+/// The 16-byte no-op task of the per-task table.
+struct Small([u64; 2]);
+
+impl Future for Small {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        black_box(&self.0);
+        Poll::Ready(())
+    }
+}
+
+/// One peer's row of the per-task table: three readings of live bytes and
+/// allocation calls, from before the peer existed to after the drain.
+struct PerTask {
+    peer: &'static str,
+    start: Snapshot,
+    queued: Snapshot,
+    drained: Snapshot,
+}
+
+impl PerTask {
+    fn calls(from: &Snapshot, to: &Snapshot) -> usize {
+        (to.allocs - from.allocs) + (to.reallocs - from.reallocs)
+    }
+
+    fn per_task(value: f64, tasks: usize) -> f64 {
+        value / tasks as f64
+    }
+
+    fn row(&self, tasks: usize) -> String {
+        let live = |at: &Snapshot| at.live as f64 - self.start.live as f64;
+        let queued = Self::per_task(live(&self.queued), tasks);
+        format!(
+            "| {} | {:.3} | {:.3} | {:.1} | {:.1} | {:.1} |",
+            self.peer,
+            Self::per_task(Self::calls(&self.start, &self.queued) as f64, tasks),
+            Self::per_task(Self::calls(&self.queued, &self.drained) as f64, tasks),
+            queued,
+            queued - std::mem::size_of::<Small>() as f64,
+            Self::per_task(live(&self.drained), tasks),
+        )
+    }
+}
+
+fn taskplan_per_task(tasks: usize) -> PerTask {
+    runtime().block_on(async {
+        let mut handles: Vec<TaskHandle<()>> = Vec::with_capacity(tasks);
+        let start = Snapshot::take();
+        let plan = Plan::builder()
+            .workers(1)
+            .capacity(tasks + 1)
+            .name("mem")
+            .build()
+            .expect("build the plan inside a runtime");
+        // Holds the only worker until released, so every task below stays
+        // queued; then it ends and they all run.
+        let (started, has_started) = oneshot::channel();
+        let (release, released) = oneshot::channel::<()>();
+        let blocker = plan
+            .try_submit(async move {
+                let _ = started.send(());
+                let _ = released.await;
+            })
+            .expect("room for the blocker");
+        has_started.await.expect("the blocker starts");
+        for i in 0..tasks {
+            let task = Small([i as u64; 2]);
+            handles.push(plan.try_submit(task).expect("room in the queue"));
+        }
+        let queued = Snapshot::take();
+        assert_eq!(plan.stats().queued, tasks, "every task stayed queued");
+
+        release.send(()).expect("the blocker waits");
+        blocker.await.expect("the blocker ends");
+        for handle in handles.drain(..) {
+            handle.await.expect("the task ran");
+        }
+        let drained = Snapshot::take();
+        plan.abort().await;
+        PerTask {
+            peer: "taskplan (1 worker)",
+            start,
+            queued,
+            drained,
+        }
+    })
+}
+
+fn spawn_per_task(tasks: usize) -> PerTask {
+    runtime().block_on(async {
+        let mut handles: Vec<JoinHandle<()>> = Vec::with_capacity(tasks);
+        let start = Snapshot::take();
+        // No await: nothing runs before the second reading.
+        for i in 0..tasks {
+            handles.push(tokio::spawn(Small([i as u64; 2])));
+        }
+        let queued = Snapshot::take();
+        for handle in handles.drain(..) {
+            handle.await.expect("the task ran");
+        }
+        let drained = Snapshot::take();
+        PerTask {
+            peer: "tokio::spawn",
+            start,
+            queued,
+            drained,
+        }
+    })
+}
+
+fn join_set_per_task(tasks: usize) -> PerTask {
+    runtime().block_on(async {
+        let start = Snapshot::take();
+        let mut set = JoinSet::new();
+        for i in 0..tasks {
+            drop(set.spawn(Small([i as u64; 2])));
+        }
+        let queued = Snapshot::take();
+        while let Some(joined) = set.join_next().await {
+            joined.expect("the task ran");
+        }
+        let drained = Snapshot::take();
+        drop(set);
+        PerTask {
+            peer: "JoinSet",
+            start,
+            queued,
+            drained,
+        }
+    })
+}
+
+fn per_task_all(tasks: usize) -> Vec<PerTask> {
+    vec![
+        taskplan_per_task(tasks),
+        spawn_per_task(tasks),
+        join_set_per_task(tasks),
+    ]
+}
+
+/// The per-task table as Markdown, with a line saying what was measured.
+fn per_task_report(tasks: usize, rows: &[PerTask]) -> String {
+    let (_, when) = support::rtt::timestamp();
+    let mut text = format!(
+        "memory per task, {tasks} no-op tasks queued, future {} bytes \
+         (struct of [u64; 2] implementing Future); current-thread runtime; {when}\n\
+         everything counted from before the plan / first spawn / JoinSet; \
+         handles in a preallocated Vec not counted (TaskHandle {} B, JoinHandle {} B inline)\n\n",
+        std::mem::size_of::<Small>(),
+        std::mem::size_of::<TaskHandle<()>>(),
+        std::mem::size_of::<JoinHandle<()>>(),
+    );
+    text.push_str(
+        "| peer | allocs/task to queue | allocs/task to drain | live B/task queued \
+         | queued - 16 B future | live B/task after drain |\n",
+    );
+    text.push_str("|---|---:|---:|---:|---:|---:|\n");
+    for row in rows {
+        text.push_str(&row.row(tasks));
+        text.push('\n');
+    }
+    text
+}
+
 fn run_all(tasks: usize) -> Vec<Scenario> {
     vec![
         taskplan_scenario(tasks),
@@ -678,6 +875,16 @@ fn main() {
 
     let scenarios = run_all(tasks);
     print_report(tasks, future_size(), &scenarios);
+
+    drop(per_task_all(PRIMING_TASKS));
+    let per_task = per_task_report(tasks, &per_task_all(tasks));
+    println!();
+    print!("{per_task}");
+    if smoke {
+        println!("(smoke run: memory_per_task.txt not written)");
+    } else {
+        support::write_results("memory_per_task.txt", &per_task, false);
+    }
 
     // A smoke run is also a leak test for the crate under test.
     if smoke {

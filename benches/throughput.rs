@@ -38,6 +38,18 @@
 //! once per benchmark, outside the timed loop; per-batch state (a
 //! semaphore, a `JoinSet`, handle vectors) inside it, as a caller would.
 //!
+//! # Cache-line round trip around `throughput_multi_noop`
+//!
+//! This VM's two vCPUs are sometimes far apart (a cache line bouncing
+//! between two threads costs 420-500 ns round trip instead of 70-100 ns),
+//! which makes the multi-thread groups bimodal. Right before and right after
+//! `throughput_multi_noop`, the probe in `support/rtt.rs` measures that round
+//! trip (2-10 ms, with the runtime idle) and prints it; when the group
+//! actually ran (not filtered out) and this is not a `--test` smoke run, both
+//! are appended to `target/criterion/cache_line_rtt.txt` as `before <ns>
+//! <unix secs> <UTC> <near|far|busy>` and `after ...`, for
+//! `scripts/bench_table.py`.
+//!
 //! # Group `submitters`
 //!
 //! [`TASKS`] no-op tasks split between 1, 4 or 16 submitting tasks that run
@@ -79,7 +91,7 @@ use std::future::Future;
 use std::hint::black_box;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -90,6 +102,9 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+mod support;
+use support::rtt;
 
 /// Tasks per iteration.
 const TASKS: usize = 100_000;
@@ -310,12 +325,61 @@ async fn tracker_batch(tracker: &TaskTracker, permits: Arc<Semaphore>, count: us
     }
 }
 
+/// The cache-line round trip around one group: probed before it starts and
+/// after it finishes, recorded only if one of its benchmarks ran.
+struct RttAround {
+    group: String,
+    /// The `before` line, stamped when it was probed.
+    before: String,
+    /// Set by the group's benchmarks when they run: a filter that excludes
+    /// the group leaves it unset.
+    ran: Arc<AtomicBool>,
+}
+
+impl RttAround {
+    fn start(group: &str) -> RttAround {
+        let before = rtt::probe(rtt::BATCHES);
+        println!(
+            "{group}: cache-line round trip before: {before:.1} ns ({})",
+            rtt::label(before)
+        );
+        RttAround {
+            group: group.to_string(),
+            before: rtt::record_line("before", before),
+            ran: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn finish(self) {
+        let after = rtt::probe(rtt::BATCHES);
+        println!(
+            "{}: cache-line round trip after: {after:.1} ns ({})",
+            self.group,
+            rtt::label(after)
+        );
+        let smoke = std::env::args().any(|arg| arg == "--test");
+        if self.ran.load(Ordering::Relaxed) && !smoke {
+            let lines = format!("{}\n{}\n", self.before, rtt::record_line("after", after));
+            support::write_results("cache_line_rtt.txt", &lines, true);
+        }
+    }
+}
+
 fn throughput(c: &mut Criterion) {
     for flavor in [Flavor::Multi, Flavor::Current] {
         for work in [Work::Noop, Work::YieldOnce] {
             let rt = flavor.runtime();
-            let mut group =
-                c.benchmark_group(format!("throughput_{}_{}", flavor.name(), work.name()));
+            let name = format!("throughput_{}_{}", flavor.name(), work.name());
+            // Only the one group the table reads; the probe spins
+            // both cores for a few ms, outside any measurement.
+            let probe = (name == "throughput_multi_noop").then(|| RttAround::start(&name));
+            let ran = probe.as_ref().map(|probe| Arc::clone(&probe.ran));
+            let mark_ran = move || {
+                if let Some(ran) = &ran {
+                    ran.store(true, Ordering::Relaxed);
+                }
+            };
+            let mut group = c.benchmark_group(name);
             group
                 .sample_size(10)
                 .measurement_time(Duration::from_secs(3))
@@ -326,6 +390,7 @@ fn throughput(c: &mut Criterion) {
                 let plan = plan(&rt, workers);
                 group.bench_function(format!("taskplan_w{workers}"), |b| {
                     b.iter_custom(|iters| {
+                        mark_ran();
                         timed(&rt, iters, &plan, move |plan| async move {
                             taskplan_batch(&plan, TASKS, work).await;
                         })
@@ -336,12 +401,14 @@ fn throughput(c: &mut Criterion) {
 
             group.bench_function("tokio_spawn", |b| {
                 b.iter_custom(|iters| {
+                    mark_ran();
                     timed(&rt, iters, &(), move |()| tokio_spawn_batch(TASKS, work))
                 });
             });
 
             group.bench_function("joinset_semaphore", |b| {
                 b.iter_custom(|iters| {
+                    mark_ran();
                     timed(&rt, iters, &(), move |()| {
                         joinset_batch(Arc::new(Semaphore::new(LIMIT)), TASKS, work)
                     })
@@ -351,6 +418,7 @@ fn throughput(c: &mut Criterion) {
             let tracker = TaskTracker::new();
             group.bench_function("task_tracker_semaphore", |b| {
                 b.iter_custom(|iters| {
+                    mark_ran();
                     timed(&rt, iters, &tracker, move |tracker| async move {
                         tracker_batch(&tracker, Arc::new(Semaphore::new(LIMIT)), TASKS, work).await;
                         tracker.close();
@@ -362,6 +430,7 @@ fn throughput(c: &mut Criterion) {
 
             group.bench_function("buffer_unordered", |b| {
                 b.iter_custom(|iters| {
+                    mark_ran();
                     timed(&rt, iters, &(), move |()| async move {
                         let finished = futures_util::stream::iter(0..TASKS)
                             .map(|_| work.task())
@@ -376,6 +445,7 @@ fn throughput(c: &mut Criterion) {
             let floor = Floor::start(&rt);
             group.bench_function("channel_floor", |b| {
                 b.iter_custom(|iters| {
+                    mark_ran();
                     timed(&rt, iters, &floor, move |floor| async move {
                         floor.run(TASKS, || Box::pin(work.task())).await;
                     })
@@ -383,6 +453,9 @@ fn throughput(c: &mut Criterion) {
             });
             group.finish();
             floor.tx.close();
+            if let Some(probe) = probe {
+                probe.finish();
+            }
         }
     }
 }

@@ -1,7 +1,12 @@
-//! What the plain-table harnesses (`latency`, `cancel`) share: how big a run
-//! is, exact percentiles, and the runtime they measure on.
+//! What the harnesses share: how big a run is, exact percentiles, the
+//! runtime they measure on, the cache-line round-trip probe ([`rtt`]), and
+//! where result files go ([`results_dir`]).
 #![allow(dead_code)] // Each harness uses a different subset.
 
+pub mod rtt;
+
+use std::io::Write as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::runtime::Runtime;
@@ -62,4 +67,45 @@ pub fn multi_thread_runtime() -> Runtime {
         .enable_all()
         .build()
         .expect("build the multi-thread runtime")
+}
+
+/// Criterion's output directory, found as criterion finds it:
+/// `$CRITERION_HOME`, else `$CARGO_TARGET_DIR/criterion`, else
+/// `target/criterion` (`cargo bench` runs a bench in the package root). The
+/// plain-text results (`cache_line_rtt.txt`, `memory_per_task.txt`,
+/// `cancel_latency.txt`, `abort_queued.txt`) go there, beside criterion's own,
+/// for `scripts/bench_table.py`.
+pub fn results_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        PathBuf::from(home)
+    } else if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        PathBuf::from(target).join("criterion")
+    } else {
+        PathBuf::from("target/criterion")
+    }
+}
+
+/// Appends `text` to `name` in [`results_dir`] (if `append`) or replaces
+/// it, and says where it went. A failure to write is reported, not fatal:
+/// the figures were printed already.
+pub fn write_results(name: &str, text: &str, append: bool) {
+    let dir = results_dir();
+    let path = dir.join(name);
+    let result = std::fs::create_dir_all(&dir).and_then(|()| {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&path)?;
+        file.write_all(text.as_bytes())
+    });
+    match result {
+        Ok(()) => println!(
+            "{} {}",
+            if append { "appended to" } else { "wrote" },
+            path.display()
+        ),
+        Err(error) => eprintln!("could not write {}: {error}", path.display()),
+    }
 }
