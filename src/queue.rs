@@ -128,6 +128,10 @@ pub(crate) struct Queue {
     /// Queued tasks of each tag, by tag index.
     tags: Vec<List>,
     next_sequence: u64,
+    /// The storage a queue keeps when it empties: what it was made with.
+    /// Storage grown past it for a burst is freed once the burst has
+    /// drained, so a plan's memory returns to its baseline.
+    retained_capacity: usize,
 }
 
 impl Queue {
@@ -140,6 +144,7 @@ impl Queue {
             next_promotion: 1,
             tags: Vec::new(),
             next_sequence: 0,
+            retained_capacity: capacity,
         }
     }
 
@@ -301,7 +306,14 @@ impl Queue {
         if let Some(tag) = tag {
             unlink(&mut self.nodes, &mut self.tags[tag], key, Chain::Tag);
         }
-        (self.nodes.remove(key).task, tag)
+        let task = self.nodes.remove(key).task;
+        // Only on emptying: shrinking a queue that still holds tasks would
+        // move them all, and a burst regrows its storage in amortized O(1)
+        // per task anyway.
+        if self.nodes.is_empty() && self.nodes.capacity() > self.retained_capacity {
+            self.nodes = Slab::with_capacity(self.retained_capacity);
+        }
+        (task, tag)
     }
 
     /// Unlinks a node from its lane or tier, dropping the lane or tier if it
@@ -414,6 +426,30 @@ mod tests {
         let mut sorted = model.to_vec();
         sorted.sort_by_key(Entry::order);
         sorted
+    }
+
+    /// A burst grows the queue's storage; once it has drained, the queue
+    /// is back to what it was made with, whichever way it emptied.
+    #[test]
+    fn storage_grown_for_a_burst_is_freed_when_the_queue_empties() {
+        let mut queue = Queue::with_capacity(4);
+        for _ in 0..1000 {
+            queue.push(task(), 0, Some(0));
+        }
+        assert!(queue.nodes.capacity() >= 1000);
+        while queue.len() > 1 {
+            queue.pop();
+        }
+        assert!(queue.nodes.capacity() >= 1000, "kept while tasks remain");
+        let last = queue.nodes.iter().next().map(|(key, _)| key).unwrap();
+        queue.remove(last);
+        assert_eq!(queue.nodes.capacity(), 4);
+        for _ in 0..1000 {
+            queue.push(task(), 1, None);
+        }
+        drop(queue.drain_tag(0));
+        while queue.pop().is_some() {}
+        assert_eq!(queue.nodes.capacity(), 4);
     }
 
     #[test]
