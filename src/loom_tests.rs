@@ -813,7 +813,7 @@ mod idle {
     impl Plan {
         fn new(seq_cst: bool) -> Plan {
             Plan {
-                counters: Counters::default(),
+                counters: Counters::new("loom"),
                 idle_waiters: AtomicUsize::new(0),
                 calls: AtomicUsize::new(0),
                 seq_cst,
@@ -1034,7 +1034,7 @@ mod alarm {
             let polled = {
                 // The task's own events nest under its span.
                 let _entered = span.enter();
-                task.poll_run(cx, plan.outcomes(), cancel_waker)
+                task.poll_run(cx, outcomes, cancel_waker)
             };
             if let Poll::Ready(outcome) = polled {
                 return Poll::Ready(Ending::Ran(outcome));

@@ -16,6 +16,7 @@ use metrics::{Counter, Gauge, Histogram, Label, Unit};
 use crate::task::Outcome;
 
 /// The series of one plan, or of one tag of a plan.
+#[derive(Clone)]
 pub(crate) struct Published {
     submitted: Counter,
     completed: Counter,

@@ -1273,16 +1273,16 @@ impl Shared {
     }
 
     /// Counts the time a task waited in the queue, for the plan and its tag.
-    pub(crate) fn record_queue_wait(&self, task: &Task, waited: Duration) {
-        self.outcomes().record_started(waited);
+    pub(crate) fn record_queue_wait(&self, outcomes: &Outcomes, task: &Task, waited: Duration) {
+        outcomes.record_started(waited);
         if let Some(tag) = task.tag() {
             tag.outcomes.record_started(waited);
         }
     }
 
     /// Counts the time a task ran, for the plan and its tag.
-    pub(crate) fn record_run_time(&self, task: &Task, ran: Duration) {
-        self.outcomes().record_run_time(ran);
+    pub(crate) fn record_run_time(&self, outcomes: &Outcomes, task: &Task, ran: Duration) {
+        outcomes.record_run_time(ran);
         if let Some(tag) = task.tag() {
             tag.outcomes.record_run_time(ran);
         }
@@ -1309,6 +1309,16 @@ impl Shared {
         // Past `u32::MAX` live supervisors (not a plan that fits in memory)
         // the number means "unknown", and a cancel wakes them all.
         (u32::try_from(key).unwrap_or(u32::MAX), waker)
+    }
+
+    /// Lends a new supervisor the counters it counts its tasks' ends in.
+    pub(crate) fn lend_outcomes(&self) -> Arc<CachePadded<Outcomes>> {
+        self.counters.lend()
+    }
+
+    /// Takes back an exiting supervisor's counters, counts kept.
+    pub(crate) fn give_back_outcomes(&self, outcomes: Arc<CachePadded<Outcomes>>) {
+        self.counters.give_back(outcomes);
     }
 
     pub(crate) fn unregister_supervisor(&self, number: u32, waker: &Arc<AtomicWaker>) {
@@ -1688,6 +1698,39 @@ mod tests {
         until(|| shared.supervisor_wakers.lock().unwrap().len() == 1).await;
         let state = shared.lock();
         assert_eq!((state.idle_supervisors, state.wakeups_in_flight), (1, 0));
+    }
+
+    /// Each supervisor counts its tasks' ends in a block of its own; the
+    /// counts outlive the supervisor, and its block goes to the next one,
+    /// so shrinking and growing again neither loses counts nor adds blocks.
+    #[tokio::test]
+    async fn counts_outlive_their_supervisor_and_its_block_is_reused() {
+        let plan = Plan::builder().workers(3).build().unwrap();
+        let shared = Arc::clone(&plan.shared);
+        for round in 1..=2 {
+            plan.set_workers(3).unwrap();
+            // Three tasks that can only finish together need three
+            // supervisors at once.
+            let barrier = Arc::new(tokio::sync::Barrier::new(3));
+            let mut handles = Vec::new();
+            for _ in 0..3 {
+                let barrier = Arc::clone(&barrier);
+                handles.push(
+                    plan.submit(async move {
+                        barrier.wait().await;
+                    })
+                    .await
+                    .unwrap(),
+                );
+            }
+            for handle in handles {
+                handle.await.unwrap();
+            }
+            plan.set_workers(1).unwrap();
+            until(|| shared.supervisor_wakers.lock().unwrap().len() == 1).await;
+            assert_eq!(plan.stats().completed, 3 * round);
+            assert_eq!(shared.counters.blocks(), 3);
+        }
     }
 
     #[test]

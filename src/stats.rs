@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::task::Outcome;
 
 /// A snapshot of a plan's counters, from [`Plan::stats`](crate::Plan::stats).
@@ -187,14 +187,28 @@ pub struct ShutdownReport {
 /// first and `submitted` last never sees more settled tasks than submitted
 /// ones: if the two are equal, the plan was idle at the first read.
 ///
-/// `submitted` is written by submitters and the rest by supervisors, so the
-/// two sit on separate cache lines and do not slow each other down.
-#[derive(Default)]
+/// Outcomes are counted where the task ends, so that no cache line is
+/// written by every task. Each supervisor counts the tasks it runs in a
+/// block of its own, lent to it for its life (see
+/// [`lend`](Counters::lend)); the rest (cancels of queued tasks, tasks
+/// dropped with their supervisor's runtime) and `settled` go to the plan's
+/// block. A snapshot adds them all up. `submitted` is written by
+/// submitters, so it sits on a cache line of its own too.
 pub(crate) struct Counters {
     /// Only written with the queue lock held, so a plain store of the next
     /// value is enough; it is atomic for the lock-free `is_idle`.
     pub(crate) submitted: CachePadded<AtomicUsize>,
     outcomes: CachePadded<Outcomes>,
+    blocks: Mutex<Blocks>,
+}
+
+/// The supervisors' outcome blocks. A block outlives the supervisor it was
+/// lent to, keeping its counts, and goes to the next one to start, so there
+/// are never more blocks than supervisors ever ran at once.
+#[derive(Default)]
+struct Blocks {
+    all: Vec<Arc<CachePadded<Outcomes>>>,
+    free: Vec<Arc<CachePadded<Outcomes>>>,
 }
 
 /// Written by whoever finishes a task: mostly supervisors.
@@ -242,13 +256,34 @@ impl TimingSum {
         }
     }
 
+    #[cfg(test)]
     fn snapshot(&self, count: usize) -> Timing {
+        let mut total = TimingTotal::default();
+        self.add_to(&mut total);
+        total.timing(count)
+    }
+
+    fn add_to(&self, total: &mut TimingTotal) {
         let wraps = u128::from(self.wraps.load(Ordering::Relaxed));
         let nanos = u128::from(self.nanos.load(Ordering::Relaxed));
+        total.nanos += (wraps << 64) + nanos;
+        total.max_nanos = total.max_nanos.max(self.max_nanos.load(Ordering::Relaxed));
+    }
+}
+
+/// [`TimingSum`]s added up.
+#[derive(Default)]
+struct TimingTotal {
+    nanos: u128,
+    max_nanos: u64,
+}
+
+impl TimingTotal {
+    fn timing(&self, count: usize) -> Timing {
         Timing {
             count,
-            total: duration_from_nanos((wraps << 64) + nanos),
-            max: Duration::from_nanos(self.max_nanos.load(Ordering::Relaxed)),
+            total: duration_from_nanos(self.nanos),
+            max: Duration::from_nanos(self.max_nanos),
         }
     }
 }
@@ -278,6 +313,7 @@ impl Counters {
                 published: crate::metrics::Published::for_plan(plan),
                 ..Outcomes::default()
             }),
+            blocks: Mutex::new(Blocks::default()),
         }
     }
 
@@ -288,8 +324,37 @@ impl Counters {
         self.submitted.store(submitted + 1, Ordering::Release);
     }
 
+    /// The plan's own block: for outcomes counted outside a supervisor, and
+    /// for `settled`.
     pub(crate) fn outcomes(&self) -> &Outcomes {
         &self.outcomes
+    }
+
+    /// Lends a supervisor a block to count the tasks it runs; it gives it
+    /// back with [`give_back`](Counters::give_back) when it exits.
+    pub(crate) fn lend(&self) -> Arc<CachePadded<Outcomes>> {
+        let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(block) = blocks.free.pop() {
+            return block;
+        }
+        let block = Arc::new(CachePadded(Outcomes {
+            #[cfg(feature = "metrics")]
+            published: self.outcomes.published.clone(),
+            ..Outcomes::default()
+        }));
+        blocks.all.push(Arc::clone(&block));
+        block
+    }
+
+    /// How many blocks were ever lent out at once.
+    #[cfg(test)]
+    pub(crate) fn blocks(&self) -> usize {
+        self.blocks.lock().unwrap().all.len()
+    }
+
+    pub(crate) fn give_back(&self, block: Arc<CachePadded<Outcomes>>) {
+        let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        blocks.free.push(block);
     }
 
     /// `true` if, at some instant during the call, no task was queued or
@@ -302,8 +367,48 @@ impl Counters {
 
     /// Fills a snapshot; `queued` and `started` come from the queue lock.
     pub(crate) fn snapshot(&self, workers: usize, queued: usize, started: usize) -> Stats {
+        let mut totals = Totals::default();
+        self.outcomes.add_to(&mut totals);
+        let blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        for block in &blocks.all {
+            block.add_to(&mut totals);
+        }
+        drop(blocks);
         let submitted = self.submitted.load(Ordering::Acquire);
-        self.outcomes.snapshot(workers, queued, started, submitted)
+        totals.stats(workers, queued, started, submitted)
+    }
+}
+
+/// Outcome counts added up over several blocks.
+#[derive(Default)]
+struct Totals {
+    completed: usize,
+    cancelled: usize,
+    cancelled_queued: usize,
+    panicked: usize,
+    timed_out: usize,
+    queue_wait: TimingTotal,
+    run_time: TimingTotal,
+}
+
+impl Totals {
+    /// The snapshot these totals give, with the counts kept elsewhere.
+    fn stats(&self, workers: usize, queued: usize, started: usize, submitted: usize) -> Stats {
+        let cancelled_running = self.cancelled.saturating_sub(self.cancelled_queued);
+        let finished_after_start =
+            self.completed + cancelled_running + self.panicked + self.timed_out;
+        Stats {
+            workers,
+            queued,
+            running: started.saturating_sub(finished_after_start),
+            submitted,
+            completed: self.completed,
+            cancelled: self.cancelled,
+            panicked: self.panicked,
+            timed_out: self.timed_out,
+            queue_wait: self.queue_wait.timing(started),
+            run_time: self.run_time.timing(finished_after_start),
+        }
     }
 }
 
@@ -316,25 +421,19 @@ impl Outcomes {
         started: usize,
         submitted: usize,
     ) -> Stats {
-        let completed = self.completed.load(Ordering::Acquire);
-        let cancelled = self.cancelled.load(Ordering::Acquire);
-        let panicked = self.panicked.load(Ordering::Acquire);
-        let timed_out = self.timed_out.load(Ordering::Acquire);
-        let cancelled_queued = self.cancelled_queued.load(Ordering::Acquire);
-        let cancelled_running = cancelled.saturating_sub(cancelled_queued);
-        let finished_after_start = completed + cancelled_running + panicked + timed_out;
-        Stats {
-            workers,
-            queued,
-            running: started.saturating_sub(finished_after_start),
-            submitted,
-            completed,
-            cancelled,
-            panicked,
-            timed_out,
-            queue_wait: self.queue_wait.snapshot(started),
-            run_time: self.run_time.snapshot(finished_after_start),
-        }
+        let mut totals = Totals::default();
+        self.add_to(&mut totals);
+        totals.stats(workers, queued, started, submitted)
+    }
+
+    fn add_to(&self, totals: &mut Totals) {
+        totals.completed += self.completed.load(Ordering::Acquire);
+        totals.cancelled += self.cancelled.load(Ordering::Acquire);
+        totals.cancelled_queued += self.cancelled_queued.load(Ordering::Acquire);
+        totals.panicked += self.panicked.load(Ordering::Acquire);
+        totals.timed_out += self.timed_out.load(Ordering::Acquire);
+        self.queue_wait.add_to(&mut totals.queue_wait);
+        self.run_time.add_to(&mut totals.run_time);
     }
 
     pub(crate) fn record(&self, outcome: &Outcome) {

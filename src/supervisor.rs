@@ -21,6 +21,7 @@ use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::error::contain_panic;
 use crate::plan::Shared;
+use crate::stats::{CachePadded, Outcomes};
 use crate::sync::{AtomicBool, AtomicWaker, Ordering};
 use crate::task::{Outcome, Task};
 
@@ -34,6 +35,9 @@ use crate::task::{Outcome, Task};
 pub(crate) async fn supervise(exit: ExitGuard) {
     let plan = &exit.plan;
     let cancel_waker = &*exit.waker;
+    // This supervisor's own counters: ending a task writes nothing another
+    // supervisor writes.
+    let outcomes: &Outcomes = &exit.outcomes;
     // One `cancelled()` future for the supervisor's whole life, polled once
     // with the alarm as its waker, so the supervisor joins the token's
     // waiter list once and from then on looks at the token with one load.
@@ -68,6 +72,7 @@ pub(crate) async fn supervise(exit: ExitGuard) {
         // runtime drops this supervisor in the middle of it.
         let mut running = Running {
             plan,
+            outcomes,
             task: Some(task),
             started,
             timed: false,
@@ -76,7 +81,7 @@ pub(crate) async fn supervise(exit: ExitGuard) {
         let queue_wait = task.queued_at().map_or(Duration::ZERO, |queued_at| {
             started.saturating_duration_since(queued_at)
         });
-        plan.record_queue_wait(task, queue_wait);
+        plan.record_queue_wait(outcomes, task, queue_wait);
         let span = plan.task_span(task);
         // An abort may have come after this task left the queue and before
         // the queue was drained: then it must not start at all.
@@ -139,7 +144,7 @@ pub(crate) async fn supervise(exit: ExitGuard) {
             let polled = {
                 // The task's own events nest under its span.
                 let _entered = span.enter();
-                task.poll_run(cx, plan.outcomes(), cancel_waker)
+                task.poll_run(cx, outcomes, cancel_waker)
             };
             if let Poll::Ready(outcome) = polled {
                 return Poll::Ready(Ending::Ran(outcome));
@@ -154,7 +159,7 @@ pub(crate) async fn supervise(exit: ExitGuard) {
         .await;
         let _entered = span.enter();
         let ending = match ending {
-            Ending::Expired => Ending::Ran(task.time_out(plan.outcomes())),
+            Ending::Expired => Ending::Ran(task.time_out(outcomes)),
             other => other,
         };
         let ended = running.measure();
@@ -217,6 +222,8 @@ use in_context;
 /// `wait_idle` and `shutdown` never wait for it in vain.
 struct Running<'a> {
     plan: &'a Shared,
+    /// The supervisor's counters.
+    outcomes: &'a Outcomes,
     /// Always `Some` until `drop` takes it.
     task: Option<Task>,
     /// When the task started, for its run time.
@@ -236,7 +243,8 @@ impl Running<'_> {
         let ended = Instant::now();
         self.timed = true;
         let run_time = ended.saturating_duration_since(self.started);
-        self.plan.record_run_time(self.task(), run_time);
+        let outcomes = self.outcomes;
+        self.plan.record_run_time(outcomes, self.task(), run_time);
         ended
     }
 }
@@ -251,7 +259,7 @@ impl Drop for Running<'_> {
         let Some(task) = self.task.take() else { return };
         let plan = self.plan;
         if !task.header().is_done() {
-            task.record(plan.outcomes(), &Outcome::Cancelled);
+            task.record(self.outcomes, &Outcome::Cancelled);
         }
         plan.finished_running(&task);
         let id = task.id();
@@ -335,6 +343,8 @@ pub(crate) struct ExitGuard {
     /// Registered with each pending poll of a task; a cancel of that task
     /// wakes it.
     waker: Arc<AtomicWaker>,
+    /// Lent by the plan for the supervisor's life.
+    outcomes: Arc<CachePadded<Outcomes>>,
 }
 
 impl ExitGuard {
@@ -346,10 +356,12 @@ impl ExitGuard {
 
     pub(crate) fn new(plan: Arc<Shared>) -> ExitGuard {
         let (number, waker) = plan.register_supervisor();
+        let outcomes = plan.lend_outcomes();
         ExitGuard {
             plan,
             number,
             waker,
+            outcomes,
         }
     }
 }
@@ -360,6 +372,7 @@ impl Drop for ExitGuard {
         // wakeup on so the task it was meant for does not wait.
         self.plan.pass_on_wakeup(false);
         self.plan.unregister_supervisor(self.number, &self.waker);
+        self.plan.give_back_outcomes(Arc::clone(&self.outcomes));
         self.plan.supervisor_exited();
     }
 }
