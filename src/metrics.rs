@@ -89,10 +89,13 @@ impl Published {
         self.queued.increment(1.0);
     }
 
-    pub(crate) fn started(&self, queue_wait: Duration) {
+    /// A task started, after `queue_wait` if it was measured.
+    pub(crate) fn started(&self, queue_wait: Option<Duration>) {
         self.queued.decrement(1.0);
         self.running.increment(1.0);
-        self.queue_wait.record(queue_wait.as_secs_f64());
+        if let Some(queue_wait) = queue_wait {
+            self.queue_wait.record(queue_wait.as_secs_f64());
+        }
     }
 
     pub(crate) fn ran(&self, run_time: Duration) {

@@ -25,7 +25,7 @@ use crate::builder::PlanBuilder;
 use crate::error::{ResizeError, SubmitError, contain_panic};
 use crate::handle::TaskHandle;
 use crate::queue::Queue;
-use crate::stats::{CachePadded, Counters, Outcomes, ShutdownReport, Stats};
+use crate::stats::{CachePadded, Counters, Outcomes, ShutdownReport, Stats, Timing};
 use crate::supervisor;
 use crate::sync::{Arc, Mutex, MutexGuard};
 use crate::sync::{AtomicBool, AtomicUsize, AtomicWaker, Ordering};
@@ -121,6 +121,10 @@ pub(crate) struct Shared {
     pub(crate) default_timeout: Option<Duration>,
     /// The level of each task's span.
     span_level: tracing::Level,
+    /// Whether tasks' queue waits and run times are measured; see
+    /// `PlanBuilder::timings`. Without them a task reads the clock only
+    /// for its timeout.
+    pub(crate) timings: bool,
     /// `workers`, published.
     #[cfg(feature = "metrics")]
     workers_gauge: metrics::Gauge,
@@ -250,6 +254,7 @@ impl Plan {
         capacity: usize,
         default_timeout: Option<Duration>,
         span_level: tracing::Level,
+        timings: bool,
         token: CancellationToken,
         runtime: Handle,
     ) -> Plan {
@@ -286,6 +291,7 @@ impl Plan {
             resize: Mutex::new(()),
             default_timeout,
             span_level,
+            timings,
             tags: Mutex::new(tags),
             blocking: Arc::new(Blocking::default()),
             forced: AtomicBool::new(false),
@@ -1126,7 +1132,9 @@ impl Shared {
         F::Output: Send + 'static,
     {
         // Read before the lock, to keep the clock out of the critical section.
-        task.stamp_queued(Instant::now());
+        if self.timings {
+            task.stamp_queued(Instant::now());
+        }
         // The event and the published count below come after the task has
         // moved into the queue; its tag is kept for them only when they
         // need it.
@@ -1272,8 +1280,14 @@ impl Shared {
         }
     }
 
-    /// Counts the time a task waited in the queue, for the plan and its tag.
-    pub(crate) fn record_queue_wait(&self, outcomes: &Outcomes, task: &Task, waited: Duration) {
+    /// Counts a task that starts, with the time it waited in the queue if
+    /// that was measured, for the plan and its tag.
+    pub(crate) fn record_started(
+        &self,
+        outcomes: &Outcomes,
+        task: &Task,
+        waited: Option<Duration>,
+    ) {
         outcomes.record_started(waited);
         if let Some(tag) = task.tag() {
             tag.outcomes.record_started(waited);
@@ -1459,7 +1473,8 @@ impl Shared {
                 counts.map_or(0, |counts| counts.submitted),
             )
         };
-        tag.outcomes.snapshot(workers, queued, started, submitted)
+        let stats = tag.outcomes.snapshot(workers, queued, started, submitted);
+        self.with_timings_if_measured(stats)
     }
 
     /// Cancels one task, queued or running.
@@ -1567,8 +1582,23 @@ impl Shared {
             let state = self.lock();
             (state.queue.len(), state.started)
         };
-        self.counters
-            .snapshot(self.workers.load(Ordering::Acquire), queued, started)
+        let stats = self
+            .counters
+            .snapshot(self.workers.load(Ordering::Acquire), queued, started);
+        self.with_timings_if_measured(stats)
+    }
+
+    /// Empties the timings of a snapshot if they were not measured, rather
+    /// than report a count of tasks with a total of zero.
+    fn with_timings_if_measured(&self, stats: Stats) -> Stats {
+        if self.timings {
+            return stats;
+        }
+        Stats {
+            queue_wait: Timing::default(),
+            run_time: Timing::default(),
+            ..stats
+        }
     }
 }
 

@@ -56,10 +56,13 @@ pub struct Stats {
     pub timed_out: usize,
     /// How long started tasks waited in the queue: from being queued (after
     /// any wait for room) to being taken by a worker. Tasks cancelled while
-    /// queued are not included.
+    /// queued are not included. Empty unless the plan measures timings
+    /// ([`PlanBuilder::timings`](crate::PlanBuilder::timings)).
     pub queue_wait: Timing,
     /// How long tasks ran: from being taken by a worker to their end,
-    /// however they ended. Tasks still running are not included.
+    /// however they ended. Tasks still running are not included. Empty
+    /// unless the plan measures timings
+    /// ([`PlanBuilder::timings`](crate::PlanBuilder::timings)).
     pub run_time: Timing,
 }
 
@@ -82,7 +85,7 @@ pub struct Stats {
 /// # async fn main() {
 /// use std::time::Duration;
 ///
-/// let plan = taskplan::Plan::builder().workers(1).build().unwrap();
+/// let plan = taskplan::Plan::builder().workers(1).timings(true).build().unwrap();
 /// let slow = plan.submit(tokio::time::sleep(Duration::from_secs(3))).await.unwrap();
 /// let next = plan.submit(async {}).await.unwrap();
 /// slow.await.unwrap();
@@ -462,9 +465,12 @@ impl Outcomes {
         self.published.submitted();
     }
 
-    /// Counts a task that starts after waiting `waited` in the queue.
-    pub(crate) fn record_started(&self, waited: Duration) {
-        self.queue_wait.record(waited);
+    /// Counts a task that starts after waiting `waited` in the queue, if
+    /// that was measured.
+    pub(crate) fn record_started(&self, waited: Option<Duration>) {
+        if let Some(waited) = waited {
+            self.queue_wait.record(waited);
+        }
         #[cfg(feature = "metrics")]
         self.published.started(waited);
     }

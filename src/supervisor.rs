@@ -16,7 +16,6 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use std::time::Duration;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::error::contain_panic;
@@ -64,10 +63,13 @@ pub(crate) async fn supervise(exit: ExitGuard) {
     // clock is read once per task instead of twice.
     let mut last_reading: Option<Instant> = None;
     while let Some((task, waited)) = plan.next_task(exit.number).await {
-        let started = match last_reading.take() {
+        let timeout = task.timeout(plan.default_timeout);
+        // The clock is read only for what needs it: timings, or a timeout.
+        let previous_reading = last_reading.take();
+        let started = (plan.timings || timeout.is_some()).then(|| match previous_reading {
             Some(reading) if !waited => reading,
             _ => Instant::now(),
-        };
+        });
         // Ends the task however this iteration ends, including when the
         // runtime drops this supervisor in the middle of it.
         let mut running = Running {
@@ -78,10 +80,11 @@ pub(crate) async fn supervise(exit: ExitGuard) {
             timed: false,
         };
         let task = running.task();
-        let queue_wait = task.queued_at().map_or(Duration::ZERO, |queued_at| {
-            started.saturating_duration_since(queued_at)
-        });
-        plan.record_queue_wait(outcomes, task, queue_wait);
+        let queue_wait = match (started, task.queued_at()) {
+            (Some(started), Some(queued_at)) => Some(started.saturating_duration_since(queued_at)),
+            _ => None,
+        };
+        plan.record_started(outcomes, task, queue_wait);
         let span = plan.task_span(task);
         // An abort may have come after this task left the queue and before
         // the queue was drained: then it must not start at all.
@@ -89,10 +92,14 @@ pub(crate) async fn supervise(exit: ExitGuard) {
             plan.abort_queued();
             return;
         }
-        tracing::trace!(parent: &span, ?queue_wait, "task started");
-        let mut deadline = task
-            .timeout(plan.default_timeout)
-            .and_then(|timeout| started.checked_add(timeout));
+        tracing::trace!(
+            parent: &span,
+            queue_wait = queue_wait.map(tracing::field::debug),
+            "task started"
+        );
+        let mut deadline = timeout
+            .zip(started)
+            .and_then(|(timeout, started)| started.checked_add(timeout));
         if let Some(at) = deadline {
             match &mut timer {
                 Some(timer) => timer.as_mut().reset(at),
@@ -163,11 +170,13 @@ pub(crate) async fn supervise(exit: ExitGuard) {
             other => other,
         };
         let ended = running.measure();
-        let run_time = ended.saturating_duration_since(started);
+        let run_time = ended.zip(started).map(|(ended, started)| {
+            tracing::field::debug(ended.saturating_duration_since(started))
+        });
         let task = running.task();
         match ending {
-            Ending::Ran(Outcome::Completed) => tracing::trace!(?run_time, "task completed"),
-            Ending::Ran(Outcome::Cancelled) => tracing::debug!(?run_time, "task cancelled"),
+            Ending::Ran(Outcome::Completed) => tracing::trace!(run_time, "task completed"),
+            Ending::Ran(Outcome::Cancelled) => tracing::debug!(run_time, "task cancelled"),
             Ending::Ran(Outcome::TimedOut) => {
                 let timeout = task.timeout(plan.default_timeout).unwrap_or_default();
                 in_context!(span, plan, task, warn, ?timeout, "task timed out");
@@ -176,7 +185,7 @@ pub(crate) async fn supervise(exit: ExitGuard) {
                 in_context!(span, plan, task, error, panic = %message, "task panicked");
             }
             Ending::Aborted => {
-                tracing::debug!(?run_time, "task cancelled by an abort");
+                tracing::debug!(run_time, "task cancelled by an abort");
                 // Close and empty the queue before this task's handle
                 // resolves (when `running` drops), so whoever awaits it sees
                 // the plan already stopped.
@@ -191,7 +200,7 @@ pub(crate) async fn supervise(exit: ExitGuard) {
         // let the rest of the runtime have its turn now and then. Only a
         // turn that cannot yield keeps the clock reading current.
         if tokio::task::coop::has_budget_remaining() {
-            last_reading = Some(ended);
+            last_reading = ended;
         }
         tokio::task::coop::consume_budget().await;
     }
@@ -226,8 +235,9 @@ struct Running<'a> {
     outcomes: &'a Outcomes,
     /// Always `Some` until `drop` takes it.
     task: Option<Task>,
-    /// When the task started, for its run time.
-    started: Instant,
+    /// When the task started, if the clock was read for it: for its run
+    /// time when timings are on.
+    started: Option<Instant>,
     /// Whether `measure` has counted its run time.
     timed: bool,
 }
@@ -237,15 +247,17 @@ impl Running<'_> {
         self.task.as_mut().expect("taken only on drop")
     }
 
-    /// Counts the task's run time, ending now, and returns now. Called
-    /// once: by the supervisor as the task ends, or else by `drop`.
-    fn measure(&mut self) -> Instant {
-        let ended = Instant::now();
+    /// Counts the task's run time, ending now, and returns now, if the
+    /// plan measures timings. Called once: by the supervisor as the task
+    /// ends, or else by `drop`.
+    fn measure(&mut self) -> Option<Instant> {
         self.timed = true;
-        let run_time = ended.saturating_duration_since(self.started);
+        let started = self.started.filter(|_| self.plan.timings)?;
+        let ended = Instant::now();
+        let run_time = ended.saturating_duration_since(started);
         let outcomes = self.outcomes;
         self.plan.record_run_time(outcomes, self.task(), run_time);
-        ended
+        Some(ended)
     }
 }
 

@@ -394,7 +394,7 @@ async fn queue_wait_and_run_time_are_exact_per_plan_and_per_tag() {
     // while another test listens.
     let _serial = ONE_AT_A_TIME.lock().await;
     common::harness(async {
-        let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+        let plan = common::tracked(Plan::builder().workers(1).timings(true).build().unwrap());
         // The clock starts at the first poll, not when the future is made.
         let sleep = |seconds| async move { tokio::time::sleep(Duration::from_secs(seconds)).await };
         let first = plan.task(sleep(2)).tag("a").submit().await.unwrap();
@@ -428,7 +428,7 @@ async fn run_time_covers_every_ending_and_queue_wait_only_started_tasks() {
     // while another test listens.
     let _serial = ONE_AT_A_TIME.lock().await;
     common::harness(async {
-        let plan = common::tracked(Plan::builder().workers(1).capacity(1).build().unwrap());
+        let plan = common::tracked(Plan::builder().workers(1).capacity(1).timings(true).build().unwrap());
         let stuck = plan.submit(std::future::pending::<()>()).await.unwrap();
         let queued = plan.submit(async {}).await.unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -468,7 +468,7 @@ async fn run_time_covers_every_ending_and_queue_wait_only_started_tasks() {
 async fn an_aborted_task_counts_its_run_time() {
     let _serial = ONE_AT_A_TIME.lock().await;
     common::harness(async {
-        let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+        let plan = common::tracked(Plan::builder().workers(1).timings(true).build().unwrap());
         let stuck = plan.submit(std::future::pending::<()>()).await.unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         plan.abort().await;
