@@ -104,18 +104,16 @@ pub(crate) struct Shared {
     supervisor_wakers: Mutex<Slab<Arc<AtomicWaker>>>,
     supervisors: TaskTracker,
     /// Supervisors not yet exited; the last one out cancels what is queued.
+    ///
+    /// Invariant: never below the number of supervisors counted in
+    /// `State::active_supervisors`, so that it cannot reach zero while one
+    /// is still to come. Hence a supervisor is counted here under the
+    /// queue lock, in the same hold that counts it active, before it is
+    /// spawned.
     live_supervisors: AtomicUsize,
-    /// Supervisors not yet told to retire. `set_workers` moves `workers`,
-    /// then supervisors are spawned or retire until this matches it.
-    active_supervisors: AtomicUsize,
-    /// The target number of supervisors.
-    workers: AtomicUsize,
-    /// Serializes changes to `workers` and `active_supervisors`, so a
-    /// spawn and a retirement never decide on stale counts. Lock order:
-    /// `resize` before `state`, and only in one corner: spawning on a runtime
-    /// that has shut down drops the new supervisor's exit guard at once,
-    /// which may drain the (by then closed and empty) queue. Nothing takes
-    /// `resize` while holding `state` or `tags`.
+    /// Serializes `set_workers`, so the published `workers` gauge ends at
+    /// the last target set. Lock order: `resize` before `state`. Nothing
+    /// takes `resize` while holding `state` or `tags`.
     resize: Mutex<()>,
     /// Applied to tasks that do not set their own timeout.
     pub(crate) default_timeout: Option<Duration>,
@@ -144,6 +142,18 @@ struct State {
     closed: bool,
     /// Tasks taken off the queue to run, for `Stats::running`.
     started: usize,
+    /// The target number of supervisors: `Stats::workers`.
+    workers: usize,
+    /// Supervisors spawned and not yet told to retire.
+    ///
+    /// Kept here, under the same lock as the queue, so that a supervisor
+    /// decides between retiring and popping in the same hold of the lock in
+    /// which `set_workers` changes `workers`: once `set_workers` returns,
+    /// every pop sees the new target, and a supervisor beyond it retires
+    /// instead of starting a task (see `claim_retirement`). (A regression
+    /// test: these were atomics looked at before the pop took the lock, and
+    /// a supervisor that looked just before a shrink popped just after it.)
+    active_supervisors: usize,
     /// Submitters registered to wait for room and not yet sent a wakeup.
     /// A pop or a cancel that frees room claims one and wakes it; with none
     /// waiting, freeing room costs no wakeup at all.
@@ -204,6 +214,25 @@ impl State {
         if woken {
             self.wakeups_in_flight = self.wakeups_in_flight.saturating_sub(1);
         }
+    }
+
+    /// Claims a retirement if more supervisors are active than `workers`
+    /// asks for. A supervisor that gets `true` must exit without popping.
+    fn claim_retirement(&mut self) -> bool {
+        let surplus = self.active_supervisors > self.workers;
+        if surplus {
+            self.active_supervisors -= 1;
+        }
+        surplus
+    }
+
+    /// Claims as many new supervisors as `workers` has room for, and counts
+    /// them active. The caller counts them live before it releases the
+    /// lock, and spawns them after.
+    fn claim_spawns(&mut self) -> usize {
+        let spawns = self.workers.saturating_sub(self.active_supervisors);
+        self.active_supervisors += spawns;
+        spawns
     }
 }
 
@@ -268,6 +297,8 @@ impl Plan {
                 tags: Vec::new(),
                 closed: false,
                 started: 0,
+                workers,
+                active_supervisors: 0,
                 waiting_submitters: 0,
                 idle_supervisors: 0,
                 wakeups_in_flight: 0,
@@ -281,8 +312,6 @@ impl Plan {
             supervisor_wakers: Mutex::new(Slab::new()),
             supervisors: TaskTracker::new(),
             live_supervisors: AtomicUsize::new(0),
-            active_supervisors: AtomicUsize::new(0),
-            workers: AtomicUsize::new(workers),
             resize: Mutex::new(()),
             default_timeout,
             span_level,
@@ -295,10 +324,11 @@ impl Plan {
             workers_gauge,
             runtime,
         });
-        {
-            let _resize = shared.resize.lock().unwrap_or_else(|e| e.into_inner());
-            shared.spawn_missing_supervisors_locked();
-        }
+        let spawns = {
+            let mut state = shared.lock();
+            shared.claim_spawns(&mut state)
+        };
+        shared.spawn_supervisors(spawns);
         shared
             .runtime
             .spawn(supervisor::watch_token(Arc::clone(&shared)));
@@ -928,8 +958,10 @@ impl Plan {
     /// Growing takes effect at once: new workers start and take queued tasks.
     /// Shrinking never cancels or interrupts a running task: surplus workers
     /// leave after their current task, so for a while more than `workers`
-    /// tasks may still be running. [`Stats::workers`] reports the new target
-    /// as soon as this returns.
+    /// tasks may still be running. But once this returns, no worker beyond
+    /// the new number starts a task: every task that starts from then on
+    /// starts while at most `workers` tasks run, itself included.
+    /// [`Stats::workers`] reports the new target as soon as this returns.
     ///
     /// # Errors
     ///
@@ -1020,39 +1052,43 @@ impl Shared {
     /// missing.
     fn resize(self: &Arc<Shared>, workers: usize) {
         let _resize = self.resize.lock().unwrap_or_else(|e| e.into_inner());
-        self.workers.store(workers, Ordering::Release);
-        self.spawn_missing_supervisors_locked();
-        #[cfg(feature = "metrics")]
-        self.workers_gauge.set(workers as f64);
-        // Idle surplus supervisors retire now rather than at their next
-        // task. They are woken one by one through the wakeup count, not all
-        // at once with `notify_waiters`, which would leave them counted as
-        // idle (see `State::idle_supervisors`).
-        let surplus = self
-            .active_supervisors
-            .load(Ordering::Acquire)
-            .saturating_sub(workers);
-        let wake = {
+        let (wake, spawns) = {
             let mut state = self.lock();
+            state.workers = workers;
+            // Idle surplus supervisors retire now rather than at their next
+            // task. They are woken one by one through the wakeup count, not
+            // all at once with `notify_waiters`, which would leave them
+            // counted as idle (see `State::idle_supervisors`).
+            let surplus = state.active_supervisors.saturating_sub(workers);
             let wake = surplus.min(state.idle_supervisors);
             state.idle_supervisors -= wake;
             state.wakeups_in_flight += wake;
-            wake
+            (wake, self.claim_spawns(&mut state))
         };
+        #[cfg(feature = "metrics")]
+        self.workers_gauge.set(workers as f64);
         for _ in 0..wake {
             self.work_available.notify_one();
         }
+        self.spawn_supervisors(spawns);
     }
 
-    /// Spawns supervisors until as many are active as `workers` asks for.
-    /// Caller holds `resize`.
-    fn spawn_missing_supervisors_locked(self: &Arc<Shared>) {
-        while self.active_supervisors.load(Ordering::Acquire) < self.workers.load(Ordering::Acquire)
-        {
-            // `live` first: it must never drop to zero while a supervisor
-            // counts as active, or the last one out would abort the queue.
-            self.live_supervisors.fetch_add(1, Ordering::AcqRel);
-            self.active_supervisors.fetch_add(1, Ordering::AcqRel);
+    /// Claims new supervisors (`State::claim_spawns`) and counts them live,
+    /// in the caller's hold of the queue lock; the caller spawns them with
+    /// `spawn_supervisors` once it has released the lock.
+    fn claim_spawns(&self, state: &mut State) -> usize {
+        let spawns = state.claim_spawns();
+        if spawns > 0 {
+            self.live_supervisors.fetch_add(spawns, Ordering::AcqRel);
+        }
+        spawns
+    }
+
+    /// Spawns supervisors claimed with `claim_spawns`. Called without the
+    /// queue lock: spawning on a runtime that has shut down drops the new
+    /// supervisor's exit guard at once, which takes the lock.
+    fn spawn_supervisors(self: &Arc<Shared>, count: usize) {
+        for _ in 0..count {
             // The guard is made here, outside the supervisor's future, so it
             // runs even if the runtime drops that future before polling it.
             let exit = supervisor::ExitGuard::new(Arc::clone(self));
@@ -1074,26 +1110,6 @@ impl Shared {
             #[cfg(not(tokio_unstable))]
             self.runtime.spawn(supervisor);
         }
-    }
-
-    /// Claims a retirement if more supervisors are active than `workers`
-    /// asks for. A supervisor that gets `true` must exit.
-    pub(crate) fn should_retire(&self) -> bool {
-        let surplus = || {
-            self.active_supervisors.load(Ordering::Acquire) > self.workers.load(Ordering::Acquire)
-        };
-        // Both counts only change under `resize`; the unlocked look keeps
-        // the per-task cost to two loads, and a stale "no" only delays a
-        // retirement to the next task.
-        if !surplus() {
-            return false;
-        }
-        let _resize = self.resize.lock().unwrap_or_else(|e| e.into_inner());
-        if !surplus() {
-            return false;
-        }
-        self.active_supervisors.fetch_sub(1, Ordering::AcqRel);
-        true
     }
 
     /// Returns the entry of a tag, creating it on first use.
@@ -1185,10 +1201,6 @@ impl Shared {
         // reading from before the call is stale.
         let mut waited = false;
         loop {
-            if self.should_retire() {
-                self.pass_on_wakeup(std::mem::take(&mut woken));
-                return None;
-            }
             if let Some(next) = self.try_pop(supervisor, std::mem::take(&mut woken), false) {
                 return next.map(|task| (task, waited));
             }
@@ -1210,13 +1222,26 @@ impl Shared {
     }
 
     /// `Some(Some(task))` if one was queued, `Some(None)` if the plan is
-    /// closed and drained, `None` if the caller should wait; then, with
-    /// `register_idle`, it is counted as an idle supervisor, and must have
-    /// registered with `work_available` first. `woken` says whether the
-    /// caller takes up a wakeup. The task is marked as run by `supervisor`.
+    /// closed and drained or the caller must retire, `None` if the caller
+    /// should wait; then, with `register_idle`, it is counted as an idle
+    /// supervisor, and must have registered with `work_available` first.
+    /// `woken` says whether the caller takes up a wakeup. The task is marked
+    /// as run by `supervisor`.
     fn try_pop(&self, supervisor: u32, woken: bool, register_idle: bool) -> Option<Option<Task>> {
         let mut state = self.lock();
         state.wakeup_taken(woken);
+        // Decided in the same hold of the lock as the pop, and `resize`
+        // changes `workers` under it too: after `set_workers` returns, no
+        // supervisor beyond the target starts a task.
+        if state.claim_retirement() {
+            // It may have been the one a push woke: hand the wakeup on.
+            let wake = state.claim_wakeup();
+            drop(state);
+            if wake {
+                self.work_available.notify_one();
+            }
+            return Some(None);
+        }
         match state.queue.pop() {
             Some((mut task, tag)) => {
                 task.header().mark_started(supervisor);
@@ -1433,17 +1458,18 @@ impl Shared {
     }
 
     fn tag_stats(&self, tag: &str) -> Stats {
-        let workers = self.workers.load(Ordering::Acquire);
         let Some(tag) = self.find_tag(tag) else {
+            let workers = self.lock().workers;
             return Stats {
                 workers,
                 ..Stats::default()
             };
         };
-        let (queued, started, submitted) = {
+        let (workers, queued, started, submitted) = {
             let state = self.lock();
             let counts = state.tags.get(tag.index);
             (
+                state.workers,
                 state.queue.tag_len(tag.index),
                 counts.map_or(0, |counts| counts.started),
                 counts.map_or(0, |counts| counts.submitted),
@@ -1553,12 +1579,11 @@ impl Shared {
     }
 
     fn stats(&self) -> Stats {
-        let (queued, started) = {
+        let (workers, queued, started) = {
             let state = self.lock();
-            (state.queue.len(), state.started)
+            (state.workers, state.queue.len(), state.started)
         };
-        self.counters
-            .snapshot(self.workers.load(Ordering::Acquire), queued, started)
+        self.counters.snapshot(workers, queued, started)
     }
 }
 
@@ -1627,6 +1652,8 @@ mod tests {
             tags: Vec::new(),
             closed: false,
             started: 0,
+            workers: 1,
+            active_supervisors: 1,
             waiting_submitters: 0,
             idle_supervisors,
             wakeups_in_flight,

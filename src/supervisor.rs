@@ -356,8 +356,8 @@ impl ExitGuard {
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        // A retiring supervisor may have been the one a push woke: hand the
-        // wakeup on so the task it was meant for does not wait.
+        // A supervisor the runtime drops may have been the one a push woke:
+        // hand the wakeup on so the task it was meant for does not wait.
         self.plan.pass_on_wakeup(false);
         self.plan.unregister_supervisor(self.number, &self.waker);
         self.plan.supervisor_exited();
