@@ -72,7 +72,8 @@
 //!   `active_supervisors` that `State` keeps under the queue lock
 //!   (`State::claim_retirement`, `State::claim_spawns`, `claim_spawns` and
 //!   `supervisor_exited` mirrored verbatim; the retirement and pop of
-//!   `try_pop` and the locked part of `resize` copied).
+//!   `try_pop`, the spawn claim of `push` and the locked part of `resize`
+//!   copied).
 //!
 //! State that needs no loom model, and why:
 //!
@@ -198,6 +199,7 @@ mod sources {
             &super::counts::CLAIM_SPAWNS,
             &super::counts::SUPERVISOR_EXITED,
             &super::counts::RETIRE_THEN_POP,
+            &super::counts::PUSH_SPAWNS,
             &super::counts::RESIZE,
             &super::counts::RESIZE_SPAWNS,
         ];
@@ -1189,6 +1191,7 @@ mod counts {
         queue: Queued,
         workers: usize,
         active_supervisors: usize,
+        wakeups_in_flight: usize,
         closed: bool,
     }
 
@@ -1212,8 +1215,11 @@ mod counts {
             }
 
             fn claim_spawns(&mut self) -> usize {
-                let spawns = self.workers.saturating_sub(self.active_supervisors);
+                let uncovered = self.queue.len().saturating_sub(self.wakeups_in_flight);
+                let room = self.workers.saturating_sub(self.active_supervisors);
+                let spawns = uncovered.min(room);
                 self.active_supervisors += spawns;
+                self.wakeups_in_flight += spawns;
                 spawns
             }
         }
@@ -1262,6 +1268,14 @@ mod counts {
             return Some(None);
         }
         match state.queue.pop() {");
+    fact!(PUSH_SPAWNS in "plan.rs": "
+        let wake_supervisor = state.claim_wakeup();
+        let spawns = self.claim_spawns(&mut state);
+        drop(state);
+        if wake_supervisor {
+            self.work_available.notify_one();
+        }
+        self.spawn_supervisors(spawns);");
     fact!(RESIZE in "plan.rs": "
             let mut state = self.lock();
             state.workers = workers;");
@@ -1284,6 +1298,7 @@ mod counts {
                     queue: Queued(queued),
                     workers,
                     active_supervisors: active,
+                    wakeups_in_flight: 0,
                     closed: false,
                 }),
                 live_supervisors: AtomicUsize::new(active),
@@ -1311,6 +1326,18 @@ mod counts {
             let mut state = self.lock();
             state.workers = workers;
             self.claim_spawns(&mut state)
+        }
+
+        /// `Shared::push` with no supervisor idle (`PUSH_SPAWNS`), the
+        /// closed check first; returns how many supervisors it claimed, or
+        /// `None` if the plan was closed.
+        fn push(&self) -> Option<usize> {
+            let mut state = self.lock();
+            if state.closed {
+                return None;
+            }
+            state.queue.0 += 1;
+            Some(self.claim_spawns(&mut state))
         }
 
         /// A pop, under the lock: the guarantee the models check is that
@@ -1423,30 +1450,41 @@ mod counts {
         });
     }
 
-    /// The plan closed: its two supervisors exit on their own (without
-    /// retiring) while a late `set_workers(3)` claims a third, counted live
-    /// in the same hold of the lock, which then exits too. The queue is
-    /// cancelled when, and only when, the live count reaches zero: once if
-    /// the claim came before the last exit, once more if it came after and
-    /// so revived the count from zero (harmless: the plan is closed and
-    /// the queue already drained). The count ends at zero.
+    /// The runtime under the plan shuts down: it drops the plan's two
+    /// supervisors while a submitter pushes a task, claims a third
+    /// supervisor for it (counted live in the same hold of the lock) and
+    /// spawns it, which the stopped runtime drops at once. The last one out
+    /// cancels the queue, so no task is left queued with nobody to run it:
+    /// however the push falls, the plan ends closed and empty, and the
+    /// live count at zero. The queue is cancelled once, or twice if the
+    /// claim came after the last exit and so revived the count from zero
+    /// (harmless: the second finds the queue already drained).
     #[test]
     fn loom_the_queue_is_cancelled_by_the_last_supervisor_out_only() {
         check(EXHAUSTIVE, || {
-            let supervisors = Arc::new(Supervisors::new(2, 2, 0));
-            supervisors.lock().closed = true;
+            let supervisors = Arc::new(Supervisors::new(3, 2, 0));
             let exits: Vec<_> = (0..2)
                 .map(|_| {
                     let supervisors = Arc::clone(&supervisors);
                     thread::spawn(move || supervisors.supervisor_exited())
                 })
                 .collect();
-            assert_eq!(supervisors.resize(3), 1);
-            supervisors.supervisor_exited();
+            if let Some(spawns) = supervisors.push() {
+                assert_eq!(spawns, 1, "none idle, room for one: a new supervisor");
+                supervisors.supervisor_exited();
+            }
             for exit in exits {
                 exit.join().unwrap();
             }
             assert_eq!(supervisors.live_supervisors.load(Ordering::Acquire), 0);
+            let state = supervisors.lock();
+            assert!(state.closed);
+            assert_eq!(
+                state.queue.len(),
+                0,
+                "a task left queued with nobody to run it"
+            );
+            drop(state);
             let cancels = supervisors.cancelled_queue.load(Ordering::Acquire);
             assert!((1..=2).contains(&cancels), "{cancels} cancels");
         });

@@ -33,13 +33,38 @@ use crate::tag::{Tag, TagRegistry};
 use crate::task::{CancelRequest, Control, Header, Join, NewTask, Setup, Task, TaskId};
 use crate::task_builder::{TaskBuilder, TaskOptions};
 
+/// The most workers a plan may have: [`PlanBuilder::workers`] and
+/// [`Plan::set_workers`] refuse more.
+///
+/// Each worker is a Tokio task with its own state, so the bound keeps a
+/// mistyped size from exhausting memory; a plan that needs more tasks at
+/// once than this is better split into several plans.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use taskplan::{BuildError, MAX_WORKERS, Plan};
+///
+/// let plan = Plan::builder().workers(MAX_WORKERS).build().unwrap();
+/// assert_eq!(plan.stats().workers, 65_536);
+/// let error = Plan::builder().workers(MAX_WORKERS + 1).build().unwrap_err();
+/// assert_eq!(error, BuildError::TooManyWorkers);
+/// # }
+/// ```
+pub const MAX_WORKERS: usize = 65_536;
+
 /// A set of workers that run submitted futures, at most `workers` at a time,
 /// with a bounded queue in front of them.
 ///
-/// A plan owns `workers` supervisor tasks spawned on the Tokio runtime that
-/// built it. Each supervisor takes the next queued task (promoted tasks
-/// first, then by priority, then oldest first), runs it to the end, and
-/// takes the next. Every submitted task gets a [`TaskHandle`] to
+/// A plan runs up to `workers` supervisor tasks on the Tokio runtime that
+/// built it, and starts them as work arrives: a task queued while no
+/// started supervisor is free to take it starts another, until `workers`
+/// run. A plan that is never given more than three tasks at once never
+/// starts more than three, however large `workers` is. Each supervisor
+/// takes the next queued task (promoted tasks first, then by priority, then
+/// oldest first), runs it to the end, and takes the next. Every submitted task gets a [`TaskHandle`] to
 /// await its output or cancel it, and the plan as a whole can be closed,
 /// drained with a deadline ([`shutdown`](Plan::shutdown)) or stopped at once
 /// ([`abort`](Plan::abort)).
@@ -226,12 +251,22 @@ impl State {
         surplus
     }
 
-    /// Claims as many new supervisors as `workers` has room for, and counts
-    /// them active. The caller counts them live before it releases the
-    /// lock, and spawns them after.
+    /// Claims a new supervisor for each queued task no supervisor is coming
+    /// for, as far as `workers` has room, and counts them active. The
+    /// caller counts them live before it releases the lock, and spawns them
+    /// after.
+    ///
+    /// A new supervisor counts as a wakeup in flight until its first look at
+    /// the queue, so that the invariant of `wakeups_in_flight` extends to
+    /// it: while fewer supervisors are active than `workers`, one is coming
+    /// for every queued task. Called after `claim_wakeup`, it only spawns
+    /// when no idle supervisor is left to wake.
     fn claim_spawns(&mut self) -> usize {
-        let spawns = self.workers.saturating_sub(self.active_supervisors);
+        let uncovered = self.queue.len().saturating_sub(self.wakeups_in_flight);
+        let room = self.workers.saturating_sub(self.active_supervisors);
+        let spawns = uncovered.min(room);
         self.active_supervisors += spawns;
+        self.wakeups_in_flight += spawns;
         spawns
     }
 }
@@ -324,11 +359,7 @@ impl Plan {
             workers_gauge,
             runtime,
         });
-        let spawns = {
-            let mut state = shared.lock();
-            shared.claim_spawns(&mut state)
-        };
-        shared.spawn_supervisors(spawns);
+        // No supervisor yet: the first task queued starts one.
         shared
             .runtime
             .spawn(supervisor::watch_token(Arc::clone(&shared)));
@@ -955,7 +986,8 @@ impl Plan {
 
     /// Changes how many tasks may run at once, while the plan runs.
     ///
-    /// Growing takes effect at once: new workers start and take queued tasks.
+    /// Growing takes effect at once: new workers start for the queued tasks,
+    /// and later ones as work arrives.
     /// Shrinking never cancels or interrupts a running task: surplus workers
     /// leave after their current task, so for a while more than `workers`
     /// tasks may still be running. But once this returns, no worker beyond
@@ -965,8 +997,9 @@ impl Plan {
     ///
     /// # Errors
     ///
-    /// Returns [`ResizeError::ZeroWorkers`] if `workers` is zero; the plan is
-    /// left as it was.
+    /// Returns [`ResizeError::ZeroWorkers`] if `workers` is zero, and
+    /// [`ResizeError::TooManyWorkers`] if it is above [`MAX_WORKERS`]; the
+    /// plan is left as it was.
     ///
     /// # Examples
     ///
@@ -983,6 +1016,9 @@ impl Plan {
     pub fn set_workers(&self, workers: usize) -> Result<(), ResizeError> {
         if workers == 0 {
             return Err(ResizeError::ZeroWorkers);
+        }
+        if workers > MAX_WORKERS {
+            return Err(ResizeError::TooManyWorkers);
         }
         self.shared.resize(workers);
         tracing::debug!(plan = %self.shared.name, workers, "workers changed");
@@ -1132,7 +1168,7 @@ impl Shared {
     /// lack of room also counts the caller as a waiting submitter: it must
     /// have registered with `room_available` first.
     fn push<F>(
-        &self,
+        self: &Arc<Shared>,
         mut task: NewTask<F>,
         placement: Placement,
         wait_for_room: bool,
@@ -1168,11 +1204,14 @@ impl Shared {
         // Counted under the lock so a supervisor cannot finish the task
         // before it is counted as submitted.
         self.counters.record_submitted();
+        // An idle supervisor if there is one, or else a new one.
         let wake_supervisor = state.claim_wakeup();
+        let spawns = self.claim_spawns(&mut state);
         drop(state);
         if wake_supervisor {
             self.work_available.notify_one();
         }
+        self.spawn_supervisors(spawns);
         #[cfg(feature = "metrics")]
         {
             self.outcomes().record_submitted();
@@ -1192,11 +1231,13 @@ impl Shared {
 
     /// Waits for the next task, and says whether it had to wait for it.
     /// Returns `None` once the plan is closed and nothing is queued, or when
-    /// this supervisor must retire.
-    pub(crate) async fn next_task(&self, supervisor: u32) -> Option<(Task, bool)> {
+    /// this supervisor must retire. `woken` says whether the caller takes
+    /// up a wakeup: a new supervisor's first call takes up the one its
+    /// spawn counted (see `State::claim_spawns`).
+    pub(crate) async fn next_task(&self, supervisor: u32, woken: bool) -> Option<(Task, bool)> {
         // Set once this supervisor was woken, until it has looked at the
         // queue: see `State::wakeups_in_flight`.
-        let mut woken = false;
+        let mut woken = woken;
         // Set once this call has waited, so the caller knows its clock
         // reading from before the call is stale.
         let mut waited = false;
@@ -1704,6 +1745,10 @@ mod tests {
     async fn shrinking_wakes_surplus_idle_supervisors_which_then_unregister() {
         let plan = Plan::builder().workers(3).build().unwrap();
         let shared = Arc::clone(&plan.shared);
+        // Supervisors start as work arrives: three tasks start three.
+        for _ in 0..3 {
+            plan.try_submit(async {}).unwrap();
+        }
         until(|| shared.lock().idle_supervisors == 3).await;
         assert_eq!(shared.supervisor_wakers.lock().unwrap().len(), 3);
 
@@ -1715,6 +1760,42 @@ mod tests {
         until(|| shared.supervisor_wakers.lock().unwrap().len() == 1).await;
         let state = shared.lock();
         assert_eq!((state.idle_supervisors, state.wakeups_in_flight), (1, 0));
+    }
+
+    #[test]
+    fn a_spawn_is_claimed_per_queued_task_no_supervisor_is_coming_for() {
+        // Three queued, one wakeup on its way, room for five more: two.
+        let mut state = state(3, 0, 1);
+        state.workers = 6;
+        assert_eq!(state.claim_spawns(), 2);
+        assert_eq!((state.active_supervisors, state.wakeups_in_flight), (3, 3));
+        assert_eq!(state.claim_spawns(), 0, "each queued task has one coming");
+    }
+
+    #[test]
+    fn no_more_spawns_than_workers_has_room_for() {
+        let mut state = state(4, 0, 0);
+        state.workers = 2;
+        assert_eq!(state.claim_spawns(), 1);
+        assert_eq!((state.active_supervisors, state.wakeups_in_flight), (2, 1));
+        assert_eq!(state.claim_spawns(), 0);
+        // Shrunk below the active count: none, and no wrap.
+        state.workers = 1;
+        assert_eq!(state.claim_spawns(), 0);
+        assert_eq!(state.active_supervisors, 2);
+    }
+
+    #[test]
+    fn only_supervisors_beyond_the_target_retire() {
+        let mut state = state(1, 0, 0);
+        state.active_supervisors = 3;
+        assert!(state.claim_retirement());
+        assert!(state.claim_retirement());
+        assert!(
+            !state.claim_retirement(),
+            "the last one within the target stays"
+        );
+        assert_eq!(state.active_supervisors, 1);
     }
 
     #[test]
