@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Level;
 
 use crate::error::BuildError;
-use crate::plan::Plan;
+use crate::plan::{MAX_WORKERS, Plan};
 
 /// Configures and builds a [`Plan`].
 ///
@@ -56,10 +56,12 @@ impl PlanBuilder {
         }
     }
 
-    /// Sets how many tasks may run at once: the number of supervisors.
+    /// Sets how many tasks may run at once: the most supervisors the plan
+    /// starts, each when a task arrives that no started one is free to take.
     ///
     /// Defaults to [`std::thread::available_parallelism`], or 1 if that is
-    /// unknown. Zero makes [`build`](PlanBuilder::build) fail.
+    /// unknown. Zero, or more than [`MAX_WORKERS`], makes
+    /// [`build`](PlanBuilder::build) fail.
     pub fn workers(mut self, workers: usize) -> PlanBuilder {
         self.workers = Some(workers);
         self
@@ -185,19 +187,23 @@ impl PlanBuilder {
         self
     }
 
-    /// Builds the plan and spawns its supervisors on the current Tokio
-    /// runtime, current-thread or multi-thread.
+    /// Builds the plan on the current Tokio runtime, current-thread or
+    /// multi-thread, where its supervisors will run. None starts before the
+    /// first task is queued, so building costs the same for any `workers`.
     ///
     /// # Errors
     ///
     /// Returns a [`BuildError`] whose message says what to change if called
-    /// outside a Tokio runtime, or if `workers` or `capacity` is zero. It
-    /// never panics.
+    /// outside a Tokio runtime, if `workers` or `capacity` is zero, or if
+    /// `workers` is above [`MAX_WORKERS`]. It never panics.
     pub fn build(self) -> Result<Plan, BuildError> {
         let workers = match self.workers {
             Some(0) => return Err(BuildError::ZeroWorkers),
+            Some(workers) if workers > MAX_WORKERS => return Err(BuildError::TooManyWorkers),
             Some(workers) => workers,
-            None => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+            None => std::thread::available_parallelism()
+                .map_or(1, NonZeroUsize::get)
+                .min(MAX_WORKERS),
         };
         if self.capacity == 0 {
             return Err(BuildError::ZeroCapacity);
@@ -206,15 +212,24 @@ impl PlanBuilder {
         let token = self
             .parent
             .map_or_else(CancellationToken::new, |parent| parent.child_token());
-        Ok(Plan::start(
-            self.name,
+        let settings = Settings {
+            name: self.name,
             workers,
-            self.capacity,
-            self.task_timeout,
-            self.span_level,
-            self.timings,
-            token,
-            runtime,
-        ))
+            capacity: self.capacity,
+            default_timeout: self.task_timeout,
+            span_level: self.span_level,
+            timings: self.timings,
+        };
+        Ok(Plan::start(settings, token, runtime))
     }
+}
+
+/// What a built plan starts with, checked.
+pub(crate) struct Settings {
+    pub(crate) name: String,
+    pub(crate) workers: usize,
+    pub(crate) capacity: usize,
+    pub(crate) default_timeout: Option<Duration>,
+    pub(crate) span_level: Level,
+    pub(crate) timings: bool,
 }

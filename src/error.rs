@@ -125,6 +125,8 @@ pub enum BuildError {
     ZeroWorkers,
     /// `capacity(0)` was set.
     ZeroCapacity,
+    /// `workers` was set above [`MAX_WORKERS`](crate::MAX_WORKERS).
+    TooManyWorkers,
 }
 
 impl fmt::Display for BuildError {
@@ -139,6 +141,10 @@ impl fmt::Display for BuildError {
             }
             BuildError::ZeroCapacity => {
                 "`capacity` must be at least 1; a plan with no room can never accept a task"
+            }
+            BuildError::TooManyWorkers => {
+                "`workers` must be at most 65536 (`taskplan::MAX_WORKERS`); lower it, or split \
+                 the work across several plans"
             }
         })
     }
@@ -166,6 +172,9 @@ impl Error for BuildError {}
 pub enum ResizeError {
     /// `set_workers(0)` was called.
     ZeroWorkers,
+    /// `set_workers` was called with more than
+    /// [`MAX_WORKERS`](crate::MAX_WORKERS).
+    TooManyWorkers,
 }
 
 impl fmt::Display for ResizeError {
@@ -173,6 +182,10 @@ impl fmt::Display for ResizeError {
         match self {
             ResizeError::ZeroWorkers => f.write_str(
                 "`workers` must be at least 1; to stop the plan use `shutdown` or `abort`",
+            ),
+            ResizeError::TooManyWorkers => f.write_str(
+                "`workers` must be at most 65536 (`taskplan::MAX_WORKERS`); pass a smaller \
+                 number, or split the work across several plans",
             ),
         }
     }

@@ -15,8 +15,10 @@
 //!
 //! A [`Plan`] is one queue and a set of workers.
 //!
-//! [`PlanBuilder::build`] spawns `workers` *supervisors* on the Tokio
-//! runtime it is called from. A supervisor is an ordinary Tokio task. It
+//! A plan runs up to `workers` *supervisors* on the Tokio runtime
+//! [`PlanBuilder::build`] is called from, started as work arrives: a task
+//! queued while no started supervisor is free to take it starts one. A
+//! supervisor is an ordinary Tokio task. It
 //! takes the next task off the queue, polls that task's future until the
 //! task ends, and takes the next. A task is not spawned: its future runs
 //! inside its supervisor. So at most `workers` tasks make progress at once,

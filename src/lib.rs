@@ -87,8 +87,9 @@
 //! # Resizing
 //!
 //! [`Plan::set_workers`] changes how many tasks run at once while the plan
-//! runs. Growing starts workers at once; shrinking lets surplus workers
-//! finish their current task first. Nothing is lost or interrupted, which is
+//! runs. Growing starts workers at once for queued work; shrinking lets
+//! surplus workers finish their current task first, and none of them starts
+//! another. Workers start as work arrives, up to [`MAX_WORKERS`]. Nothing is lost or interrupted, which is
 //! the point: going from one worker to three is one number, not a redesign.
 //!
 //! # Timeouts
@@ -187,7 +188,7 @@ mod loom_tests;
 pub use builder::PlanBuilder;
 pub use error::{BuildError, ResizeError, SubmitError, TaskError};
 pub use handle::TaskHandle;
-pub use plan::Plan;
+pub use plan::{MAX_WORKERS, Plan};
 pub use stats::{ShutdownReport, Stats, Timing};
 pub use tag::Tag;
 pub use task::TaskId;

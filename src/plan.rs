@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use slab::Slab;
 
 use crate::blocking::{Blocking, BlockingTask};
-use crate::builder::PlanBuilder;
+use crate::builder::{PlanBuilder, Settings};
 use crate::error::{ResizeError, SubmitError, contain_panic};
 use crate::handle::TaskHandle;
 use crate::queue::Queue;
@@ -33,13 +33,38 @@ use crate::tag::{Tag, TagRegistry};
 use crate::task::{CancelRequest, Control, Header, Join, NewTask, Setup, Task, TaskId};
 use crate::task_builder::{TaskBuilder, TaskOptions};
 
+/// The most workers a plan may have: [`PlanBuilder::workers`] and
+/// [`Plan::set_workers`] refuse more.
+///
+/// Each worker is a Tokio task with its own state, so the bound keeps a
+/// mistyped size from exhausting memory; a plan that needs more tasks at
+/// once than this is better split into several plans.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use taskplan::{BuildError, MAX_WORKERS, Plan};
+///
+/// let plan = Plan::builder().workers(MAX_WORKERS).build().unwrap();
+/// assert_eq!(plan.stats().workers, 65_536);
+/// let error = Plan::builder().workers(MAX_WORKERS + 1).build().unwrap_err();
+/// assert_eq!(error, BuildError::TooManyWorkers);
+/// # }
+/// ```
+pub const MAX_WORKERS: usize = 65_536;
+
 /// A set of workers that run submitted futures, at most `workers` at a time,
 /// with a bounded queue in front of them.
 ///
-/// A plan owns `workers` supervisor tasks spawned on the Tokio runtime that
-/// built it. Each supervisor takes the next queued task (promoted tasks
-/// first, then by priority, then oldest first), runs it to the end, and
-/// takes the next. Every submitted task gets a [`TaskHandle`] to
+/// A plan runs up to `workers` supervisor tasks on the Tokio runtime that
+/// built it, and starts them as work arrives: a task queued while no
+/// started supervisor is free to take it starts another, until `workers`
+/// run. A plan that is never given more than three tasks at once never
+/// starts more than three, however large `workers` is. Each supervisor
+/// takes the next queued task (promoted tasks first, then by priority, then
+/// oldest first), runs it to the end, and takes the next. Every submitted task gets a [`TaskHandle`] to
 /// await its output or cancel it, and the plan as a whole can be closed,
 /// drained with a deadline ([`shutdown`](Plan::shutdown)) or stopped at once
 /// ([`abort`](Plan::abort)).
@@ -104,18 +129,16 @@ pub(crate) struct Shared {
     supervisor_wakers: Mutex<Slab<Arc<AtomicWaker>>>,
     supervisors: TaskTracker,
     /// Supervisors not yet exited; the last one out cancels what is queued.
+    ///
+    /// Invariant: never below the number of supervisors counted in
+    /// `State::active_supervisors`, so that it cannot reach zero while one
+    /// is still to come. Hence a supervisor is counted here under the
+    /// queue lock, in the same hold that counts it active, before it is
+    /// spawned.
     live_supervisors: AtomicUsize,
-    /// Supervisors not yet told to retire. `set_workers` moves `workers`,
-    /// then supervisors are spawned or retire until this matches it.
-    active_supervisors: AtomicUsize,
-    /// The target number of supervisors.
-    workers: AtomicUsize,
-    /// Serializes changes to `workers` and `active_supervisors`, so a
-    /// spawn and a retirement never decide on stale counts. Lock order:
-    /// `resize` before `state`, and only in one corner: spawning on a runtime
-    /// that has shut down drops the new supervisor's exit guard at once,
-    /// which may drain the (by then closed and empty) queue. Nothing takes
-    /// `resize` while holding `state` or `tags`.
+    /// Serializes `set_workers`, so the published `workers` gauge ends at
+    /// the last target set. Lock order: `resize` before `state`. Nothing
+    /// takes `resize` while holding `state` or `tags`.
     resize: Mutex<()>,
     /// Applied to tasks that do not set their own timeout.
     pub(crate) default_timeout: Option<Duration>,
@@ -148,6 +171,18 @@ struct State {
     closed: bool,
     /// Tasks taken off the queue to run, for `Stats::running`.
     started: usize,
+    /// The target number of supervisors: `Stats::workers`.
+    workers: usize,
+    /// Supervisors spawned and not yet told to retire.
+    ///
+    /// Kept here, under the same lock as the queue, so that a supervisor
+    /// decides between retiring and popping in the same hold of the lock in
+    /// which `set_workers` changes `workers`: once `set_workers` returns,
+    /// every pop sees the new target, and a supervisor beyond it retires
+    /// instead of starting a task (see `claim_retirement`). (A regression
+    /// test: these were atomics looked at before the pop took the lock, and
+    /// a supervisor that looked just before a shrink popped just after it.)
+    active_supervisors: usize,
     /// Submitters registered to wait for room and not yet sent a wakeup.
     /// A pop or a cancel that frees room claims one and wakes it; with none
     /// waiting, freeing room costs no wakeup at all.
@@ -209,6 +244,35 @@ impl State {
             self.wakeups_in_flight = self.wakeups_in_flight.saturating_sub(1);
         }
     }
+
+    /// Claims a retirement if more supervisors are active than `workers`
+    /// asks for. A supervisor that gets `true` must exit without popping.
+    fn claim_retirement(&mut self) -> bool {
+        let surplus = self.active_supervisors > self.workers;
+        if surplus {
+            self.active_supervisors -= 1;
+        }
+        surplus
+    }
+
+    /// Claims a new supervisor for each queued task no supervisor is coming
+    /// for, as far as `workers` has room, and counts them active. The
+    /// caller counts them live before it releases the lock, and spawns them
+    /// after.
+    ///
+    /// A new supervisor counts as a wakeup in flight until its first look at
+    /// the queue, so that the invariant of `wakeups_in_flight` extends to
+    /// it: while fewer supervisors are active than `workers`, one is coming
+    /// for every queued task. Called after `claim_wakeup`, it only spawns
+    /// when no idle supervisor is left to wake.
+    fn claim_spawns(&mut self) -> usize {
+        let uncovered = self.queue.len().saturating_sub(self.wakeups_in_flight);
+        let room = self.workers.saturating_sub(self.active_supervisors);
+        let spawns = uncovered.min(room);
+        self.active_supervisors += spawns;
+        self.wakeups_in_flight += spawns;
+        spawns
+    }
 }
 
 /// What the locked state knows of one tag.
@@ -248,16 +312,15 @@ impl Plan {
         PlanBuilder::new()
     }
 
-    pub(crate) fn start(
-        name: String,
-        workers: usize,
-        capacity: usize,
-        default_timeout: Option<Duration>,
-        span_level: tracing::Level,
-        timings: bool,
-        token: CancellationToken,
-        runtime: Handle,
-    ) -> Plan {
+    pub(crate) fn start(settings: Settings, token: CancellationToken, runtime: Handle) -> Plan {
+        let Settings {
+            name,
+            workers,
+            capacity,
+            default_timeout,
+            span_level,
+            timings,
+        } = settings;
         let counters = Counters::new(&name);
         let tags = TagRegistry::new(&name);
         #[cfg(feature = "metrics")]
@@ -273,6 +336,8 @@ impl Plan {
                 tags: Vec::new(),
                 closed: false,
                 started: 0,
+                workers,
+                active_supervisors: 0,
                 waiting_submitters: 0,
                 idle_supervisors: 0,
                 wakeups_in_flight: 0,
@@ -286,8 +351,6 @@ impl Plan {
             supervisor_wakers: Mutex::new(Slab::new()),
             supervisors: TaskTracker::new(),
             live_supervisors: AtomicUsize::new(0),
-            active_supervisors: AtomicUsize::new(0),
-            workers: AtomicUsize::new(workers),
             resize: Mutex::new(()),
             default_timeout,
             span_level,
@@ -301,10 +364,7 @@ impl Plan {
             workers_gauge,
             runtime,
         });
-        {
-            let _resize = shared.resize.lock().unwrap_or_else(|e| e.into_inner());
-            shared.spawn_missing_supervisors_locked();
-        }
+        // No supervisor yet: the first task queued starts one.
         shared
             .runtime
             .spawn(supervisor::watch_token(Arc::clone(&shared)));
@@ -931,16 +991,20 @@ impl Plan {
 
     /// Changes how many tasks may run at once, while the plan runs.
     ///
-    /// Growing takes effect at once: new workers start and take queued tasks.
+    /// Growing takes effect at once: new workers start for the queued tasks,
+    /// and later ones as work arrives.
     /// Shrinking never cancels or interrupts a running task: surplus workers
     /// leave after their current task, so for a while more than `workers`
-    /// tasks may still be running. [`Stats::workers`] reports the new target
-    /// as soon as this returns.
+    /// tasks may still be running. But once this returns, no worker beyond
+    /// the new number starts a task: every task that starts from then on
+    /// starts while at most `workers` tasks run, itself included.
+    /// [`Stats::workers`] reports the new target as soon as this returns.
     ///
     /// # Errors
     ///
-    /// Returns [`ResizeError::ZeroWorkers`] if `workers` is zero; the plan is
-    /// left as it was.
+    /// Returns [`ResizeError::ZeroWorkers`] if `workers` is zero, and
+    /// [`ResizeError::TooManyWorkers`] if it is above [`MAX_WORKERS`]; the
+    /// plan is left as it was.
     ///
     /// # Examples
     ///
@@ -957,6 +1021,9 @@ impl Plan {
     pub fn set_workers(&self, workers: usize) -> Result<(), ResizeError> {
         if workers == 0 {
             return Err(ResizeError::ZeroWorkers);
+        }
+        if workers > MAX_WORKERS {
+            return Err(ResizeError::TooManyWorkers);
         }
         self.shared.resize(workers);
         tracing::debug!(plan = %self.shared.name, workers, "workers changed");
@@ -1026,39 +1093,43 @@ impl Shared {
     /// missing.
     fn resize(self: &Arc<Shared>, workers: usize) {
         let _resize = self.resize.lock().unwrap_or_else(|e| e.into_inner());
-        self.workers.store(workers, Ordering::Release);
-        self.spawn_missing_supervisors_locked();
-        #[cfg(feature = "metrics")]
-        self.workers_gauge.set(workers as f64);
-        // Idle surplus supervisors retire now rather than at their next
-        // task. They are woken one by one through the wakeup count, not all
-        // at once with `notify_waiters`, which would leave them counted as
-        // idle (see `State::idle_supervisors`).
-        let surplus = self
-            .active_supervisors
-            .load(Ordering::Acquire)
-            .saturating_sub(workers);
-        let wake = {
+        let (wake, spawns) = {
             let mut state = self.lock();
+            state.workers = workers;
+            // Idle surplus supervisors retire now rather than at their next
+            // task. They are woken one by one through the wakeup count, not
+            // all at once with `notify_waiters`, which would leave them
+            // counted as idle (see `State::idle_supervisors`).
+            let surplus = state.active_supervisors.saturating_sub(workers);
             let wake = surplus.min(state.idle_supervisors);
             state.idle_supervisors -= wake;
             state.wakeups_in_flight += wake;
-            wake
+            (wake, self.claim_spawns(&mut state))
         };
+        #[cfg(feature = "metrics")]
+        self.workers_gauge.set(workers as f64);
         for _ in 0..wake {
             self.work_available.notify_one();
         }
+        self.spawn_supervisors(spawns);
     }
 
-    /// Spawns supervisors until as many are active as `workers` asks for.
-    /// Caller holds `resize`.
-    fn spawn_missing_supervisors_locked(self: &Arc<Shared>) {
-        while self.active_supervisors.load(Ordering::Acquire) < self.workers.load(Ordering::Acquire)
-        {
-            // `live` first: it must never drop to zero while a supervisor
-            // counts as active, or the last one out would abort the queue.
-            self.live_supervisors.fetch_add(1, Ordering::AcqRel);
-            self.active_supervisors.fetch_add(1, Ordering::AcqRel);
+    /// Claims new supervisors (`State::claim_spawns`) and counts them live,
+    /// in the caller's hold of the queue lock; the caller spawns them with
+    /// `spawn_supervisors` once it has released the lock.
+    fn claim_spawns(&self, state: &mut State) -> usize {
+        let spawns = state.claim_spawns();
+        if spawns > 0 {
+            self.live_supervisors.fetch_add(spawns, Ordering::AcqRel);
+        }
+        spawns
+    }
+
+    /// Spawns supervisors claimed with `claim_spawns`. Called without the
+    /// queue lock: spawning on a runtime that has shut down drops the new
+    /// supervisor's exit guard at once, which takes the lock.
+    fn spawn_supervisors(self: &Arc<Shared>, count: usize) {
+        for _ in 0..count {
             // The guard is made here, outside the supervisor's future, so it
             // runs even if the runtime drops that future before polling it.
             let exit = supervisor::ExitGuard::new(Arc::clone(self));
@@ -1082,26 +1153,6 @@ impl Shared {
         }
     }
 
-    /// Claims a retirement if more supervisors are active than `workers`
-    /// asks for. A supervisor that gets `true` must exit.
-    pub(crate) fn should_retire(&self) -> bool {
-        let surplus = || {
-            self.active_supervisors.load(Ordering::Acquire) > self.workers.load(Ordering::Acquire)
-        };
-        // Both counts only change under `resize`; the unlocked look keeps
-        // the per-task cost to two loads, and a stale "no" only delays a
-        // retirement to the next task.
-        if !surplus() {
-            return false;
-        }
-        let _resize = self.resize.lock().unwrap_or_else(|e| e.into_inner());
-        if !surplus() {
-            return false;
-        }
-        self.active_supervisors.fetch_sub(1, Ordering::AcqRel);
-        true
-    }
-
     /// Returns the entry of a tag, creating it on first use.
     fn tag_info(&self, tag: Tag) -> Arc<crate::tag::TagInfo> {
         self.tags
@@ -1122,7 +1173,7 @@ impl Shared {
     /// lack of room also counts the caller as a waiting submitter: it must
     /// have registered with `room_available` first.
     fn push<F>(
-        &self,
+        self: &Arc<Shared>,
         mut task: NewTask<F>,
         placement: Placement,
         wait_for_room: bool,
@@ -1160,11 +1211,14 @@ impl Shared {
         // Counted under the lock so a supervisor cannot finish the task
         // before it is counted as submitted.
         self.counters.record_submitted();
+        // An idle supervisor if there is one, or else a new one.
         let wake_supervisor = state.claim_wakeup();
+        let spawns = self.claim_spawns(&mut state);
         drop(state);
         if wake_supervisor {
             self.work_available.notify_one();
         }
+        self.spawn_supervisors(spawns);
         #[cfg(feature = "metrics")]
         {
             self.outcomes().record_submitted();
@@ -1184,19 +1238,17 @@ impl Shared {
 
     /// Waits for the next task, and says whether it had to wait for it.
     /// Returns `None` once the plan is closed and nothing is queued, or when
-    /// this supervisor must retire.
-    pub(crate) async fn next_task(&self, supervisor: u32) -> Option<(Task, bool)> {
+    /// this supervisor must retire. `woken` says whether the caller takes
+    /// up a wakeup: a new supervisor's first call takes up the one its
+    /// spawn counted (see `State::claim_spawns`).
+    pub(crate) async fn next_task(&self, supervisor: u32, woken: bool) -> Option<(Task, bool)> {
         // Set once this supervisor was woken, until it has looked at the
         // queue: see `State::wakeups_in_flight`.
-        let mut woken = false;
+        let mut woken = woken;
         // Set once this call has waited, so the caller knows its clock
         // reading from before the call is stale.
         let mut waited = false;
         loop {
-            if self.should_retire() {
-                self.pass_on_wakeup(std::mem::take(&mut woken));
-                return None;
-            }
             if let Some(next) = self.try_pop(supervisor, std::mem::take(&mut woken), false) {
                 return next.map(|task| (task, waited));
             }
@@ -1218,13 +1270,26 @@ impl Shared {
     }
 
     /// `Some(Some(task))` if one was queued, `Some(None)` if the plan is
-    /// closed and drained, `None` if the caller should wait; then, with
-    /// `register_idle`, it is counted as an idle supervisor, and must have
-    /// registered with `work_available` first. `woken` says whether the
-    /// caller takes up a wakeup. The task is marked as run by `supervisor`.
+    /// closed and drained or the caller must retire, `None` if the caller
+    /// should wait; then, with `register_idle`, it is counted as an idle
+    /// supervisor, and must have registered with `work_available` first.
+    /// `woken` says whether the caller takes up a wakeup. The task is marked
+    /// as run by `supervisor`.
     fn try_pop(&self, supervisor: u32, woken: bool, register_idle: bool) -> Option<Option<Task>> {
         let mut state = self.lock();
         state.wakeup_taken(woken);
+        // Decided in the same hold of the lock as the pop, and `resize`
+        // changes `workers` under it too: after `set_workers` returns, no
+        // supervisor beyond the target starts a task.
+        if state.claim_retirement() {
+            // It may have been the one a push woke: hand the wakeup on.
+            let wake = state.claim_wakeup();
+            drop(state);
+            if wake {
+                self.work_available.notify_one();
+            }
+            return Some(None);
+        }
         match state.queue.pop() {
             Some((mut task, tag)) => {
                 task.header().mark_started(supervisor);
@@ -1457,17 +1522,18 @@ impl Shared {
     }
 
     fn tag_stats(&self, tag: &str) -> Stats {
-        let workers = self.workers.load(Ordering::Acquire);
         let Some(tag) = self.find_tag(tag) else {
+            let workers = self.lock().workers;
             return Stats {
                 workers,
                 ..Stats::default()
             };
         };
-        let (queued, started, submitted) = {
+        let (workers, queued, started, submitted) = {
             let state = self.lock();
             let counts = state.tags.get(tag.index);
             (
+                state.workers,
                 state.queue.tag_len(tag.index),
                 counts.map_or(0, |counts| counts.started),
                 counts.map_or(0, |counts| counts.submitted),
@@ -1578,13 +1644,11 @@ impl Shared {
     }
 
     fn stats(&self) -> Stats {
-        let (queued, started) = {
+        let (workers, queued, started) = {
             let state = self.lock();
-            (state.queue.len(), state.started)
+            (state.workers, state.queue.len(), state.started)
         };
-        let stats = self
-            .counters
-            .snapshot(self.workers.load(Ordering::Acquire), queued, started);
+        let stats = self.counters.snapshot(workers, queued, started);
         self.with_timings_if_measured(stats)
     }
 
@@ -1667,6 +1731,8 @@ mod tests {
             tags: Vec::new(),
             closed: false,
             started: 0,
+            workers: 1,
+            active_supervisors: 1,
             waiting_submitters: 0,
             idle_supervisors,
             wakeups_in_flight,
@@ -1717,6 +1783,10 @@ mod tests {
     async fn shrinking_wakes_surplus_idle_supervisors_which_then_unregister() {
         let plan = Plan::builder().workers(3).build().unwrap();
         let shared = Arc::clone(&plan.shared);
+        // Supervisors start as work arrives: three tasks start three.
+        for _ in 0..3 {
+            plan.try_submit(async {}).unwrap();
+        }
         until(|| shared.lock().idle_supervisors == 3).await;
         assert_eq!(shared.supervisor_wakers.lock().unwrap().len(), 3);
 
@@ -1761,6 +1831,42 @@ mod tests {
             assert_eq!(plan.stats().completed, 3 * round);
             assert_eq!(shared.counters.blocks(), 3);
         }
+    }
+
+    #[test]
+    fn a_spawn_is_claimed_per_queued_task_no_supervisor_is_coming_for() {
+        // Three queued, one wakeup on its way, room for five more: two.
+        let mut state = state(3, 0, 1);
+        state.workers = 6;
+        assert_eq!(state.claim_spawns(), 2);
+        assert_eq!((state.active_supervisors, state.wakeups_in_flight), (3, 3));
+        assert_eq!(state.claim_spawns(), 0, "each queued task has one coming");
+    }
+
+    #[test]
+    fn no_more_spawns_than_workers_has_room_for() {
+        let mut state = state(4, 0, 0);
+        state.workers = 2;
+        assert_eq!(state.claim_spawns(), 1);
+        assert_eq!((state.active_supervisors, state.wakeups_in_flight), (2, 1));
+        assert_eq!(state.claim_spawns(), 0);
+        // Shrunk below the active count: none, and no wrap.
+        state.workers = 1;
+        assert_eq!(state.claim_spawns(), 0);
+        assert_eq!(state.active_supervisors, 2);
+    }
+
+    #[test]
+    fn only_supervisors_beyond_the_target_retire() {
+        let mut state = state(1, 0, 0);
+        state.active_supervisors = 3;
+        assert!(state.claim_retirement());
+        assert!(state.claim_retirement());
+        assert!(
+            !state.claim_retirement(),
+            "the last one within the target stays"
+        );
+        assert_eq!(state.active_supervisors, 1);
     }
 
     #[test]

@@ -31,7 +31,9 @@ use crate::task::{Outcome, Task};
 /// and drains the queue (see `watch_token`), which ends `next_task` as
 /// surely. The token is looked at once more before a task's first poll, for
 /// a task taken off the queue just as the abort began.
-pub(crate) async fn supervise(exit: ExitGuard) {
+pub(crate) async fn supervise(mut exit: ExitGuard) {
+    // Taken up by the first look at the queue, with no await in between.
+    let mut spawned = std::mem::take(&mut exit.spawn_wakeup);
     let plan = &exit.plan;
     let cancel_waker = &*exit.waker;
     // This supervisor's own counters: ending a task writes nothing another
@@ -62,7 +64,10 @@ pub(crate) async fn supervise(exit: ExitGuard) {
     // awaited since: then it is also when the next task starts, and the
     // clock is read once per task instead of twice.
     let mut last_reading: Option<Instant> = None;
-    while let Some((task, waited)) = plan.next_task(exit.number).await {
+    while let Some((task, waited)) = plan
+        .next_task(exit.number, std::mem::take(&mut spawned))
+        .await
+    {
         let timeout = task.timeout(plan.default_timeout);
         // The clock is read only for what needs it: timings, or a timeout.
         let previous_reading = last_reading.take();
@@ -339,10 +344,38 @@ enum Ending {
 ///
 /// Ends when the token is cancelled or when every supervisor has exited, so
 /// a plan that shuts down normally leaves nothing waiting on the token.
+///
+/// Also closes the plan if the runtime drops the watcher: see
+/// [`CloseIfDropped`].
 pub(crate) async fn watch_token(plan: Arc<Shared>) {
+    let runtime_gone = CloseIfDropped(Some(Arc::clone(&plan)));
     tokio::select! {
         _ = plan.token.cancelled() => plan.abort_queued(),
         _ = plan.supervisors_exited() => {}
+    }
+    runtime_gone.disarm();
+}
+
+/// Closes the plan and cancels what is queued when dropped armed, which
+/// only a runtime shutting down does to the watcher.
+///
+/// The last supervisor out does the same (`Shared::supervisor_exited`), but
+/// supervisors start as work arrives, so a plan may have none to exit: its
+/// handles all resolve either way, and a plan whose runtime is gone is
+/// closed whether or not it ever ran a task.
+struct CloseIfDropped(Option<Arc<Shared>>);
+
+impl CloseIfDropped {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CloseIfDropped {
+    fn drop(&mut self) {
+        if let Some(plan) = self.0.take() {
+            plan.cancel_queued();
+        }
     }
 }
 
@@ -357,6 +390,9 @@ pub(crate) struct ExitGuard {
     waker: Arc<AtomicWaker>,
     /// Lent by the plan for the supervisor's life.
     outcomes: Arc<CachePadded<Outcomes>>,
+    /// The wakeup the spawn counted for this supervisor (see
+    /// `State::claim_spawns`), until `supervise` takes it up.
+    spawn_wakeup: bool,
 }
 
 impl ExitGuard {
@@ -374,15 +410,17 @@ impl ExitGuard {
             number,
             waker,
             outcomes,
+            spawn_wakeup: true,
         }
     }
 }
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        // A retiring supervisor may have been the one a push woke: hand the
-        // wakeup on so the task it was meant for does not wait.
-        self.plan.pass_on_wakeup(false);
+        // A supervisor the runtime drops may have been the one a push woke,
+        // or spawned and never polled: hand the wakeup on so the task it was
+        // meant for does not wait.
+        self.plan.pass_on_wakeup(self.spawn_wakeup);
         self.plan.unregister_supervisor(self.number, &self.waker);
         self.plan.give_back_outcomes(Arc::clone(&self.outcomes));
         self.plan.supervisor_exited();

@@ -79,7 +79,11 @@ fn supervisors_are_named_after_their_plan() {
     runtime.block_on(async {
         let plan = Plan::builder().name("mail").workers(2).build().unwrap();
         plan.set_workers(3).unwrap();
-        plan.submit(async {}).await.unwrap().await.unwrap();
+        // Supervisors start as work arrives: three tasks queued before any
+        // runs start three.
+        for _ in 0..3 {
+            plan.try_submit(async {}).unwrap();
+        }
         plan.shutdown(std::time::Duration::from_secs(5)).await;
     });
     let mut supervisors: Vec<String> = names

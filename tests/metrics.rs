@@ -123,7 +123,12 @@ async fn a_plan_publishes_its_counts_gauges_and_timings() {
         // A plan registers its series when built, a tag when first used:
         // both here, where the recorder is this thread's.
         let (plan, first) = metrics::with_local_recorder(&*kept, || {
-            let plan = Plan::builder().name("p").workers(1).timings(true).build().unwrap();
+            let plan = Plan::builder()
+                .name("p")
+                .workers(1)
+                .timings(true)
+                .build()
+                .unwrap();
             let first = plan
                 .task(async { tokio::time::sleep(Duration::from_secs(2)).await })
                 .tag("t")

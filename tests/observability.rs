@@ -428,7 +428,14 @@ async fn run_time_covers_every_ending_and_queue_wait_only_started_tasks() {
     // while another test listens.
     let _serial = ONE_AT_A_TIME.lock().await;
     common::harness(async {
-        let plan = common::tracked(Plan::builder().workers(1).capacity(1).timings(true).build().unwrap());
+        let plan = common::tracked(
+            Plan::builder()
+                .workers(1)
+                .capacity(1)
+                .timings(true)
+                .build()
+                .unwrap(),
+        );
         let stuck = plan.submit(std::future::pending::<()>()).await.unwrap();
         let queued = plan.submit(async {}).await.unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
