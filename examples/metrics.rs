@@ -19,7 +19,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // series when it is built, and a tag when it is first used.
     let prometheus = PrometheusBuilder::new().install_recorder()?;
 
-    let plan = Plan::builder().name("thumbnails").workers(4).build()?;
+    // Timings are opt-in: they feed the two histograms.
+    let plan = Plan::builder()
+        .name("thumbnails")
+        .workers(4)
+        .timings(true)
+        .build()?;
     let mut handles = Vec::new();
     for image in 0..20u64 {
         let tag = if image % 4 == 0 {

@@ -94,6 +94,11 @@ impl Capture {
         self.log().events.clone()
     }
 
+    /// Forgets the events seen so far.
+    fn clear(&self) {
+        self.log().events.clear();
+    }
+
     /// The events whose message is `message`.
     fn events_saying(&self, message: &str) -> Vec<Seen> {
         self.events()
@@ -384,6 +389,63 @@ fn timing(count: usize, total_ms: u64, max_ms: u64) -> (usize, Duration, Duratio
 
 fn parts(timing: Timing) -> (usize, Duration, Duration) {
     (timing.count, timing.total, timing.max)
+}
+
+/// Timings are opt-in: without `timings(true)` the stats' timings stay
+/// empty and the task events leave out their `queue_wait` and `run_time`
+/// fields; with it, both are there.
+#[tokio::test(start_paused = true)]
+async fn timings_are_measured_only_when_the_builder_asks() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let capture = Capture::new(Level::TRACE);
+    let _default = tracing::subscriber::set_default(capture.clone());
+    common::harness(async {
+        for timings in [false, true] {
+            let name = format!("timings-{timings}");
+            let plan = common::tracked(
+                Plan::builder()
+                    .name(name.as_str())
+                    .workers(1)
+                    .timings(timings)
+                    .build()
+                    .unwrap(),
+            );
+            let slow = async { tokio::time::sleep(Duration::from_secs(1)).await };
+            plan.task(slow)
+                .tag("t")
+                .submit()
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            plan.wait_idle().await;
+            let (stats, tagged) = (plan.stats(), plan.tag_stats("t"));
+            let counted = usize::from(timings);
+            assert_eq!(stats.completed, 1);
+            assert_eq!(
+                (stats.queue_wait.count, stats.run_time.count),
+                (counted, counted)
+            );
+            assert_eq!(
+                (tagged.queue_wait.count, tagged.run_time.count),
+                (counted, counted)
+            );
+            let expected_run_time = timings.then_some(Duration::from_secs(1));
+            assert_eq!(stats.run_time.mean(), expected_run_time);
+
+            let event = |message: &str| {
+                let events = capture.events_saying(message);
+                assert_eq!(events.len(), 1, "one {message:?} event");
+                events.into_iter().next().unwrap()
+            };
+            let started = event("task started");
+            let completed = event("task completed");
+            assert_eq!(started.field("queue_wait").is_some(), timings);
+            assert_eq!(completed.field("run_time"), timings.then_some("1s"));
+            capture.clear();
+        }
+    })
+    .await
 }
 
 /// Under a paused clock the figures are exact: one worker, three tasks of
