@@ -10,7 +10,7 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 
-use crate::task::TaskId;
+use crate::engine::cell::TaskId;
 
 /// A task was refused by [`Plan::submit`] or [`Plan::try_submit`].
 ///

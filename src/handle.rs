@@ -6,9 +6,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::engine::cell::{Join, TaskId};
+use crate::engine::shared::Shared;
 use crate::error::TaskError;
-use crate::plan::Shared;
-use crate::task::{Join, TaskId};
 
 /// An owned permission to await a task's result and to cancel it.
 ///

@@ -164,32 +164,26 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(rust_2018_idioms, unreachable_pub, missing_debug_implementations)]
 
-mod blocking;
 mod builder;
+mod engine;
 mod error;
 pub mod guide;
 mod handle;
-#[cfg(feature = "metrics")]
-mod metrics;
 mod plan;
-mod queue;
 #[cfg(feature = "signal")]
 mod signal;
 mod stats;
-mod supervisor;
-mod sync;
 mod tag;
-mod task;
 mod task_builder;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
 
 pub use builder::PlanBuilder;
+pub use engine::cell::TaskId;
 pub use error::{BuildError, ResizeError, SubmitError, TaskError};
 pub use handle::TaskHandle;
 pub use plan::{MAX_WORKERS, Plan};
 pub use stats::{ShutdownReport, Stats, Timing};
 pub use tag::Tag;
-pub use task::TaskId;
 pub use task_builder::TaskBuilder;

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! - `--cfg loom` turns `crate::sync`'s atomics, mutex and waker slot into
-//!   loom's (see `src/sync.rs`), and compiles this module.
+//!   loom's (see `src/engine/sync.rs`), and compiles this module.
 //! - `--no-default-features`: Tokio has no `signal` module under
 //!   `cfg(loom)`, so the `signal` feature cannot compile there.
 //! - `--release`: loom runs every interleaving; unoptimised, it is several
@@ -86,7 +86,7 @@
 //!   and read after `TaskTracker::wait`, which orders the two.
 //! - The plan's mutexes (`state`, `resize`, `tags`, `supervisor_wakers`) and
 //!   `error.rs`'s payload mutex: plain critical sections; what needs
-//!   checking is the lock order, which is documented in `plan.rs` and which
+//!   checking is the lock order, which is documented in `engine/shared.rs` and which
 //!   no atomic interleaving changes. `supervisor_wakers` hands out an
 //!   `Arc<AtomicWaker>` that may outlive its supervisor: waking it then is a
 //!   spurious wakeup at worst.
@@ -98,11 +98,11 @@ use std::task::{Context, Poll, Waker};
 use loom::future::block_on;
 use loom::thread;
 
+use crate::engine::cell::{CancelRequest, Control, Header, Join, NewTask, Outcome, Setup, Task};
+use crate::engine::counters::{Counters, Outcomes};
+use crate::engine::queue::Queue;
+use crate::engine::sync::{Arc, AtomicBool, AtomicUsize, AtomicWaker, Mutex, Ordering};
 use crate::error::Failure;
-use crate::queue::Queue;
-use crate::stats::{Counters, Outcomes};
-use crate::sync::{Arc, AtomicBool, AtomicUsize, AtomicWaker, Mutex, Ordering};
-use crate::task::{CancelRequest, Control, Header, Join, NewTask, Outcome, Setup, Task};
 
 /// No preemption bound: loom's whole search.
 const EXHAUSTIVE: Option<usize> = None;
@@ -270,7 +270,7 @@ mod header {
     /// The number the running supervisor records in the header.
     const SUPERVISOR: u32 = 7;
 
-    fact!(CANCEL in "plan.rs": "
+    fact!(CANCEL in "engine/shared.rs": "
         pub(crate) fn cancel(&self, header: &Header) {
             let mut request = header.request_cancel();
             if request == CancelRequest::StillQueued {
@@ -292,11 +292,11 @@ mod header {
                 self.wake_supervisor(header.supervisor());
             }
         }");
-    fact!(POP in "plan.rs": "
+    fact!(POP in "engine/shared.rs": "
         match state.queue.pop() {
             Some((mut task, tag)) => {
                 task.header().mark_started(supervisor);");
-    fact!(DRAIN in "plan.rs": "
+    fact!(DRAIN in "engine/shared.rs": "
             let mut state = self.lock();
             let newly_closed = !std::mem::replace(&mut state.closed, true);
             (newly_closed, state.queue.drain())
@@ -305,7 +305,7 @@ mod header {
             self.announce_closed();
         }
         self.drop_unstarted(tasks.len(), tasks.into_tasks());");
-    fact!(DROP_UNSTARTED in "plan.rs": "
+    fact!(DROP_UNSTARTED in "engine/shared.rs": "
         self.outcomes().record_cancelled_queued(count);
         for task in tasks {
             task.record_cancelled_queued_for_tag();
@@ -639,7 +639,7 @@ mod header {
 /// Item 2: a blocking closure's state and the plan's `abandoned` count.
 mod blocking {
     use super::*;
-    use crate::sync::AtomicU8;
+    use crate::engine::sync::AtomicU8;
 
     /// `Blocking` as in `blocking.rs` (its field is private).
     #[derive(Default)]
@@ -647,7 +647,7 @@ mod blocking {
         abandoned: AtomicUsize,
     }
 
-    mirror! { STILL_RUNNING in "blocking.rs":
+    mirror! { STILL_RUNNING in "engine/blocking.rs":
         impl Blocking {
             pub(crate) fn still_running(&self) -> usize {
                 self.abandoned.load(Ordering::Acquire)
@@ -655,13 +655,13 @@ mod blocking {
         }
     }
 
-    mirror! { STATES in "blocking.rs":
+    mirror! { STATES in "engine/blocking.rs":
         const RUNNING: u8 = 0;
         const RETURNED: u8 = 1;
         const ABANDONED: u8 = 2;
     }
 
-    mirror! { RUN in "blocking.rs":
+    mirror! { RUN in "engine/blocking.rs":
         struct Run {
             state: AtomicU8,
             counts: Arc<Blocking>,
@@ -786,22 +786,22 @@ mod idle {
     use super::*;
     use loom::sync::atomic::fence;
 
-    fact!(SETTLE in "plan.rs": "
+    fact!(SETTLE in "engine/shared.rs": "
         self.counters.outcomes().record_settled(count);
         if self.idle_waiters.load(Ordering::SeqCst) > 0 && self.counters.is_idle() {
             self.idle.notify_waiters();
         }");
-    fact!(WAIT_IDLE in "plan.rs": "
-        let _waiting = IdleWaiter::register(&self.shared.idle_waiters);
+    fact!(WAIT_IDLE in "engine/shared.rs": "
+        let _waiting = IdleWaiter::register(&self.idle_waiters);
         loop {
-            let mut idle = pin!(self.shared.idle.notified());
+            let mut idle = pin!(self.idle.notified());
             idle.as_mut().enable();
-            if self.shared.counters.is_idle() {
+            if self.counters.is_idle() {
                 return;
             }
             idle.await;
         }");
-    fact!(REGISTER in "plan.rs": "
+    fact!(REGISTER in "engine/shared.rs": "
         waiters.fetch_add(1, Ordering::SeqCst);
         IdleWaiter(waiters)");
 
@@ -1003,14 +1003,14 @@ mod alarm {
     use super::*;
     use std::task::Wake;
 
-    mirror! { TOKEN_ALARM in "supervisor.rs":
+    mirror! { TOKEN_ALARM in "engine/supervisor.rs":
         struct TokenAlarm {
             fired: AtomicBool,
             supervisor: Arc<AtomicWaker>,
         }
     }
 
-    mirror! { ALARM_IMPLS in "supervisor.rs":
+    mirror! { ALARM_IMPLS in "engine/supervisor.rs":
         impl TokenAlarm {
             fn fired(&self) -> bool {
                 self.fired.load(Ordering::Acquire)
@@ -1029,7 +1029,7 @@ mod alarm {
         }
     }
 
-    fact!(BIASED_POLL in "supervisor.rs": "
+    fact!(BIASED_POLL in "engine/supervisor.rs": "
             if !first_poll {
                 if let Some(ending) = interrupted(cx) {
                     return Poll::Ready(ending);
@@ -1204,7 +1204,7 @@ mod counts {
         }
     }
 
-    mirror_methods! { CLAIMS in "plan.rs":
+    mirror_methods! { CLAIMS in "engine/shared.rs":
         impl State {
             fn claim_retirement(&mut self) -> bool {
                 let surplus = self.active_supervisors > self.workers;
@@ -1234,7 +1234,7 @@ mod counts {
         cancelled_queue: AtomicUsize,
     }
 
-    mirror_methods! { CLAIM_SPAWNS in "plan.rs":
+    mirror_methods! { CLAIM_SPAWNS in "engine/shared.rs":
         impl Supervisors {
             fn claim_spawns(&self, state: &mut State) -> usize {
                 let spawns = state.claim_spawns();
@@ -1246,7 +1246,7 @@ mod counts {
         }
     }
 
-    mirror_methods! { SUPERVISOR_EXITED in "plan.rs":
+    mirror_methods! { SUPERVISOR_EXITED in "engine/shared.rs":
         impl Supervisors {
             pub(crate) fn supervisor_exited(&self) {
                 if self.live_supervisors.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -1256,7 +1256,7 @@ mod counts {
         }
     }
 
-    fact!(RETIRE_THEN_POP in "plan.rs": "
+    fact!(RETIRE_THEN_POP in "engine/shared.rs": "
         let mut state = self.lock();
         state.wakeup_taken(woken);
         if state.claim_retirement() {
@@ -1268,7 +1268,7 @@ mod counts {
             return Some(None);
         }
         match state.queue.pop() {");
-    fact!(PUSH_SPAWNS in "plan.rs": "
+    fact!(PUSH_SPAWNS in "engine/shared.rs": "
         let wake_supervisor = state.claim_wakeup();
         let spawns = self.claim_spawns(&mut state);
         drop(state);
@@ -1276,10 +1276,10 @@ mod counts {
             self.work_available.notify_one();
         }
         self.spawn_supervisors(spawns);");
-    fact!(RESIZE in "plan.rs": "
+    fact!(RESIZE in "engine/shared.rs": "
             let mut state = self.lock();
             state.workers = workers;");
-    fact!(RESIZE_SPAWNS in "plan.rs": "
+    fact!(RESIZE_SPAWNS in "engine/shared.rs": "
             (wake, self.claim_spawns(&mut state))
         };");
 
@@ -1306,7 +1306,7 @@ mod counts {
             }
         }
 
-        fn lock(&self) -> crate::sync::MutexGuard<'_, State> {
+        fn lock(&self) -> crate::engine::sync::MutexGuard<'_, State> {
             self.state.lock().unwrap()
         }
 

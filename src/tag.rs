@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::stats::Outcomes;
+use crate::engine::counters::Outcomes;
 
 /// The name of a kind of task, given with
 /// [`TaskBuilder::tag`](crate::TaskBuilder::tag).
@@ -113,7 +113,10 @@ impl TagRegistry {
                 name: name.clone(),
                 outcomes: Outcomes {
                     #[cfg(feature = "metrics")]
-                    published: crate::metrics::Published::for_tag(&self.plan, name.as_str()),
+                    published: crate::engine::metrics::Published::for_tag(
+                        &self.plan,
+                        name.as_str(),
+                    ),
                     ..Outcomes::default()
                 },
             })

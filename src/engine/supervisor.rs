@@ -18,11 +18,11 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use tokio::time::{Instant, Sleep, sleep_until};
 
+use crate::engine::cell::{Outcome, Task};
+use crate::engine::counters::{CachePadded, Outcomes};
+use crate::engine::shared::Shared;
+use crate::engine::sync::{AtomicBool, AtomicWaker, Ordering};
 use crate::error::contain_panic;
-use crate::plan::Shared;
-use crate::stats::{CachePadded, Outcomes};
-use crate::sync::{AtomicBool, AtomicWaker, Ordering};
-use crate::task::{Outcome, Task};
 
 /// Runs tasks until the plan is closed and drained, is aborted, or has more
 /// supervisors than it needs.

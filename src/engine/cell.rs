@@ -37,10 +37,10 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::counters::Outcomes;
+use crate::engine::sync::{Arc, Mutex, MutexGuard};
+use crate::engine::sync::{AtomicU8, AtomicU32, AtomicUsize, AtomicWaker, Ordering};
 use crate::error::{Failure, contain_panic, panic_text};
-use crate::stats::Outcomes;
-use crate::sync::{Arc, Mutex, MutexGuard};
-use crate::sync::{AtomicU8, AtomicU32, AtomicUsize, AtomicWaker, Ordering};
 use crate::tag::TagInfo;
 
 /// A task's id, unique within its plan and assigned in submission order.

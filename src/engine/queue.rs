@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use slab::Slab;
 
-use crate::task::{Header, Task, TaskId};
+use crate::engine::cell::{Header, Task, TaskId};
 
 /// Marks the end of a list; slab keys never reach it.
 const NIL: usize = usize::MAX;
@@ -383,7 +383,7 @@ mod tests {
     //! `default_lane`, never in `lanes`, so no lane has priority 0.
 
     use super::*;
-    use crate::task::{NewTask, Setup};
+    use crate::engine::cell::{NewTask, Setup};
 
     /// A queued task as the model sees it.
     #[derive(Clone, Debug)]

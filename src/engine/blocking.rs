@@ -15,7 +15,7 @@ use std::task::{Context, Poll, ready};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::sync::{AtomicU8, AtomicUsize, Ordering};
+use crate::engine::sync::{AtomicU8, AtomicUsize, Ordering};
 
 /// Counts blocking closures that outlived their task.
 #[derive(Default)]

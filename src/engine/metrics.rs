@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Label, Unit};
 
-use crate::task::Outcome;
+use crate::engine::cell::Outcome;
 
 /// The series of one plan, or of one tag of a plan.
 #[derive(Clone)]

@@ -1,0 +1,30 @@
+//! The engine: everything a [`Plan`](crate::Plan) runs on, apart from the
+//! public face that wraps it.
+//!
+//! Each module has one job and imports only from the modules listed after
+//! it (and from the crate's plain value types: `TaskId`, `Tag`, `Stats`,
+//! and the errors a refused task is handed back in):
+//!
+//! - [`shared`]: the state a plan's clones, supervisors and handles share:
+//!   the queue behind one mutex, the wakeups, resizing, shutdown and the
+//!   counters.
+//! - [`supervisor`]: the loop each worker runs: take a task, race it
+//!   against the plan's token and its timeout, end it.
+//! - [`blocking`]: closures on Tokio's blocking pool, as plan tasks.
+//! - [`queue`]: the tasks not yet started, in start order, with per-tag
+//!   lists for promotion and cancellation.
+//! - [`cell`]: one task in one allocation, and its lifecycle; the crate's
+//!   only `unsafe` code.
+//! - [`counters`]: lock-free counts and timings, per supervisor.
+//! - [`metrics`]: the same counts published through the `metrics` facade.
+//! - [`sync`]: the atomics and locks, switched to loom's under `--cfg loom`.
+
+pub(crate) mod blocking;
+pub(crate) mod cell;
+pub(crate) mod counters;
+#[cfg(feature = "metrics")]
+pub(crate) mod metrics;
+pub(crate) mod queue;
+pub(crate) mod shared;
+pub(crate) mod supervisor;
+pub(crate) mod sync;

@@ -1,0 +1,1293 @@
+//! The engine's state shared by a plan's clones, its supervisors and its
+//! handles: the queue behind one mutex, the wakeups, the supervisors'
+//! registry and the counters.
+//!
+//! All mutable queue state sits behind one mutex (`Shared::state`), held
+//! only for O(1) list operations and never across an `.await`, a wake, or a
+//! user destructor. Wakeups go through three [`Notify`]s: supervisors wait
+//! for work, submitters wait for room, and `wait_idle` waits for quiet.
+//! Every waiter registers (`enable`) before it looks at the state, so a
+//! change made between its look and its wait still wakes it.
+
+use std::future::Future;
+use std::pin::pin;
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use slab::Slab;
+
+use crate::builder::Settings;
+use crate::engine::blocking::Blocking;
+use crate::engine::cell::{CancelRequest, Control, Header, Join, NewTask, Setup, Task, TaskId};
+use crate::engine::counters::{CachePadded, Counters, Outcomes};
+use crate::engine::queue::Queue;
+use crate::engine::supervisor;
+use crate::engine::sync::{Arc, Mutex, MutexGuard};
+use crate::engine::sync::{AtomicBool, AtomicUsize, AtomicWaker, Ordering};
+use crate::error::{SubmitError, contain_panic};
+use crate::stats::{ShutdownReport, Stats, Timing};
+use crate::tag::{Tag, TagRegistry};
+use crate::task_builder::TaskOptions;
+
+/// State shared by a plan's clones, its supervisors and its handles.
+pub(crate) struct Shared {
+    pub(crate) name: Box<str>,
+    capacity: usize,
+    /// On a cache line of its own: every submit and every pop takes this
+    /// lock, and the read-mostly fields around it (and the `Arc`'s counts,
+    /// which every handle touches) should not bounce with it.
+    state: CachePadded<Mutex<State>>,
+    /// Supervisors wait here for a task to be queued or for the plan to close.
+    work_available: Notify,
+    /// Submitters wait here for room in the queue or for the plan to close.
+    room_available: Notify,
+    /// `wait_idle` waits here for the last task to finish.
+    idle: Notify,
+    /// Callers inside `wait_idle`; with none, going idle wakes nobody.
+    idle_waiters: AtomicUsize,
+    /// Cancelled on abort; every supervisor races its task against it.
+    pub(crate) token: CancellationToken,
+    /// Cancelled when the plan closes, for `Plan::closed`; not tied to
+    /// `token`, which only an abort cancels.
+    closing: CancellationToken,
+    /// The waker of each live supervisor, by its number: a cancel wakes the
+    /// supervisor running the task through it. Taken alone, never with
+    /// another lock held.
+    supervisor_wakers: Mutex<Slab<Arc<AtomicWaker>>>,
+    supervisors: TaskTracker,
+    /// Supervisors not yet exited; the last one out cancels what is queued.
+    ///
+    /// Invariant: never below the number of supervisors counted in
+    /// `State::active_supervisors`, so that it cannot reach zero while one
+    /// is still to come. Hence a supervisor is counted here under the
+    /// queue lock, in the same hold that counts it active, before it is
+    /// spawned.
+    live_supervisors: AtomicUsize,
+    /// Serializes `set_workers`, so the published `workers` gauge ends at
+    /// the last target set. Lock order: `resize` before `state`. Nothing
+    /// takes `resize` while holding `state` or `tags`.
+    resize: Mutex<()>,
+    /// Applied to tasks that do not set their own timeout.
+    pub(crate) default_timeout: Option<Duration>,
+    /// The level of each task's span.
+    span_level: tracing::Level,
+    /// Whether tasks' queue waits and run times are measured; see
+    /// `PlanBuilder::timings`. Without them a task reads the clock only
+    /// for its timeout.
+    pub(crate) timings: bool,
+    /// `workers`, published.
+    #[cfg(feature = "metrics")]
+    workers_gauge: metrics::Gauge,
+    /// Every tag seen. Lock order: never taken while `state` is held.
+    tags: Mutex<TagRegistry>,
+    /// Blocking closures still running on the blocking pool after their task
+    /// ended.
+    pub(crate) blocking: Arc<Blocking>,
+    /// Set once an abort cancelled a queued or running task.
+    forced: AtomicBool,
+    /// Live `Plan` clones; the last one dropped closes the plan.
+    pub(crate) plans: AtomicUsize,
+    counters: Counters,
+    runtime: Handle,
+}
+
+struct State {
+    queue: Queue,
+    /// Per-tag counts, by tag index.
+    tags: Vec<TagState>,
+    closed: bool,
+    /// Tasks taken off the queue to run, for `Stats::running`.
+    started: usize,
+    /// The target number of supervisors: `Stats::workers`.
+    workers: usize,
+    /// Supervisors spawned and not yet told to retire.
+    ///
+    /// Kept here, under the same lock as the queue, so that a supervisor
+    /// decides between retiring and popping in the same hold of the lock in
+    /// which `set_workers` changes `workers`: once `set_workers` returns,
+    /// every pop sees the new target, and a supervisor beyond it retires
+    /// instead of starting a task (see `claim_retirement`). (A regression
+    /// test: these were atomics looked at before the pop took the lock, and
+    /// a supervisor that looked just before a shrink popped just after it.)
+    active_supervisors: usize,
+    /// Submitters registered to wait for room and not yet sent a wakeup.
+    /// A pop or a cancel that frees room claims one and wakes it; with none
+    /// waiting, freeing room costs no wakeup at all.
+    waiting_submitters: usize,
+    /// Supervisors registered to wait for work and not yet sent a wakeup.
+    ///
+    /// Exact while the plan is open: a waiter registers with the `Notify`
+    /// before it is counted, and every wakeup an idle supervisor is sent
+    /// (`notify_one`) is taken off this count first. It must never
+    /// overstate: a wakeup claimed for a supervisor that is not waiting
+    /// becomes the `Notify`'s one stored permit, and a second one is lost,
+    /// leaving `wakeups_in_flight` too high for good. (A regression test:
+    /// `set_workers` once woke idle supervisors with `notify_waiters`, which
+    /// left them counted; each woke and counted itself again, and a later
+    /// task stayed queued beside an idle worker.) `notify_waiters` is only
+    /// used once the plan has closed, after which no supervisor waits again.
+    idle_supervisors: usize,
+    /// Wakeups sent to idle supervisors and not yet taken up: a woken
+    /// supervisor counts itself off at its next look at the queue.
+    ///
+    /// Invariant (see `claim_wakeup`): while a supervisor is idle, there is
+    /// a wakeup on its way for every queued task, so no task waits for a
+    /// worker while one sleeps; and no more than that, so a burst of pushes
+    /// to supervisors that are already coming costs no wakeups at all, and a
+    /// supervisor is never woken for a task another one will take. (Waking
+    /// only one at a time and letting it wake the next, as a chain, costs
+    /// fewer wakeups, but Tokio runs a task woken from a worker thread on
+    /// that same thread next, so the chain kept whole bursts on one thread
+    /// while the other slept: measured, 170 of 500 bursts of 200 CPU-bound
+    /// tasks ran on one of two threads, against 4 with this rule.)
+    ///
+    /// The count may understate (once the plan closes, `notify_waiters` wakes
+    /// supervisors nobody counted), which only costs a spare wakeup; it must
+    /// never overstate,
+    /// or queued tasks would wait for wakeups that are not coming. Every
+    /// wakeup counted here is taken up by exactly one supervisor: `Notify`
+    /// hands a `notify_one` to a waiter, passes it on if that waiter is
+    /// dropped, or keeps it as a permit for the next one, and a supervisor
+    /// whose `Notified` completes, by `enable` or by being awaited, counts
+    /// itself off.
+    wakeups_in_flight: usize,
+}
+
+impl State {
+    /// Claims a wakeup for an idle supervisor if the invariant above needs
+    /// one. The caller sends it (`notify_one`) after releasing the lock.
+    fn claim_wakeup(&mut self) -> bool {
+        let needed = self.idle_supervisors > 0 && self.wakeups_in_flight < self.queue.len();
+        if needed {
+            self.idle_supervisors -= 1;
+            self.wakeups_in_flight += 1;
+        }
+        needed
+    }
+
+    /// Counts off a wakeup the calling supervisor took up.
+    fn wakeup_taken(&mut self, woken: bool) {
+        if woken {
+            self.wakeups_in_flight = self.wakeups_in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Claims a retirement if more supervisors are active than `workers`
+    /// asks for. A supervisor that gets `true` must exit without popping.
+    fn claim_retirement(&mut self) -> bool {
+        let surplus = self.active_supervisors > self.workers;
+        if surplus {
+            self.active_supervisors -= 1;
+        }
+        surplus
+    }
+
+    /// Claims a new supervisor for each queued task no supervisor is coming
+    /// for, as far as `workers` has room, and counts them active. The
+    /// caller counts them live before it releases the lock, and spawns them
+    /// after.
+    ///
+    /// A new supervisor counts as a wakeup in flight until its first look at
+    /// the queue, so that the invariant of `wakeups_in_flight` extends to
+    /// it: while fewer supervisors are active than `workers`, one is coming
+    /// for every queued task. Called after `claim_wakeup`, it only spawns
+    /// when no idle supervisor is left to wake.
+    fn claim_spawns(&mut self) -> usize {
+        let uncovered = self.queue.len().saturating_sub(self.wakeups_in_flight);
+        let room = self.workers.saturating_sub(self.active_supervisors);
+        let spawns = uncovered.min(room);
+        self.active_supervisors += spawns;
+        self.wakeups_in_flight += spawns;
+        spawns
+    }
+}
+
+/// What the locked state knows of one tag.
+#[derive(Default)]
+struct TagState {
+    submitted: usize,
+    started: usize,
+    /// The tag's running tasks, so `cancel_tag` can reach them.
+    running: Slab<Arc<dyn Control>>,
+}
+
+/// Why `Shared::push` refused a task; the task is handed back.
+pub(crate) enum Refused<T> {
+    Full(T),
+    Closed(T),
+}
+
+impl<F> Refused<NewTask<F>>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    /// The error for the submitter, with its future taken back out.
+    pub(crate) fn into_submit_error(self) -> SubmitError<F> {
+        match self {
+            Refused::Full(task) => SubmitError::Full(task.into_future()),
+            Refused::Closed(task) => SubmitError::Closed(task.into_future()),
+        }
+    }
+}
+
+impl Shared {
+    /// Queues a task, waiting while the queue is full; the loop behind
+    /// `Plan::submit` and its kin.
+    ///
+    /// Cancel safe: dropped while waiting, it drops the task unqueued.
+    pub(crate) async fn submit<F>(
+        self: &Arc<Shared>,
+        mut task: NewTask<F>,
+        placement: Placement,
+    ) -> Result<TaskId, Refused<NewTask<F>>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let mut wait_for_room = false;
+        loop {
+            let mut room = pin!(self.room_available.notified());
+            if wait_for_room {
+                // Registered before the look at the queue, so room freed
+                // between the look and the wait still wakes this submitter.
+                room.as_mut().enable();
+            }
+            task = match self.push(task, placement, wait_for_room) {
+                Ok(id) => return Ok(id),
+                Err(Refused::Full(task)) => task,
+                Err(refused) => return Err(refused),
+            };
+            if wait_for_room {
+                room.await;
+            }
+            wait_for_room = true;
+        }
+    }
+
+    /// Makes the task of `future` and works out where it is queued.
+    pub(crate) fn prepare<F>(
+        &self,
+        future: F,
+        options: TaskOptions,
+        token: Option<CancellationToken>,
+    ) -> Prepared<F>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let tag = options.tag.map(|tag| self.tag_info(tag));
+        let placement = Placement {
+            priority: options.priority,
+            tag: tag.as_ref().map(|tag| tag.index),
+        };
+        let setup = Setup {
+            tag,
+            priority: options.priority,
+            timeout: options.timeout,
+            token,
+            ..Setup::default()
+        };
+        let task = NewTask::new(future, setup);
+        Prepared {
+            join: task.join(),
+            task,
+            placement,
+        }
+    }
+
+    /// Resolves when the plan closes, however it closes; borrows nothing.
+    pub(crate) fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.closing.clone().cancelled_owned()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Closes the plan, lets it drain for `grace`, then aborts what is left;
+    /// see `Plan::shutdown` for the promises.
+    pub(crate) async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        let started = tokio::time::Instant::now();
+        let supervisors = &self.supervisors;
+        // With no grace, closing and draining must be one step (below), or a
+        // worker could start a queued task in between.
+        let drained = !grace.is_zero() && {
+            self.close();
+            // The timer belongs to the plan's runtime, not to the caller's:
+            // `shutdown` may be awaited on a plain thread or on another
+            // runtime, where making a timer would panic.
+            let grace_period = {
+                let _runtime = self.runtime.enter();
+                tokio::time::timeout(grace, supervisors.wait())
+            };
+            grace_period.await.is_ok()
+        };
+        if !drained {
+            // Drain before cancelling: a task still queued when the grace
+            // ran out must never start.
+            self.abort_queued();
+            self.token.cancel();
+        }
+        supervisors.wait().await;
+        // A task that a cancel on another thread took off the queue may still
+        // be resolving there; the report waits for its handle too.
+        self.wait_idle().await;
+        let stats = self.stats();
+        ShutdownReport {
+            completed: stats.completed,
+            cancelled: stats.cancelled,
+            panicked: stats.panicked,
+            timed_out: stats.timed_out,
+            abandoned: self.blocking.still_running(),
+            forced: self.forced.load(Ordering::Acquire),
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Waits until no task is queued or running; see `Plan::wait_idle`.
+    pub(crate) async fn wait_idle(&self) {
+        let _waiting = IdleWaiter::register(&self.idle_waiters);
+        loop {
+            let mut idle = pin!(self.idle.notified());
+            idle.as_mut().enable();
+            if self.counters.is_idle() {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    #[cfg_attr(not(feature = "signal"), allow(dead_code))]
+    pub(crate) fn runtime(&self) -> &Handle {
+        &self.runtime
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Makes the engine of a plan; its supervisors start as work arrives.
+    pub(crate) fn start(
+        settings: Settings,
+        token: CancellationToken,
+        runtime: Handle,
+    ) -> Arc<Shared> {
+        let Settings {
+            name,
+            workers,
+            capacity,
+            default_timeout,
+            span_level,
+            timings,
+        } = settings;
+        let counters = Counters::new(&name);
+        let tags = TagRegistry::new(&name);
+        #[cfg(feature = "metrics")]
+        let workers_gauge = crate::engine::metrics::workers_gauge(&name);
+        #[cfg(feature = "metrics")]
+        workers_gauge.set(workers as f64);
+        let shared = Arc::new(Shared {
+            name: name.into_boxed_str(),
+            capacity,
+            state: CachePadded(Mutex::new(State {
+                // Grows on demand: a large capacity costs nothing up front.
+                queue: Queue::with_capacity(capacity.min(1024)),
+                tags: Vec::new(),
+                closed: false,
+                started: 0,
+                workers,
+                active_supervisors: 0,
+                waiting_submitters: 0,
+                idle_supervisors: 0,
+                wakeups_in_flight: 0,
+            })),
+            work_available: Notify::new(),
+            room_available: Notify::new(),
+            idle: Notify::new(),
+            idle_waiters: AtomicUsize::new(0),
+            token,
+            closing: CancellationToken::new(),
+            supervisor_wakers: Mutex::new(Slab::new()),
+            supervisors: TaskTracker::new(),
+            live_supervisors: AtomicUsize::new(0),
+            resize: Mutex::new(()),
+            default_timeout,
+            span_level,
+            timings,
+            tags: Mutex::new(tags),
+            blocking: Arc::new(Blocking::default()),
+            forced: AtomicBool::new(false),
+            plans: AtomicUsize::new(1),
+            counters,
+            #[cfg(feature = "metrics")]
+            workers_gauge,
+            runtime,
+        });
+        // No supervisor yet: the first task queued starts one.
+        shared
+            .runtime
+            .spawn(supervisor::watch_token(Arc::clone(&shared)));
+        tracing::debug!(plan = %shared.name, workers, capacity, "plan started");
+        shared
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The lock is never held across user code, so a poisoned lock means a
+        // bug in this crate, not a half-done user operation; the queue itself
+        // is consistent after every statement that can panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the target number of supervisors and spawns any that are
+    /// missing.
+    pub(crate) fn resize(self: &Arc<Shared>, workers: usize) {
+        let _resize = self.resize.lock().unwrap_or_else(|e| e.into_inner());
+        let (wake, spawns) = {
+            let mut state = self.lock();
+            state.workers = workers;
+            // Idle surplus supervisors retire now rather than at their next
+            // task. They are woken one by one through the wakeup count, not
+            // all at once with `notify_waiters`, which would leave them
+            // counted as idle (see `State::idle_supervisors`).
+            let surplus = state.active_supervisors.saturating_sub(workers);
+            let wake = surplus.min(state.idle_supervisors);
+            state.idle_supervisors -= wake;
+            state.wakeups_in_flight += wake;
+            (wake, self.claim_spawns(&mut state))
+        };
+        #[cfg(feature = "metrics")]
+        self.workers_gauge.set(workers as f64);
+        for _ in 0..wake {
+            self.work_available.notify_one();
+        }
+        self.spawn_supervisors(spawns);
+    }
+
+    /// Claims new supervisors (`State::claim_spawns`) and counts them live,
+    /// in the caller's hold of the queue lock; the caller spawns them with
+    /// `spawn_supervisors` once it has released the lock.
+    fn claim_spawns(&self, state: &mut State) -> usize {
+        let spawns = state.claim_spawns();
+        if spawns > 0 {
+            self.live_supervisors.fetch_add(spawns, Ordering::AcqRel);
+        }
+        spawns
+    }
+
+    /// Spawns supervisors claimed with `claim_spawns`. Called without the
+    /// queue lock: spawning on a runtime that has shut down drops the new
+    /// supervisor's exit guard at once, which takes the lock.
+    fn spawn_supervisors(self: &Arc<Shared>, count: usize) {
+        for _ in 0..count {
+            // The guard is made here, outside the supervisor's future, so it
+            // runs even if the runtime drops that future before polling it.
+            let exit = supervisor::ExitGuard::new(Arc::clone(self));
+            #[cfg(tokio_unstable)]
+            let name = format!("{} supervisor {}", self.name, exit.number());
+            let supervisor = self.supervisors.track_future(supervisor::supervise(exit));
+            #[cfg(tokio_unstable)]
+            {
+                // Named for tokio-console. Tokio's named spawn has an error
+                // type but does not fail today; if it did, dropping the
+                // supervisor runs its exit guard, which keeps the counts.
+                let named = tokio::task::Builder::new()
+                    .name(&name)
+                    .spawn_on(supervisor, &self.runtime);
+                if let Err(error) = named {
+                    tracing::error!(plan = %self.name, %error, "could not spawn a supervisor");
+                }
+            }
+            #[cfg(not(tokio_unstable))]
+            self.runtime.spawn(supervisor);
+        }
+    }
+
+    /// Returns the entry of a tag, creating it on first use.
+    fn tag_info(&self, tag: Tag) -> Arc<crate::tag::TagInfo> {
+        self.tags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(tag)
+    }
+
+    fn find_tag(&self, tag: &str) -> Option<Arc<crate::tag::TagInfo>> {
+        self.tags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tag)
+            .cloned()
+    }
+
+    /// Queues a task, or hands it back. With `wait_for_room`, a refusal for
+    /// lack of room also counts the caller as a waiting submitter: it must
+    /// have registered with `room_available` first.
+    pub(crate) fn push<F>(
+        self: &Arc<Shared>,
+        mut task: NewTask<F>,
+        placement: Placement,
+        wait_for_room: bool,
+    ) -> Result<TaskId, Refused<NewTask<F>>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        // Read before the lock, to keep the clock out of the critical section.
+        if self.timings {
+            task.stamp_queued(Instant::now());
+        }
+        // The event and the published count below come after the task has
+        // moved into the queue; its tag is kept for them only when they
+        // need it.
+        let tag = (cfg!(feature = "metrics") || tracing::enabled!(tracing::Level::TRACE))
+            .then(|| task.tag().cloned())
+            .flatten();
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Refused::Closed(task));
+        }
+        if state.queue.len() >= self.capacity {
+            state.waiting_submitters += usize::from(wait_for_room);
+            return Err(Refused::Full(task));
+        }
+        let task = task.into_task();
+        let id = state.queue.push(task, placement.priority, placement.tag);
+        if let Some(tag) = placement.tag {
+            if state.tags.len() <= tag {
+                state.tags.resize_with(tag + 1, TagState::default);
+            }
+            state.tags[tag].submitted += 1;
+        }
+        // Counted under the lock so a supervisor cannot finish the task
+        // before it is counted as submitted.
+        self.counters.record_submitted();
+        // An idle supervisor if there is one, or else a new one.
+        let wake_supervisor = state.claim_wakeup();
+        let spawns = self.claim_spawns(&mut state);
+        drop(state);
+        if wake_supervisor {
+            self.work_available.notify_one();
+        }
+        self.spawn_supervisors(spawns);
+        #[cfg(feature = "metrics")]
+        {
+            self.outcomes().record_submitted();
+            if let Some(tag) = &tag {
+                tag.outcomes.record_submitted();
+            }
+        }
+        tracing::trace!(
+            plan = %self.name,
+            task = %id,
+            tag = tag.as_ref().map(|tag| tag.name.as_str()),
+            priority = placement.priority,
+            "task queued"
+        );
+        Ok(id)
+    }
+
+    /// Waits for the next task, and says whether it had to wait for it.
+    /// Returns `None` once the plan is closed and nothing is queued, or when
+    /// this supervisor must retire. `woken` says whether the caller takes
+    /// up a wakeup: a new supervisor's first call takes up the one its
+    /// spawn counted (see `State::claim_spawns`).
+    pub(crate) async fn next_task(&self, supervisor: u32, woken: bool) -> Option<(Task, bool)> {
+        // Set once this supervisor was woken, until it has looked at the
+        // queue: see `State::wakeups_in_flight`.
+        let mut woken = woken;
+        // Set once this call has waited, so the caller knows its clock
+        // reading from before the call is stale.
+        let mut waited = false;
+        loop {
+            if let Some(next) = self.try_pop(supervisor, std::mem::take(&mut woken), false) {
+                return next.map(|task| (task, waited));
+            }
+            let mut work = pin!(self.work_available.notified());
+            if work.as_mut().enable() {
+                // A wakeup kept for the next waiter: take it up.
+                woken = true;
+                continue;
+            }
+            if let Some(next) = self.try_pop(supervisor, false, true) {
+                // If a wakeup reaches `work` before it drops, `Notify`
+                // passes it on to another waiter.
+                return next.map(|task| (task, waited));
+            }
+            work.await;
+            woken = true;
+            waited = true;
+        }
+    }
+
+    /// `Some(Some(task))` if one was queued, `Some(None)` if the plan is
+    /// closed and drained or the caller must retire, `None` if the caller
+    /// should wait; then, with `register_idle`, it is counted as an idle
+    /// supervisor, and must have registered with `work_available` first.
+    /// `woken` says whether the caller takes up a wakeup. The task is marked
+    /// as run by `supervisor`.
+    fn try_pop(&self, supervisor: u32, woken: bool, register_idle: bool) -> Option<Option<Task>> {
+        let mut state = self.lock();
+        state.wakeup_taken(woken);
+        // Decided in the same hold of the lock as the pop, and `resize`
+        // changes `workers` under it too: after `set_workers` returns, no
+        // supervisor beyond the target starts a task.
+        if state.claim_retirement() {
+            // It may have been the one a push woke: hand the wakeup on.
+            let wake = state.claim_wakeup();
+            drop(state);
+            if wake {
+                self.work_available.notify_one();
+            }
+            return Some(None);
+        }
+        match state.queue.pop() {
+            Some((mut task, tag)) => {
+                task.header().mark_started(supervisor);
+                state.started += 1;
+                if let Some(tag) = tag {
+                    let tag = &mut state.tags[tag];
+                    tag.started += 1;
+                    let key = tag.running.insert(task.control());
+                    task.set_running_key(key);
+                }
+                let wake_submitter = claim(&mut state.waiting_submitters);
+                // More queued than supervisors coming: wake another.
+                let wake_supervisor = state.claim_wakeup();
+                drop(state);
+                if wake_submitter {
+                    self.room_available.notify_one();
+                }
+                if wake_supervisor {
+                    self.work_available.notify_one();
+                }
+                Some(Some(task))
+            }
+            None if state.closed => Some(None),
+            None => {
+                state.idle_supervisors += usize::from(register_idle);
+                None
+            }
+        }
+    }
+
+    /// The span a task runs in, at the plan's span level.
+    pub(crate) fn task_span(&self, task: &Task) -> tracing::Span {
+        // A span's level is part of its static callsite, hence one
+        // callsite per level.
+        macro_rules! task_span {
+            ($level:expr) => {
+                tracing::span!(
+                    $level,
+                    "task",
+                    plan = %self.name,
+                    id = %task.id(),
+                    tag = task.tag().map(|tag| tag.name.as_str()),
+                    priority = task.priority(),
+                )
+            };
+        }
+        match self.span_level {
+            tracing::Level::ERROR => task_span!(tracing::Level::ERROR),
+            tracing::Level::WARN => task_span!(tracing::Level::WARN),
+            tracing::Level::INFO => task_span!(tracing::Level::INFO),
+            tracing::Level::DEBUG => task_span!(tracing::Level::DEBUG),
+            _ => task_span!(tracing::Level::TRACE),
+        }
+    }
+
+    /// Counts a task that starts, with the time it waited in the queue if
+    /// that was measured, for the plan and its tag.
+    pub(crate) fn record_started(
+        &self,
+        outcomes: &Outcomes,
+        task: &Task,
+        waited: Option<Duration>,
+    ) {
+        outcomes.record_started(waited);
+        if let Some(tag) = task.tag() {
+            tag.outcomes.record_started(waited);
+        }
+    }
+
+    /// Counts the time a task ran, for the plan and its tag.
+    pub(crate) fn record_run_time(&self, outcomes: &Outcomes, task: &Task, ran: Duration) {
+        outcomes.record_run_time(ran);
+        if let Some(tag) = task.tag() {
+            tag.outcomes.record_run_time(ran);
+        }
+    }
+
+    /// Forgets a tagged task that stopped running.
+    pub(crate) fn finished_running(&self, task: &Task) {
+        if let Some(tag) = task.tag() {
+            self.lock().tags[tag.index]
+                .running
+                .remove(task.running_key());
+        }
+    }
+
+    /// Gives a new supervisor its number and the waker through which a
+    /// cancel of its task reaches it.
+    pub(crate) fn register_supervisor(&self) -> (u32, Arc<AtomicWaker>) {
+        let waker = Arc::new(AtomicWaker::new());
+        let key = self
+            .supervisor_wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(Arc::clone(&waker));
+        // Past `u32::MAX` live supervisors (not a plan that fits in memory)
+        // the number means "unknown", and a cancel wakes them all.
+        (u32::try_from(key).unwrap_or(u32::MAX), waker)
+    }
+
+    /// Lends a new supervisor the counters it counts its tasks' ends in.
+    pub(crate) fn lend_outcomes(&self) -> Arc<CachePadded<Outcomes>> {
+        self.counters.lend()
+    }
+
+    /// Takes back an exiting supervisor's counters, counts kept.
+    pub(crate) fn give_back_outcomes(&self, outcomes: Arc<CachePadded<Outcomes>>) {
+        self.counters.give_back(outcomes);
+    }
+
+    pub(crate) fn unregister_supervisor(&self, number: u32, waker: &Arc<AtomicWaker>) {
+        let mut wakers = self
+            .supervisor_wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let key = match number {
+            u32::MAX => wakers
+                .iter()
+                .find(|(_, other)| Arc::ptr_eq(other, waker))
+                .map(|(key, _)| key),
+            number => Some(number as usize),
+        };
+        if let Some(key) = key {
+            wakers.try_remove(key);
+        }
+    }
+
+    /// Wakes the supervisor running a task that was just asked to stop.
+    fn wake_supervisor(&self, number: u32) {
+        let wakers: Vec<Arc<AtomicWaker>> = {
+            let wakers = self
+                .supervisor_wakers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match number {
+                u32::MAX => wakers.iter().map(|(_, waker)| Arc::clone(waker)).collect(),
+                number => wakers.get(number as usize).cloned().into_iter().collect(),
+            }
+        };
+        // Woken outside the lock: waking runs scheduler code.
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Hands the work of a supervisor that is leaving to another: the
+    /// wakeup it took up, if `woken`, or one meant for it that it never saw.
+    pub(crate) fn pass_on_wakeup(&self, woken: bool) {
+        let wake = {
+            let mut state = self.lock();
+            state.wakeup_taken(woken);
+            state.claim_wakeup()
+        };
+        if wake {
+            self.work_available.notify_one();
+        }
+    }
+
+    pub(crate) fn promote(&self, tag: &str) -> usize {
+        let Some(tag) = self.find_tag(tag) else {
+            return 0;
+        };
+        self.lock().queue.promote(tag.index)
+    }
+
+    pub(crate) fn cancel_tag(&self, tag: &str) -> usize {
+        let Some(tag) = self.find_tag(tag) else {
+            return 0;
+        };
+        let mut state = self.lock();
+        let queued = state.queue.drain_tag(tag.index);
+        // Cloned out so the supervisors are woken after the lock is released.
+        let running: Vec<Arc<dyn Control>> = state
+            .tags
+            .get(tag.index)
+            .map(|tag_state| {
+                tag_state
+                    .running
+                    .iter()
+                    .map(|(_, task)| Arc::clone(task))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let wake_submitters = claim_up_to(&mut state.waiting_submitters, queued.len());
+        drop(state);
+        let mut cancelled = queued.len();
+        self.drop_unstarted(queued.len(), queued);
+        for _ in 0..wake_submitters {
+            self.room_available.notify_one();
+        }
+        for task in running {
+            if task.header().request_cancel() == CancelRequest::Requested {
+                self.wake_supervisor(task.header().supervisor());
+                cancelled += 1;
+            }
+            // If the task finished meanwhile and its handle is gone, this is
+            // the last reference, and dropping it drops the task's output:
+            // user code, whose panic must not reach the caller.
+            contain_panic(
+                || drop(task),
+                |panic| tracing::error!(plan = %self.name, panic, "a task's output destructor panicked"),
+            );
+        }
+        cancelled
+    }
+
+    /// Counts, drops and settles tasks taken off the queue unstarted.
+    ///
+    /// `count` is how many `tasks` yields. The plan's count goes up for all
+    /// of them first; each task's tag count just before it drops, in one
+    /// visit, since an abort may bring many tasks that are no longer in the
+    /// cache. Either way a task is counted before its handle resolves.
+    fn drop_unstarted(&self, count: usize, tasks: impl IntoIterator<Item = Task>) {
+        if count == 0 {
+            return;
+        }
+        self.outcomes().record_cancelled_queued(count);
+        // Drops the futures and resolves the handles, outside the lock.
+        for task in tasks {
+            task.record_cancelled_queued_for_tag();
+            tracing::debug!(
+                plan = %self.name,
+                task = %task.id(),
+                tag = task.tag().map(|tag| tag.name.as_str()),
+                "queued task cancelled"
+            );
+            drop(task);
+        }
+        self.settle(count);
+    }
+
+    pub(crate) fn tag_stats(&self, tag: &str) -> Stats {
+        let Some(tag) = self.find_tag(tag) else {
+            let workers = self.lock().workers;
+            return Stats {
+                workers,
+                ..Stats::default()
+            };
+        };
+        let (workers, queued, started, submitted) = {
+            let state = self.lock();
+            let counts = state.tags.get(tag.index);
+            (
+                state.workers,
+                state.queue.tag_len(tag.index),
+                counts.map_or(0, |counts| counts.started),
+                counts.map_or(0, |counts| counts.submitted),
+            )
+        };
+        let stats = tag.outcomes.snapshot(workers, queued, started, submitted);
+        self.with_timings_if_measured(stats)
+    }
+
+    /// Cancels one task, queued or running.
+    pub(crate) fn cancel(&self, header: &Header) {
+        let mut request = header.request_cancel();
+        if request == CancelRequest::StillQueued {
+            let mut state = self.lock();
+            if header.is_queued() && state.queue.holds(header.queue_key(), header) {
+                let (task, _) = state.queue.remove(header.queue_key());
+                let wake_submitter = claim(&mut state.waiting_submitters);
+                drop(state);
+                if wake_submitter {
+                    self.room_available.notify_one();
+                }
+                self.drop_unstarted(1, [task]);
+                return;
+            }
+            // A supervisor took it between our two looks: cancel it there.
+            // (Or an abort drained it: then it is being dropped unstarted,
+            // and this finds it still QUEUED and leaves it be.)
+            drop(state);
+            request = header.request_cancel();
+        }
+        if request == CancelRequest::Requested {
+            self.wake_supervisor(header.supervisor());
+        }
+    }
+
+    pub(crate) fn close(&self) -> bool {
+        let newly_closed = !std::mem::replace(&mut self.lock().closed, true);
+        if newly_closed {
+            self.announce_closed();
+        }
+        newly_closed
+    }
+
+    /// Wakes whoever waits on a plan that just closed.
+    fn announce_closed(&self) {
+        self.closing.cancel();
+        self.supervisors.close();
+        self.work_available.notify_waiters();
+        self.room_available.notify_waiters();
+        tracing::debug!(plan = %self.name, "plan closed");
+    }
+
+    /// Closes the plan and drops every queued task without starting it.
+    ///
+    /// Closing and draining happen under one hold of the lock: a supervisor
+    /// that finishes a task in between must find the queue empty, not pop a
+    /// task that was queued when the abort began.
+    pub(crate) fn cancel_queued(&self) {
+        let (newly_closed, tasks) = {
+            let mut state = self.lock();
+            let newly_closed = !std::mem::replace(&mut state.closed, true);
+            (newly_closed, state.queue.drain())
+        };
+        if newly_closed {
+            self.announce_closed();
+        }
+        self.drop_unstarted(tasks.len(), tasks.into_tasks());
+    }
+
+    /// The queue's part of an abort: marks the plan as forced and cancels
+    /// what is queued. Callers that interrupt a running task call this even
+    /// when the queue is empty, since that task makes the abort forced.
+    pub(crate) fn abort_queued(&self) {
+        if !self.counters.is_idle() {
+            self.forced.store(true, Ordering::Release);
+        }
+        self.cancel_queued();
+    }
+
+    pub(crate) fn outcomes(&self) -> &Outcomes {
+        self.counters.outcomes()
+    }
+
+    /// Marks `count` finished tasks' handles as resolved, and wakes
+    /// `wait_idle` if nothing is left.
+    pub(crate) fn settle(&self, count: usize) {
+        self.counters.outcomes().record_settled(count);
+        // `notify_waiters` always takes a lock; a plan that goes idle often
+        // with nobody in `wait_idle` should not pay it per task. SeqCst here
+        // and in `wait_idle` (count, then look) means that either the waiter
+        // sees the plan idle or this sees the waiter.
+        if self.idle_waiters.load(Ordering::SeqCst) > 0 && self.counters.is_idle() {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Resolves once the plan is closed and every supervisor has exited.
+    pub(crate) async fn supervisors_exited(&self) {
+        self.supervisors.wait().await;
+    }
+
+    pub(crate) fn supervisor_exited(&self) {
+        if self.live_supervisors.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Nobody is left to run what is queued (an abort, or the runtime
+            // shutting down): resolve those handles now rather than never.
+            self.cancel_queued();
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let (workers, queued, started) = {
+            let state = self.lock();
+            (state.workers, state.queue.len(), state.started)
+        };
+        let stats = self.counters.snapshot(workers, queued, started);
+        self.with_timings_if_measured(stats)
+    }
+
+    /// Empties the timings of a snapshot if they were not measured, rather
+    /// than report a count of tasks with a total of zero.
+    fn with_timings_if_measured(&self, stats: Stats) -> Stats {
+        if self.timings {
+            return stats;
+        }
+        Stats {
+            queue_wait: Timing::default(),
+            run_time: Timing::default(),
+            ..stats
+        }
+    }
+}
+
+/// A task ready to be queued: the task, its handle's half, and where it
+/// goes.
+pub(crate) struct Prepared<F: Future> {
+    pub(crate) task: NewTask<F>,
+    pub(crate) join: Arc<dyn Join<F::Output>>,
+    pub(crate) placement: Placement,
+}
+
+/// Where a task goes in the queue.
+#[derive(Clone, Copy)]
+pub(crate) struct Placement {
+    priority: i32,
+    tag: Option<usize>,
+}
+
+/// Counts a caller of `wait_idle` for as long as it waits, however it ends.
+pub(crate) struct IdleWaiter<'a>(&'a AtomicUsize);
+
+impl<'a> IdleWaiter<'a> {
+    fn register(waiters: &'a AtomicUsize) -> IdleWaiter<'a> {
+        waiters.fetch_add(1, Ordering::SeqCst);
+        IdleWaiter(waiters)
+    }
+}
+
+impl Drop for IdleWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Takes one from a count of registered waiters; `true` if there was one to
+/// wake.
+fn claim(waiters: &mut usize) -> bool {
+    claim_up_to(waiters, 1) == 1
+}
+
+/// Takes up to `wanted` from a count of registered waiters; returns how many
+/// to wake.
+fn claim_up_to(waiters: &mut usize, wanted: usize) -> usize {
+    let claimed = wanted.min(*waiters);
+    *waiters -= claimed;
+    claimed
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    //! The wakeup bookkeeping under the queue lock, alone: its mistakes cost
+    //! spare wakeups, which no end-to-end test can see, or lost ones, which
+    //! the model test finds as a hang.
+
+    use super::*;
+    use crate::engine::cell::{NewTask, Setup};
+    use crate::plan::Plan;
+
+    fn state(queued: usize, idle_supervisors: usize, wakeups_in_flight: usize) -> State {
+        let mut queue = Queue::with_capacity(queued);
+        for _ in 0..queued {
+            let task = NewTask::new(async {}, Setup::default()).into_task();
+            queue.push(task, 0, None);
+        }
+        State {
+            queue,
+            tags: Vec::new(),
+            closed: false,
+            started: 0,
+            workers: 1,
+            active_supervisors: 1,
+            waiting_submitters: 0,
+            idle_supervisors,
+            wakeups_in_flight,
+        }
+    }
+
+    /// Claims wakeups until none is needed; returns how many.
+    fn claim_all(state: &mut State) -> usize {
+        std::iter::from_fn(|| state.claim_wakeup().then_some(())).count()
+    }
+
+    #[test]
+    fn one_wakeup_per_queued_task_no_supervisor_is_coming_for() {
+        // Three queued, one wakeup already on its way, four idle: two more.
+        let mut state = state(3, 4, 1);
+        assert_eq!(claim_all(&mut state), 2);
+        assert_eq!((state.idle_supervisors, state.wakeups_in_flight), (2, 3));
+    }
+
+    #[test]
+    fn no_more_wakeups_than_idle_supervisors() {
+        let mut state = state(5, 2, 0);
+        assert_eq!(claim_all(&mut state), 2);
+        assert_eq!((state.idle_supervisors, state.wakeups_in_flight), (0, 2));
+    }
+
+    #[test]
+    fn no_wakeup_when_enough_are_coming_or_nothing_is_queued() {
+        assert_eq!(claim_all(&mut state(2, 3, 2)), 0);
+        assert_eq!(claim_all(&mut state(0, 3, 0)), 0);
+    }
+
+    /// Yields until `done` holds, or fails after many turns.
+    async fn until(mut done: impl FnMut() -> bool) {
+        for _ in 0..1000 {
+            if done() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("never happened");
+    }
+
+    /// Shrinking an idle plan claims one wakeup per surplus idle supervisor,
+    /// so each retires at once; then each retired supervisor's waker is
+    /// gone from the registry, which only holds live supervisors.
+    #[tokio::test]
+    async fn shrinking_wakes_surplus_idle_supervisors_which_then_unregister() {
+        let plan = Plan::builder().workers(3).build().unwrap();
+        let shared = Arc::clone(plan.shared());
+        // Supervisors start as work arrives: three tasks start three.
+        for _ in 0..3 {
+            plan.try_submit(async {}).unwrap();
+        }
+        until(|| shared.lock().idle_supervisors == 3).await;
+        assert_eq!(shared.supervisor_wakers.lock().unwrap().len(), 3);
+
+        plan.set_workers(1).unwrap();
+        {
+            let state = shared.lock();
+            assert_eq!((state.idle_supervisors, state.wakeups_in_flight), (1, 2));
+        }
+        until(|| shared.supervisor_wakers.lock().unwrap().len() == 1).await;
+        let state = shared.lock();
+        assert_eq!((state.idle_supervisors, state.wakeups_in_flight), (1, 0));
+    }
+
+    /// Each supervisor counts its tasks' ends in a block of its own; the
+    /// counts outlive the supervisor, and its block goes to the next one,
+    /// so shrinking and growing again neither loses counts nor adds blocks.
+    #[tokio::test]
+    async fn counts_outlive_their_supervisor_and_its_block_is_reused() {
+        let plan = Plan::builder().workers(3).build().unwrap();
+        let shared = Arc::clone(plan.shared());
+        for round in 1..=2 {
+            plan.set_workers(3).unwrap();
+            // Three tasks that can only finish together need three
+            // supervisors at once.
+            let barrier = Arc::new(tokio::sync::Barrier::new(3));
+            let mut handles = Vec::new();
+            for _ in 0..3 {
+                let barrier = Arc::clone(&barrier);
+                handles.push(
+                    plan.submit(async move {
+                        barrier.wait().await;
+                    })
+                    .await
+                    .unwrap(),
+                );
+            }
+            for handle in handles {
+                handle.await.unwrap();
+            }
+            plan.set_workers(1).unwrap();
+            until(|| shared.supervisor_wakers.lock().unwrap().len() == 1).await;
+            assert_eq!(plan.stats().completed, 3 * round);
+            assert_eq!(shared.counters.blocks(), 3);
+        }
+    }
+
+    #[test]
+    fn a_spawn_is_claimed_per_queued_task_no_supervisor_is_coming_for() {
+        // Three queued, one wakeup on its way, room for five more: two.
+        let mut state = state(3, 0, 1);
+        state.workers = 6;
+        assert_eq!(state.claim_spawns(), 2);
+        assert_eq!((state.active_supervisors, state.wakeups_in_flight), (3, 3));
+        assert_eq!(state.claim_spawns(), 0, "each queued task has one coming");
+    }
+
+    #[test]
+    fn no_more_spawns_than_workers_has_room_for() {
+        let mut state = state(4, 0, 0);
+        state.workers = 2;
+        assert_eq!(state.claim_spawns(), 1);
+        assert_eq!((state.active_supervisors, state.wakeups_in_flight), (2, 1));
+        assert_eq!(state.claim_spawns(), 0);
+        // Shrunk below the active count: none, and no wrap.
+        state.workers = 1;
+        assert_eq!(state.claim_spawns(), 0);
+        assert_eq!(state.active_supervisors, 2);
+    }
+
+    #[test]
+    fn only_supervisors_beyond_the_target_retire() {
+        let mut state = state(1, 0, 0);
+        state.active_supervisors = 3;
+        assert!(state.claim_retirement());
+        assert!(state.claim_retirement());
+        assert!(
+            !state.claim_retirement(),
+            "the last one within the target stays"
+        );
+        assert_eq!(state.active_supervisors, 1);
+    }
+
+    #[test]
+    fn claims_take_no_more_than_are_registered() {
+        let mut waiters = 3;
+        assert_eq!(claim_up_to(&mut waiters, 2), 2);
+        assert_eq!(waiters, 1);
+        assert_eq!(claim_up_to(&mut waiters, 5), 1);
+        assert_eq!(waiters, 0);
+        assert!(!claim(&mut waiters));
+        waiters = 1;
+        assert!(claim(&mut waiters));
+        assert_eq!(waiters, 0);
+    }
+
+    #[test]
+    fn an_idle_waiter_counts_itself_for_as_long_as_it_waits() {
+        let waiters = AtomicUsize::new(0);
+        let first = IdleWaiter::register(&waiters);
+        let second = IdleWaiter::register(&waiters);
+        assert_eq!(waiters.load(Ordering::SeqCst), 2);
+        drop(first);
+        drop(second);
+        assert_eq!(waiters.load(Ordering::SeqCst), 0);
+    }
+
+    /// `settle` wakes `wait_idle` callers only when there are some and the
+    /// plan is idle: a plan that goes idle with nobody waiting pays no
+    /// wakeup (`notify_waiters` takes a lock).
+    #[tokio::test]
+    async fn settle_wakes_idle_waiters_only_when_there_are_some_and_the_plan_is_idle() {
+        use std::future::Future;
+        use std::task::{Context, Waker};
+
+        let plan = Plan::builder().workers(1).build().unwrap();
+        let shared = plan.shared();
+        let woken = |expected_waiters: usize| {
+            let mut notified = pin!(shared.idle.notified());
+            notified.as_mut().enable();
+            let _waiters: Vec<IdleWaiter<'_>> = (0..expected_waiters)
+                .map(|_| IdleWaiter::register(&shared.idle_waiters))
+                .collect();
+            shared.settle(0);
+            let mut context = Context::from_waker(Waker::noop());
+            notified.poll(&mut context).is_ready()
+        };
+        // Idle, nobody waiting: no wakeup.
+        assert!(!woken(0));
+        // Idle, someone waiting: woken.
+        assert!(woken(1));
+        // Busy (a task submitted, not finished), someone waiting: not yet.
+        let running = plan.submit(std::future::pending::<()>()).await.unwrap();
+        assert!(!woken(1));
+        running.cancel();
+    }
+
+    #[test]
+    fn a_supervisor_that_takes_up_a_wakeup_counts_it_off_once() {
+        let mut state = state(0, 0, 2);
+        state.wakeup_taken(true);
+        assert_eq!(state.wakeups_in_flight, 1);
+        state.wakeup_taken(false);
+        assert_eq!(state.wakeups_in_flight, 1);
+        state.wakeup_taken(true);
+        state.wakeup_taken(true);
+        assert_eq!(state.wakeups_in_flight, 0, "never below zero");
+    }
+}
