@@ -22,7 +22,7 @@ use tokio::time::{Instant, Sleep, sleep_until};
 use crate::error::contain_panic;
 use crate::plan::Shared;
 use crate::sync::{AtomicBool, AtomicWaker, Ordering};
-use crate::task::{Outcome, Task};
+use crate::task::{Ended, HandleWaker, Outcome, Task};
 
 /// Runs tasks until the plan is closed and drained, is aborted, or has more
 /// supervisors than it needs.
@@ -71,6 +71,7 @@ pub(crate) async fn supervise(exit: ExitGuard) {
             task: Some(task),
             started,
             timed: false,
+            handle: HandleWaker::default(),
         };
         let task = running.task();
         let queue_wait = task.queued_at().map_or(Duration::ZERO, |queued_at| {
@@ -153,21 +154,37 @@ pub(crate) async fn supervise(exit: ExitGuard) {
         })
         .await;
         let _entered = span.enter();
-        let ending = match ending {
+        let mut ending = match ending {
             Ending::Expired => Ending::Ran(task.time_out(plan.outcomes())),
             other => other,
         };
+        if let Ending::Ran(ran) = &mut ending {
+            // Woken last, once the task is settled (see `HandleWaker`).
+            running.handle = std::mem::take(&mut ran.handle);
+        }
         let ended = running.measure();
         let run_time = ended.saturating_duration_since(started);
         let task = running.task();
         match ending {
-            Ending::Ran(Outcome::Completed) => tracing::trace!(?run_time, "task completed"),
-            Ending::Ran(Outcome::Cancelled) => tracing::debug!(?run_time, "task cancelled"),
-            Ending::Ran(Outcome::TimedOut) => {
+            Ending::Ran(Ended {
+                outcome: Outcome::Completed,
+                ..
+            }) => tracing::trace!(?run_time, "task completed"),
+            Ending::Ran(Ended {
+                outcome: Outcome::Cancelled,
+                ..
+            }) => tracing::debug!(?run_time, "task cancelled"),
+            Ending::Ran(Ended {
+                outcome: Outcome::TimedOut,
+                ..
+            }) => {
                 let timeout = task.timeout(plan.default_timeout).unwrap_or_default();
                 in_context!(span, plan, task, warn, ?timeout, "task timed out");
             }
-            Ending::Ran(Outcome::Panicked(message)) => {
+            Ending::Ran(Ended {
+                outcome: Outcome::Panicked(message),
+                ..
+            }) => {
                 in_context!(span, plan, task, error, panic = %message, "task panicked");
             }
             Ending::Aborted => {
@@ -223,6 +240,8 @@ struct Running<'a> {
     started: Instant,
     /// Whether `measure` has counted its run time.
     timed: bool,
+    /// The handle's waker, once the supervisor saw the task end.
+    handle: HandleWaker,
 }
 
 impl Running<'_> {
@@ -248,13 +267,18 @@ impl Drop for Running<'_> {
         if !self.timed {
             self.measure();
         }
-        let Some(task) = self.task.take() else { return };
+        let Some(mut task) = self.task.take() else {
+            return;
+        };
         let plan = self.plan;
         if !task.header().is_done() {
             task.record(plan.outcomes(), &Outcome::Cancelled);
         }
         plan.finished_running(&task);
         let id = task.id();
+        // A task that did not end before (an abort, or the runtime dropping
+        // this supervisor) ends now, as cancelled.
+        let ended_now = task.end();
         // Dropping a detached task's output runs user code too; its panic
         // must not take the supervisor down.
         contain_panic(
@@ -269,6 +293,9 @@ impl Drop for Running<'_> {
             },
         );
         plan.settle(1);
+        // Last, once the task is settled: waking a handle runs user code.
+        std::mem::take(&mut self.handle).wake(&plan.name);
+        ended_now.wake(&plan.name);
     }
 }
 
@@ -308,7 +335,7 @@ impl Wake for TokenAlarm {
 
 /// How the race between a task, the token and the clock ended.
 enum Ending {
-    Ran(Outcome),
+    Ran(Ended),
     Aborted,
     Expired,
 }
