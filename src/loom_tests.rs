@@ -54,8 +54,8 @@
 //! checked by `sources::loom_copies_match_the_source`, so a change to the
 //! source fails that test until the copy here is brought up to date):
 //!
-//! - `header`: the task lifecycle (`Header`, `Core`, `Task::poll_run` and
-//!   `Task`'s drop, `Queue`), all real. What stands in for the plan is the
+//! - `header`: the task lifecycle (`Header`, `Core`, `Task::poll_run`,
+//!   `Task::end` and `Task`'s drop, `Queue`), all real. What stands in for the plan is the
 //!   glue around them: `Shared::cancel`, the pop in `Shared::try_pop`, and
 //!   the drain in `Shared::cancel_queued`, copied call for call under a loom
 //!   mutex that stands for the plan's queue lock.
@@ -98,7 +98,9 @@ use std::task::{Context, Poll, Waker};
 use loom::future::block_on;
 use loom::thread;
 
-use crate::engine::cell::{CancelRequest, Control, Header, Join, NewTask, Outcome, Setup, Task};
+use crate::engine::cell::{
+    CancelRequest, Control, Ended, Header, Join, NewTask, Outcome, Setup, Task,
+};
 use crate::engine::counters::{Counters, Outcomes};
 use crate::engine::queue::Queue;
 use crate::engine::sync::{Arc, AtomicBool, AtomicUsize, AtomicWaker, Mutex, Ordering};
@@ -307,7 +309,8 @@ mod header {
         self.drop_unstarted(tasks.len(), tasks.into_tasks());");
     fact!(DROP_UNSTARTED in "engine/shared.rs": "
         self.outcomes().record_cancelled_queued(count);
-        for task in tasks {
+        let mut handles = Vec::new();
+        for mut task in tasks {
             task.record_cancelled_queued_for_tag();
             tracing::debug!(
                 plan = %self.name,
@@ -315,7 +318,15 @@ mod header {
                 tag = task.tag().map(|tag| tag.name.as_str()),
                 \"queued task cancelled\"
             );
+            let handle = task.end();
+            if handle.is_waiting() {
+                handles.push(handle);
+            }
             drop(task);
+        }
+        self.settle(count);
+        for handle in handles {
+            handle.wake(&self.name);
         }");
 
     /// The plan's side of one task: its queue under a loom mutex standing
@@ -377,14 +388,24 @@ mod header {
             Cancel::Nothing
         }
 
-        /// `Shared::drop_unstarted` (`DROP_UNSTARTED`): counted, then dropped,
-        /// which resolves the handle.
+        /// `Shared::drop_unstarted` (`DROP_UNSTARTED`): counted, then ended,
+        /// which resolves the handle, then the handles woken.
         fn drop_unstarted(&self, tasks: Vec<Task>) {
             if tasks.is_empty() {
                 return;
             }
             self.outcomes.record_cancelled_queued(tasks.len());
-            drop(tasks);
+            let mut handles = Vec::new();
+            for mut task in tasks {
+                let handle = task.end();
+                if handle.is_waiting() {
+                    handles.push(handle);
+                }
+                drop(task);
+            }
+            for handle in handles {
+                handle.wake("loom");
+            }
         }
 
         /// The pop of `Shared::try_pop` (`POP`), then the task run to its end
@@ -401,10 +422,14 @@ mod header {
             Some(self.run(&mut task))
         }
 
+        /// The supervisor's run of a task: polled to its end, and its
+        /// handle woken once it ended, as `Running`'s drop wakes it.
         fn run(&self, task: &mut Task) -> Outcome {
-            block_on(poll_fn(|cx| {
+            let ended = block_on(poll_fn(|cx| {
                 task.poll_run(cx, &self.outcomes, &self.supervisor)
-            }))
+            }));
+            ended.handle.wake("loom");
+            ended.outcome
         }
 
         /// The queue part of an abort (`DRAIN`): closed and drained under
@@ -924,11 +949,12 @@ mod idle {
                     if let Some(mut task) = task {
                         task.header().mark_started(1);
                         let waker = AtomicWaker::new();
-                        block_on(poll_fn(|cx| {
+                        let ended = block_on(poll_fn(|cx| {
                             task.poll_run(cx, plan.counters.outcomes(), &waker)
                         }));
                         drop(task);
                         plan.settle(1);
+                        ended.handle.wake("loom");
                     }
                 })
             };
@@ -1052,7 +1078,7 @@ mod alarm {
 
     #[derive(Debug)]
     enum Ending {
-        Ran(Outcome),
+        Ran(Ended),
         Aborted,
     }
 

@@ -238,20 +238,18 @@ impl<T> Core<T> {
         self.slot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores the result of a task that ends without a value, and wakes its
-    /// handle. Called once, by the wrapper, after the user's future has been
-    /// dropped and the end counted; never after `conclude` stored a result.
-    fn resolve(&self, result: Result<T, Failure>) {
-        let waker = {
-            let mut slot = self.lock_slot();
-            // Marked under the lock: whoever sees DONE (Acquire in
-            // `is_done`) and then takes the lock finds the result.
-            self.header.state.swap(DONE, Ordering::AcqRel);
-            waiting_waker(std::mem::replace(&mut *slot, Slot::Ready(result)))
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+    /// Stores the result of a task that ends without a value, and returns
+    /// the waker of its handle's last poll, for the caller to wake (see
+    /// [`HandleWaker`]). Called once, by the wrapper, after the user's future
+    /// has been dropped and the end counted; never after `conclude` stored a
+    /// result.
+    #[must_use = "the handle is only woken by waking the returned waker"]
+    fn resolve(&self, result: Result<T, Failure>) -> Option<Waker> {
+        let mut slot = self.lock_slot();
+        // Marked under the lock: whoever sees DONE (Acquire in `is_done`) and
+        // then takes the lock finds the result.
+        self.header.state.swap(DONE, Ordering::AcqRel);
+        waiting_waker(std::mem::replace(&mut *slot, Slot::Ready(result)))
     }
 
     /// Ends a running task with `result`, unless its cancel was requested
@@ -261,31 +259,30 @@ impl<T> Core<T> {
     /// canceller's `fetch_or` of CANCEL in `Header::request_cancel`: exactly
     /// one of them sees the other's state, so a cancel reported as requested
     /// (and counted by `cancel_tag`) always ends the task cancelled. `count`
-    /// runs once the end is decided and before the handle can see it.
+    /// runs once the end is decided and before the handle can see it. On
+    /// `Ok`, returns the waker of the handle's last poll, for the caller to
+    /// wake (see [`HandleWaker`]).
     fn conclude(
         &self,
         result: Result<T, Failure>,
         count: impl FnOnce(),
-    ) -> Result<(), Result<T, Failure>> {
-        let waker = {
-            let mut slot = self.lock_slot();
-            if self
-                .header
-                .state
-                .compare_exchange(RUNNING, ENDING, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
-                return Err(result);
-            }
-            count();
-            // After the count: whoever sees DONE sees it counted.
-            self.header.state.store(DONE, Ordering::Release);
-            waiting_waker(std::mem::replace(&mut *slot, Slot::Ready(result)))
-        };
-        if let Some(waker) = waker {
-            waker.wake();
+    ) -> Result<Option<Waker>, Result<T, Failure>> {
+        let mut slot = self.lock_slot();
+        if self
+            .header
+            .state
+            .compare_exchange(RUNNING, ENDING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(result);
         }
-        Ok(())
+        count();
+        // After the count: whoever sees DONE sees it counted.
+        self.header.state.store(DONE, Ordering::Release);
+        Ok(waiting_waker(std::mem::replace(
+            &mut *slot,
+            Slot::Ready(result),
+        )))
     }
 
     /// Polls for the task's result, for the handle: `Ready(None)` once the
@@ -317,6 +314,93 @@ pub(crate) enum Outcome {
     TimedOut,
     /// With the panic's message, for the log.
     Panicked(String),
+}
+
+/// How a run of a task ended, and the waker of its handle to wake once the
+/// end is settled.
+#[derive(Debug)]
+pub(crate) struct Ended {
+    pub(crate) outcome: Outcome,
+    pub(crate) handle: HandleWaker,
+}
+
+/// The waker of a task's handle, taken as the task resolved.
+///
+/// Whoever polls a [`TaskHandle`](crate::TaskHandle) chooses its waker, so
+/// waking it runs user code, which may panic. That panic must neither take
+/// a supervisor down nor stop the plan's bookkeeping half way (a cancel that
+/// unwinds before the task is settled leaves `wait_idle` waiting forever),
+/// so the task's resolution hands the waker to whoever ends the task, which
+/// wakes it last, with [`wake`](HandleWaker::wake), where the panic is
+/// contained and logged. Dropping it wakes it the same way (without the
+/// plan's name for the log), so no path can lose the wakeup.
+#[derive(Default)]
+#[must_use = "dropping it wakes the handle at once; `wake` wakes it with the plan's name for the log"]
+pub(crate) struct HandleWaker(Option<Wakeup>);
+
+/// A [`HandleWaker`] that has a waker, and what its log line names.
+struct Wakeup {
+    waker: Waker,
+    task: TaskId,
+    tag: Option<Arc<TagInfo>>,
+}
+
+impl HandleWaker {
+    fn new(waker: Option<Waker>, task: TaskId, tag: Option<&Arc<TagInfo>>) -> HandleWaker {
+        HandleWaker(waker.map(|waker| Wakeup {
+            waker,
+            task,
+            tag: tag.cloned(),
+        }))
+    }
+
+    /// Whether the handle was polled before its task resolved, so there is
+    /// a waker to wake.
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Wakes the handle, if it was waiting; a panic of its waker is
+    /// contained and logged with `plan`'s name.
+    pub(crate) fn wake(mut self, plan: &str) {
+        if let Some(wakeup) = self.0.take() {
+            wakeup.wake(Some(plan));
+        }
+    }
+}
+
+impl Drop for HandleWaker {
+    fn drop(&mut self) {
+        if let Some(wakeup) = self.0.take() {
+            wakeup.wake(None);
+        }
+    }
+}
+
+impl Wakeup {
+    fn wake(self, plan: Option<&str>) {
+        let Wakeup { waker, task, tag } = self;
+        contain_panic(
+            || waker.wake(),
+            |panic| {
+                tracing::error!(
+                    plan,
+                    task = %task,
+                    tag = tag.as_ref().map(|tag| tag.name.as_str()),
+                    panic,
+                    "a task handle's waker panicked"
+                )
+            },
+        );
+    }
+}
+
+impl fmt::Debug for HandleWaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandleWaker")
+            .field("waiting", &self.0.is_some())
+            .finish()
+    }
 }
 
 /// The type-erased header of a task that may outlive its run: what the plan
@@ -548,7 +632,7 @@ trait Runnable: Control {
     unsafe fn queued_at(&self) -> Option<Instant>;
 
     /// Writes.
-    unsafe fn time_out(&self, counters: &Outcomes) -> Outcome;
+    unsafe fn time_out(&self, counters: &Outcomes) -> Ended;
 
     /// Writes.
     unsafe fn poll_run(
@@ -556,10 +640,10 @@ trait Runnable: Control {
         cx: &mut Context<'_>,
         counters: &Outcomes,
         cancel_waker: &AtomicWaker,
-    ) -> Poll<Outcome>;
+    ) -> Poll<Ended>;
 
-    /// Writes. Ends a task dropped before it finished.
-    unsafe fn abandon(&self);
+    /// Writes. Ends a task that has not ended, as cancelled.
+    unsafe fn abandon(&self) -> HandleWaker;
 
     fn control(self: Arc<Self>) -> Arc<dyn Control>;
 }
@@ -638,8 +722,9 @@ impl Task {
     }
 
     /// Drops the future of a task that ran past its timeout: counts it and
-    /// resolves its handle with a timeout error.
-    pub(crate) fn time_out(&mut self, counters: &Outcomes) -> Outcome {
+    /// resolves its handle with a timeout error. The caller wakes the
+    /// handle (`Ended::handle`) once the task is settled.
+    pub(crate) fn time_out(&mut self, counters: &Outcomes) -> Ended {
         // SAFETY: `&mut self` on the unique owner (see `Cell`).
         unsafe { self.0.time_out(counters) }
     }
@@ -653,22 +738,35 @@ impl Task {
     /// When the task ends, in this order: the future is dropped (its
     /// destructors run), the outcome is counted in `counters`, and the
     /// handle resolves; so whoever sees the handle resolved sees the count.
-    /// After `Ready` the task must not be polled again.
+    /// The handle's waker is returned (`Ended::handle`), for the caller to
+    /// wake once the task is settled. After `Ready` the task must not be
+    /// polled again.
     pub(crate) fn poll_run(
         &mut self,
         cx: &mut Context<'_>,
         counters: &Outcomes,
         cancel_waker: &AtomicWaker,
-    ) -> Poll<Outcome> {
+    ) -> Poll<Ended> {
         // SAFETY: `&mut self` on the unique owner (see `Cell`).
         unsafe { self.0.poll_run(cx, counters, cancel_waker) }
+    }
+
+    /// Ends a task that has not ended (a cancel of a queued task, an abort,
+    /// the runtime dropping its supervisor): drops its future and resolves
+    /// its handle as cancelled; the caller has counted it. Returns the
+    /// handle's waker, for the caller to wake once the task is settled; it
+    /// has none if the task had ended already.
+    pub(crate) fn end(&mut self) -> HandleWaker {
+        // SAFETY: `&mut self` on the unique owner (see `Cell`).
+        unsafe { self.0.abandon() }
     }
 }
 
 impl Drop for Task {
     fn drop(&mut self) {
-        // SAFETY: `&mut self` on the unique owner (see `Cell`).
-        unsafe { self.0.abandon() }
+        // A task nobody ended with `end` wakes its handle here, where the
+        // waker's panic is contained too.
+        drop(self.end());
     }
 }
 
@@ -697,17 +795,17 @@ where
 
     /// Ends the task as cancelled: drops the future, counts the cancel, then
     /// resolves the handle.
-    fn end_cancelled(&self, body: Pin<&mut Body<F>>, counters: &Outcomes) -> Outcome {
+    fn end_cancelled(&self, body: Pin<&mut Body<F>>, counters: &Outcomes) -> Ended {
         let body = body.project();
         let setup = body.setup.as_deref();
         discard(body.stage, setup.and_then(|setup| setup.token.as_ref()));
-        record(
-            setup.and_then(|setup| setup.tag.as_ref()),
-            counters,
-            &Outcome::Cancelled,
-        );
-        self.core.resolve(Err(Failure::Cancelled));
-        Outcome::Cancelled
+        let tag = setup.and_then(|setup| setup.tag.as_ref());
+        record(tag, counters, &Outcome::Cancelled);
+        let waker = self.core.resolve(Err(Failure::Cancelled));
+        Ended {
+            outcome: Outcome::Cancelled,
+            handle: HandleWaker::new(waker, *body.id, tag),
+        }
     }
 
     /// Ends a task whose future is already dropped with `outcome` and
@@ -720,20 +818,26 @@ where
         counters: &Outcomes,
         outcome: Outcome,
         result: Result<F::Output, Failure>,
-    ) -> Outcome {
+    ) -> Ended {
         let body = body.project();
         let setup = body.setup.as_deref();
         let tag = setup.and_then(|setup| setup.tag.as_ref());
-        let Err(overruled) = self
+        let overruled = match self
             .core
             .conclude(result, || record(tag, counters, &outcome))
-        else {
-            return outcome;
+        {
+            Ok(waker) => {
+                return Ended {
+                    outcome,
+                    handle: HandleWaker::new(waker, *body.id, tag),
+                };
+            }
+            Err(overruled) => overruled,
         };
         // The cancel came first and was reported as requested; the value,
         // timeout or panic of the same instant gives way to it.
         if let Some(token) = setup.and_then(|setup| setup.token.as_ref()) {
-            token.cancel();
+            cancel_token(token);
         }
         if let Outcome::Panicked(message) = &outcome {
             tracing::error!(
@@ -748,9 +852,21 @@ where
             |panic| tracing::error!(task = %body.id, panic, "a task's output destructor panicked"),
         );
         record(tag, counters, &Outcome::Cancelled);
-        self.core.resolve(Err(Failure::Cancelled));
-        Outcome::Cancelled
+        let waker = self.core.resolve(Err(Failure::Cancelled));
+        Ended {
+            outcome: Outcome::Cancelled,
+            handle: HandleWaker::new(waker, *body.id, tag),
+        }
     }
+}
+
+/// Cancels a task's own token. That wakes whatever waits on it, with
+/// wakers that are user code: a panic of one is contained and logged.
+fn cancel_token(token: &CancellationToken) {
+    contain_panic(
+        || token.cancel(),
+        |panic| tracing::error!(panic, "a waker of a task's token panicked"),
+    );
 }
 
 /// Drops the user's future in place, after cancelling the task's token if
@@ -758,7 +874,7 @@ where
 /// it, so its panic is contained and logged.
 fn discard<F>(mut stage: Pin<&mut Stage<F>>, token: Option<&CancellationToken>) {
     if let Some(token) = token {
-        token.cancel();
+        cancel_token(token);
     }
     contain_panic(
         || stage.set(Stage::Finished),
@@ -798,7 +914,7 @@ where
         unsafe { self.body() }.queued_at
     }
 
-    unsafe fn time_out(&self, counters: &Outcomes) -> Outcome {
+    unsafe fn time_out(&self, counters: &Outcomes) -> Ended {
         // SAFETY: forwarded from the caller's contract.
         let mut body = unsafe { self.body_mut() };
         let this = body.as_mut().project();
@@ -812,7 +928,7 @@ where
         cx: &mut Context<'_>,
         counters: &Outcomes,
         cancel_waker: &AtomicWaker,
-    ) -> Poll<Outcome> {
+    ) -> Poll<Ended> {
         // SAFETY: forwarded from the caller's contract.
         let mut body = unsafe { self.body_mut() };
         if self.core.header.cancel_requested() {
@@ -848,14 +964,17 @@ where
         }
     }
 
-    unsafe fn abandon(&self) {
+    unsafe fn abandon(&self) -> HandleWaker {
         // SAFETY: forwarded from the caller's contract.
         let body = unsafe { self.body_mut() }.project();
-        if matches!(*body.stage, Stage::Running { .. }) {
-            let token = body.setup.as_deref().and_then(|setup| setup.token.as_ref());
-            discard(body.stage, token);
-            self.core.resolve(Err(Failure::Cancelled));
+        if !matches!(*body.stage, Stage::Running { .. }) {
+            return HandleWaker::default();
         }
+        let setup = body.setup.as_deref();
+        discard(body.stage, setup.and_then(|setup| setup.token.as_ref()));
+        let waker = self.core.resolve(Err(Failure::Cancelled));
+        let tag = setup.and_then(|setup| setup.tag.as_ref());
+        HandleWaker::new(waker, *body.id, tag)
     }
 
     fn control(self: Arc<Self>) -> Arc<dyn Control> {
@@ -954,11 +1073,12 @@ mod tests {
 
         fn run(task: &mut Task, counters: &Outcomes) -> Poll<Outcome> {
             let cancel_waker = AtomicWaker::new();
-            task.poll_run(
-                &mut Context::from_waker(Waker::noop()),
-                counters,
-                &cancel_waker,
-            )
+            let mut cx = Context::from_waker(Waker::noop());
+            task.poll_run(&mut cx, counters, &cancel_waker)
+                .map(|ended| {
+                    ended.handle.wake("test");
+                    ended.outcome
+                })
         }
 
         #[test]
@@ -1023,7 +1143,9 @@ mod tests {
             let cancel_waker = AtomicWaker::new();
             let mut cx = Context::from_waker(Waker::noop());
             let ended = task.poll_run(&mut cx, &counters, &cancel_waker);
-            assert!(matches!(ended, Poll::Ready(Outcome::Panicked(ref text)) if text == "boom"));
+            assert!(
+                matches!(ended, Poll::Ready(Ended { outcome: Outcome::Panicked(ref text), .. }) if text == "boom")
+            );
             let result = join.poll_output(&mut cx);
             assert!(matches!(result, Poll::Ready(Some(Err(Failure::Panic(_))))));
             assert_eq!(counters.panicked.load(SeqCst), 1);
@@ -1041,7 +1163,10 @@ mod tests {
             let token = task.setup().and_then(|setup| setup.token.clone()).unwrap();
             task.header().mark_started(0);
             assert!(run(&mut task, &counters).is_pending());
-            assert!(matches!(task.time_out(&counters), Outcome::TimedOut));
+            assert!(matches!(
+                task.time_out(&counters).outcome,
+                Outcome::TimedOut
+            ));
             assert_eq!(drops.load(SeqCst), 1);
             assert!(
                 token.is_cancelled(),

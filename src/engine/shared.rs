@@ -856,14 +856,18 @@ impl Shared {
     /// `count` is how many `tasks` yields. The plan's count goes up for all
     /// of them first; each task's tag count just before it drops, in one
     /// visit, since an abort may bring many tasks that are no longer in the
-    /// cache. Either way a task is counted before its handle resolves.
+    /// cache. Either way a task is counted before its handle resolves, and
+    /// the handles are woken once every task is settled.
     fn drop_unstarted(&self, count: usize, tasks: impl IntoIterator<Item = Task>) {
         if count == 0 {
             return;
         }
         self.outcomes().record_cancelled_queued(count);
+        // Waking a handle runs user code, which may panic: that waits until
+        // the bookkeeping is done (see `HandleWaker`).
+        let mut handles = Vec::new();
         // Drops the futures and resolves the handles, outside the lock.
-        for task in tasks {
+        for mut task in tasks {
             task.record_cancelled_queued_for_tag();
             tracing::debug!(
                 plan = %self.name,
@@ -871,9 +875,16 @@ impl Shared {
                 tag = task.tag().map(|tag| tag.name.as_str()),
                 "queued task cancelled"
             );
+            let handle = task.end();
+            if handle.is_waiting() {
+                handles.push(handle);
+            }
             drop(task);
         }
         self.settle(count);
+        for handle in handles {
+            handle.wake(&self.name);
+        }
     }
 
     pub(crate) fn tag_stats(&self, tag: &str) -> Stats {

@@ -18,7 +18,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use tokio::time::{Instant, Sleep, sleep_until};
 
-use crate::engine::cell::{Outcome, Task};
+use crate::engine::cell::{Ended, HandleWaker, Outcome, Task};
 use crate::engine::counters::{CachePadded, Outcomes};
 use crate::engine::shared::Shared;
 use crate::engine::sync::{AtomicBool, AtomicWaker, Ordering};
@@ -83,6 +83,7 @@ pub(crate) async fn supervise(mut exit: ExitGuard) {
             task: Some(task),
             started,
             timed: false,
+            handle: HandleWaker::default(),
         };
         let task = running.task();
         let queue_wait = match (started, task.queued_at()) {
@@ -170,23 +171,39 @@ pub(crate) async fn supervise(mut exit: ExitGuard) {
         })
         .await;
         let _entered = span.enter();
-        let ending = match ending {
+        let mut ending = match ending {
             Ending::Expired => Ending::Ran(task.time_out(outcomes)),
             other => other,
         };
+        if let Ending::Ran(ran) = &mut ending {
+            // Woken last, once the task is settled (see `HandleWaker`).
+            running.handle = std::mem::take(&mut ran.handle);
+        }
         let ended = running.measure();
         let run_time = ended.zip(started).map(|(ended, started)| {
             tracing::field::debug(ended.saturating_duration_since(started))
         });
         let task = running.task();
         match ending {
-            Ending::Ran(Outcome::Completed) => tracing::trace!(run_time, "task completed"),
-            Ending::Ran(Outcome::Cancelled) => tracing::debug!(run_time, "task cancelled"),
-            Ending::Ran(Outcome::TimedOut) => {
+            Ending::Ran(Ended {
+                outcome: Outcome::Completed,
+                ..
+            }) => tracing::trace!(run_time, "task completed"),
+            Ending::Ran(Ended {
+                outcome: Outcome::Cancelled,
+                ..
+            }) => tracing::debug!(run_time, "task cancelled"),
+            Ending::Ran(Ended {
+                outcome: Outcome::TimedOut,
+                ..
+            }) => {
                 let timeout = task.timeout(plan.default_timeout).unwrap_or_default();
                 in_context!(span, plan, task, warn, ?timeout, "task timed out");
             }
-            Ending::Ran(Outcome::Panicked(message)) => {
+            Ending::Ran(Ended {
+                outcome: Outcome::Panicked(message),
+                ..
+            }) => {
                 in_context!(span, plan, task, error, panic = %message, "task panicked");
             }
             Ending::Aborted => {
@@ -245,6 +262,8 @@ struct Running<'a> {
     started: Option<Instant>,
     /// Whether `measure` has counted its run time.
     timed: bool,
+    /// The handle's waker, once the supervisor saw the task end.
+    handle: HandleWaker,
 }
 
 impl Running<'_> {
@@ -273,13 +292,18 @@ impl Drop for Running<'_> {
         if !self.timed {
             self.measure();
         }
-        let Some(task) = self.task.take() else { return };
+        let Some(mut task) = self.task.take() else {
+            return;
+        };
         let plan = self.plan;
         if !task.header().is_done() {
             task.record(self.outcomes, &Outcome::Cancelled);
         }
         plan.finished_running(&task);
         let id = task.id();
+        // A task that did not end before (an abort, or the runtime dropping
+        // this supervisor) ends now, as cancelled.
+        let ended_now = task.end();
         // Dropping a detached task's output runs user code too; its panic
         // must not take the supervisor down.
         contain_panic(
@@ -294,6 +318,9 @@ impl Drop for Running<'_> {
             },
         );
         plan.settle(1);
+        // Last, once the task is settled: waking a handle runs user code.
+        std::mem::take(&mut self.handle).wake(&plan.name);
+        ended_now.wake(&plan.name);
     }
 }
 
@@ -333,7 +360,7 @@ impl Wake for TokenAlarm {
 
 /// How the race between a task, the token and the clock ended.
 enum Ending {
-    Ran(Outcome),
+    Ran(Ended),
     Aborted,
     Expired,
 }

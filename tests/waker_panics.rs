@@ -1,0 +1,398 @@
+//! Issue 11, first half: a handle polled with a waker whose `wake` panics.
+//!
+//! A `TaskHandle` is an ordinary future, so whoever polls it chooses its
+//! waker, and that waker's `wake` is user code. Each test polls a handle once
+//! with a waker that panics when woken, then ends the task one way
+//! (completion, panic, timeout, cancel through the handle while it runs or
+//! while it is queued, `cancel_tag`, `abort`, the runtime dropping the
+//! supervisors), and checks what the crate promises for a panic in user
+//! code: it is contained, the plan's bookkeeping finishes (`wait_idle`,
+//! `shutdown` and a second `abort` return), the worker lives on (a next task
+//! runs on the only worker), and the handle's result is still there for a
+//! poll with a good waker.
+//!
+//! Time is paused, and every wait is wrapped in a timeout of an hour only to
+//! turn a hang into a failure: under paused time a hang reaches it at once,
+//! and nothing else does. The wakers' panics print their message on stderr:
+//! that is the default panic hook, not a failure.
+
+mod common;
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Wake, Waker};
+use std::time::Duration;
+
+use taskplan::{Plan, TaskError, TaskHandle};
+use tokio::sync::Notify;
+
+/// A wait this long only ends by timing out if it hangs.
+const HANG: Duration = Duration::from_secs(3600);
+
+/// Awaits `future`, or fails the test if it hangs (see the module docs).
+async fn bounded<F: Future>(future: F, what: &str) -> F::Output {
+    tokio::time::timeout(HANG, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: hangs"))
+}
+
+/// A waker that reports being woken and then panics.
+#[derive(Default)]
+struct PanickingWaker {
+    woken: Notify,
+    wakes: AtomicUsize,
+}
+
+impl Wake for PanickingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        self.woken.notify_one();
+        panic!("a handle's waker panics");
+    }
+}
+
+impl PanickingWaker {
+    /// Waits until the waker was woken (and panicked).
+    async fn woken(&self) {
+        bounded(self.woken.notified(), "the handle's waker is never woken").await;
+    }
+}
+
+/// Polls `handle` once with a [`PanickingWaker`], which the handle keeps as
+/// its waker until it is polled again.
+fn poll_with_panicking_waker<T>(handle: &mut TaskHandle<T>) -> Arc<PanickingWaker> {
+    let waker = Arc::new(PanickingWaker::default());
+    let polled = Pin::new(handle).poll(&mut Context::from_waker(&Waker::from(Arc::clone(&waker))));
+    assert!(polled.is_pending(), "the task has not ended yet");
+    waker
+}
+
+/// A one-worker plan, tracked by the harness.
+fn one_worker_plan() -> Plan {
+    common::tracked(Plan::builder().workers(1).name("wakers").build().unwrap())
+}
+
+/// A task that reports that it started and then waits forever.
+fn parked(
+    started: &tokio::sync::mpsc::UnboundedSender<()>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let started = started.clone();
+    async move {
+        started.send(()).unwrap();
+        std::future::pending::<()>().await
+    }
+}
+
+/// The only worker is alive and the plan's bookkeeping is whole: a next task
+/// runs and `wait_idle` returns.
+async fn the_plan_keeps_working(plan: &Plan) {
+    let next = plan
+        .submit(async { "next" })
+        .await
+        .expect("the plan still accepts work: its worker is alive");
+    assert_eq!(bounded(next, "the next task").await.unwrap(), "next");
+    bounded(plan.wait_idle(), "wait_idle").await;
+    common::assert_conserved(plan.stats());
+}
+
+fn assert_cancelled<T: std::fmt::Debug>(result: Result<T, TaskError>, what: &str) {
+    match result {
+        Err(error) if error.is_cancelled() => {}
+        other => panic!("{what}: expected cancelled, got {other:?}"),
+    }
+}
+
+/// Runs `action`, failing the test if it unwinds.
+fn returns_normally<R>(action: impl FnOnce() -> R, what: &str) -> R {
+    std::panic::catch_unwind(AssertUnwindSafe(action))
+        .unwrap_or_else(|_| panic!("{what} unwound with the handle waker's panic"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_that_completes_resolves_its_handle_and_the_worker_lives_on() {
+    common::harness(async {
+        let plan = one_worker_plan();
+        let gate = common::Gate::closed();
+        let pass = gate.clone();
+        let mut handle = plan
+            .submit(async move {
+                pass.pass().await;
+                7
+            })
+            .await
+            .unwrap();
+        let waker = poll_with_panicking_waker(&mut handle);
+        gate.open();
+        waker.woken().await;
+        assert_eq!(bounded(&mut handle, "the handle").await.unwrap(), 7);
+        the_plan_keeps_working(&plan).await;
+        assert_eq!(plan.stats().completed, 2);
+        assert_eq!(waker.wakes.load(Ordering::SeqCst), 1);
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_that_panics_resolves_its_handle_with_the_panic_and_the_worker_lives_on() {
+    common::harness(async {
+        let plan = one_worker_plan();
+        let gate = common::Gate::closed();
+        let pass = gate.clone();
+        let mut handle = plan
+            .submit(async move {
+                pass.pass().await;
+                panic!("the task panics");
+            })
+            .await
+            .unwrap();
+        let waker = poll_with_panicking_waker(&mut handle);
+        gate.open();
+        waker.woken().await;
+        let error = bounded(&mut handle, "the handle").await.unwrap_err();
+        assert!(error.is_panic(), "{error:?}");
+        the_plan_keeps_working(&plan).await;
+        assert_eq!(plan.stats().panicked, 1);
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_that_times_out_resolves_its_handle_with_the_timeout_and_the_worker_lives_on() {
+    common::harness(async {
+        let plan = one_worker_plan();
+        let mut handle = plan
+            .task(std::future::pending::<()>())
+            .timeout(Duration::from_secs(1))
+            .submit()
+            .await
+            .unwrap();
+        let waker = poll_with_panicking_waker(&mut handle);
+        // Paused time jumps to the deadline once everything waits.
+        waker.woken().await;
+        let error = bounded(&mut handle, "the handle").await.unwrap_err();
+        assert!(error.is_timeout(), "{error:?}");
+        the_plan_keeps_working(&plan).await;
+        assert_eq!(plan.stats().timed_out, 1);
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_a_running_task_through_its_handle_resolves_it_and_the_worker_lives_on() {
+    common::harness(async {
+        let plan = one_worker_plan();
+        let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut handle = plan.submit(parked(&started_tx)).await.unwrap();
+        started_rx.recv().await.unwrap();
+        let waker = poll_with_panicking_waker(&mut handle);
+        returns_normally(|| handle.cancel(), "cancel()");
+        waker.woken().await;
+        assert_cancelled(bounded(&mut handle, "the handle").await, "the running task");
+        the_plan_keeps_working(&plan).await;
+        assert_eq!(plan.stats().cancelled, 1);
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_a_queued_task_through_its_handle_returns_normally_and_settles_it() {
+    common::harness(async {
+        let plan = one_worker_plan();
+        let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+        let blocker = plan.submit(parked(&started_tx)).await.unwrap();
+        started_rx.recv().await.unwrap();
+        let mut queued = plan.submit(async { 1 }).await.unwrap();
+        let waker = poll_with_panicking_waker(&mut queued);
+        returns_normally(|| queued.cancel(), "cancel() of a queued task");
+        assert_eq!(waker.wakes.load(Ordering::SeqCst), 1, "woken by the cancel");
+        assert_cancelled(bounded(&mut queued, "the handle").await, "the queued task");
+        blocker.cancel();
+        the_plan_keeps_working(&plan).await;
+        assert_eq!(plan.stats().cancelled, 2);
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_tag_over_running_and_queued_tasks_returns_normally_and_settles_them() {
+    common::harness(async {
+        let plan = one_worker_plan();
+        let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut running = plan
+            .task(parked(&started_tx))
+            .tag("doomed")
+            .submit()
+            .await
+            .unwrap();
+        started_rx.recv().await.unwrap();
+        let mut queued = plan.task(async { 1 }).tag("doomed").submit().await.unwrap();
+        let running_waker = poll_with_panicking_waker(&mut running);
+        let queued_waker = poll_with_panicking_waker(&mut queued);
+        let cancelled = returns_normally(|| plan.cancel_tag("doomed"), "cancel_tag");
+        assert_eq!(cancelled, 2);
+        queued_waker.woken().await;
+        running_waker.woken().await;
+        assert_cancelled(bounded(&mut queued, "the queued handle").await, "queued");
+        assert_cancelled(bounded(&mut running, "the running handle").await, "running");
+        the_plan_keeps_working(&plan).await;
+        let stats = plan.tag_stats("doomed");
+        assert_eq!(stats.cancelled, 2, "{stats:?}");
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn abort_with_panicking_handle_wakers_returns_settles_every_task_and_can_be_repeated() {
+    common::harness(async {
+        let plan = one_worker_plan();
+        let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut handles = vec![plan.submit(parked(&started_tx)).await.unwrap()];
+        started_rx.recv().await.unwrap();
+        for _ in 0..3 {
+            handles.push(plan.submit(parked(&started_tx)).await.unwrap());
+        }
+        let wakers: Vec<_> = handles.iter_mut().map(poll_with_panicking_waker).collect();
+        // Aborted on a task of its own, so that an abort that unwinds shows
+        // as a panic of that task rather than of the test.
+        let aborting = plan.clone();
+        let first = tokio::spawn(async move { aborting.abort().await });
+        let report = bounded(first, "the first abort")
+            .await
+            .expect("the first abort returns, without the wakers' panics");
+        assert_eq!(report.cancelled, 4, "{report:?}");
+        let again = bounded(plan.abort(), "a second abort").await;
+        assert_eq!(again.cancelled, 4, "{again:?}");
+        for waker in &wakers {
+            waker.woken().await;
+        }
+        for handle in &mut handles {
+            assert_cancelled(bounded(handle, "a handle").await, "an aborted task");
+        }
+        bounded(plan.wait_idle(), "wait_idle").await;
+        let stats = plan.stats();
+        assert_eq!((stats.queued, stats.running, stats.cancelled), (0, 0, 4));
+    })
+    .await;
+}
+
+/// Polls once with a no-op waker.
+fn poll_once<F: Future + Unpin>(future: &mut F) -> std::task::Poll<F::Output> {
+    Pin::new(future).poll(&mut Context::from_waker(Waker::noop()))
+}
+
+// The runtime under the plan is dropped with one task running and two
+// queued, all three handles polled with panicking wakers: every handle
+// resolves cancelled, and the plan's bookkeeping finishes, so `wait_idle`
+// (on another runtime) returns.
+#[test]
+fn dropping_the_runtime_under_the_plan_resolves_and_settles_every_task() {
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (plan, mut handles, wakers) = first.block_on(common::bounded(async {
+        // Not tracked: the runtime under the plan is dropped; the plan is
+        // waited for on another runtime below.
+        let plan = Plan::builder().workers(1).build().unwrap();
+        let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut handles = vec![plan.submit(parked(&started_tx)).await.unwrap()];
+        started_rx.recv().await.unwrap();
+        for _ in 0..2 {
+            handles.push(plan.submit(parked(&started_tx)).await.unwrap());
+        }
+        let wakers: Vec<_> = handles.iter_mut().map(poll_with_panicking_waker).collect();
+        (plan, handles, wakers)
+    }));
+    drop(first);
+    for (n, waker) in wakers.iter().enumerate() {
+        assert_eq!(waker.wakes.load(Ordering::SeqCst), 1, "handle {n} woken");
+    }
+    for handle in &mut handles {
+        match poll_once(handle) {
+            std::task::Poll::Ready(result) => assert_cancelled(result, "a task of the runtime"),
+            std::task::Poll::Pending => panic!("a handle never resolves: {:?}", plan.stats()),
+        }
+    }
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    second
+        .block_on(common::within(Duration::from_secs(10), plan.wait_idle()))
+        .unwrap_or_else(|| panic!("wait_idle hangs: {:?}", plan.stats()));
+    let stats = plan.stats();
+    assert_eq!((stats.queued, stats.running, stats.cancelled), (0, 0, 3));
+}
+
+// A waker's panic is logged at ERROR with the plan, the task and its tag,
+// both where a supervisor ends the task and where a cancel takes it off the
+// queue.
+#[tokio::test(start_paused = true)]
+async fn a_handle_wakers_panic_is_logged_with_plan_task_and_tag() {
+    common::harness(async {
+        let (captured, _default) = common::Captured::install();
+        let plan = one_worker_plan();
+        let gate = common::Gate::closed();
+        let pass = gate.clone();
+        let mut running = plan
+            .task(async move { pass.pass().await })
+            .tag("sync")
+            .submit()
+            .await
+            .unwrap();
+        let mut queued = plan.task(async {}).tag("later").submit().await.unwrap();
+        let running_waker = poll_with_panicking_waker(&mut running);
+        let _queued_waker = poll_with_panicking_waker(&mut queued);
+        queued.cancel();
+        gate.open();
+        running_waker.woken().await;
+        bounded(plan.wait_idle(), "wait_idle").await;
+        for (handle, tag) in [(running.id(), "sync"), (queued.id(), "later")] {
+            let line = captured.line_containing(&format!("task={handle} "));
+            assert!(line.contains("ERROR"), "{line}");
+            assert!(line.contains("a task handle's waker panicked"), "{line}");
+            assert!(line.contains("plan=\"wakers\""), "{line}");
+            assert!(line.contains(&format!("tag=\"{tag}\"")), "{line}");
+            assert!(line.contains("panic=\"a handle's waker panics\""), "{line}");
+        }
+    })
+    .await;
+}
+
+// The same for a waker on a task's own token (`submit_with`): cancelling the
+// task cancels its token, which wakes whatever waits on it. A panic of that
+// waker is contained too.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_waker_on_a_tasks_own_token_does_not_take_the_worker_down() {
+    common::harness(async {
+        let plan = one_worker_plan();
+        let (token_tx, token_rx) = tokio::sync::oneshot::channel();
+        let mut handle = plan
+            .submit_with(move |token| async move {
+                token_tx.send(token).unwrap();
+                std::future::pending::<()>().await
+            })
+            .await
+            .unwrap();
+        let token = token_rx.await.unwrap();
+        let waker = Arc::new(PanickingWaker::default());
+        let mut cancelled = Box::pin(token.cancelled());
+        let polled = cancelled
+            .as_mut()
+            .poll(&mut Context::from_waker(&Waker::from(Arc::clone(&waker))));
+        assert!(polled.is_pending());
+        returns_normally(|| handle.cancel(), "cancel()");
+        waker.woken().await;
+        assert!(token.is_cancelled());
+        assert_cancelled(bounded(&mut handle, "the handle").await, "the task");
+        the_plan_keeps_working(&plan).await;
+    })
+    .await;
+}
