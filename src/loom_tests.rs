@@ -814,7 +814,7 @@ mod idle {
     fact!(SETTLE in "engine/shared.rs": "
         self.counters.outcomes().record_settled(count);
         if self.idle_waiters.load(Ordering::SeqCst) > 0 && self.counters.is_idle() {
-            self.idle.notify_waiters();
+            self.wake_users(|| self.idle.notify_waiters());
         }");
     fact!(WAIT_IDLE in "engine/shared.rs": "
         let _waiting = IdleWaiter::register(&self.idle_waiters);

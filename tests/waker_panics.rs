@@ -396,3 +396,81 @@ async fn a_panicking_waker_on_a_tasks_own_token_does_not_take_the_worker_down() 
     })
     .await;
 }
+
+/// Polls any future once with a [`PanickingWaker`]; it keeps that waker
+/// until it is polled again or dropped.
+fn poll_future_with_panicking_waker<F: Future + Unpin>(future: &mut F) -> Arc<PanickingWaker> {
+    let waker = Arc::new(PanickingWaker::default());
+    let polled = Pin::new(future).poll(&mut Context::from_waker(&Waker::from(Arc::clone(&waker))));
+    assert!(polled.is_pending(), "the future is waiting");
+    waker
+}
+
+/// The plan's own waiters are user futures too: `wait_idle()` polled with a
+/// waker that panics is woken by the supervisor that settles the last task,
+/// and that panic must not take the supervisor down.
+#[tokio::test(start_paused = true)]
+async fn a_wait_idle_polled_with_a_panicking_waker_does_not_take_the_worker_down() {
+    common::harness(async {
+        let plan = one_worker_plan();
+        let gate = common::Gate::closed();
+        let pass = gate.clone();
+        let task = plan.submit(async move { pass.pass().await }).await.unwrap();
+        let mut waiting = Box::pin(plan.wait_idle());
+        let waker = poll_future_with_panicking_waker(&mut waiting);
+        gate.open();
+        waker.woken().await;
+        bounded(task, "the task").await.unwrap();
+        drop(waiting);
+        the_plan_keeps_working(&plan).await;
+    })
+    .await;
+}
+
+/// A submit waiting for room, polled with a waker that panics, is woken by
+/// the supervisor that takes a task off the full queue: the panic must not
+/// take the supervisor down, and the waiting submit still gets its room.
+#[tokio::test(start_paused = true)]
+async fn a_submit_waiting_for_room_polled_with_a_panicking_waker_does_not_take_the_worker_down() {
+    common::harness(async {
+        let plan = common::tracked(Plan::builder().workers(1).capacity(1).build().unwrap());
+        let gate = common::Gate::closed();
+        let pass = gate.clone();
+        let first = plan.submit(async move { pass.pass().await }).await.unwrap();
+        let queued = plan.submit(async {}).await.unwrap();
+        let mut waiting = Box::pin(plan.submit(async { "third" }));
+        let waker = poll_future_with_panicking_waker(&mut waiting);
+        gate.open();
+        waker.woken().await;
+        let third = bounded(waiting, "the waiting submit").await.unwrap();
+        for handle in [first, queued] {
+            bounded(handle, "a queued task").await.unwrap();
+        }
+        assert_eq!(bounded(third, "the third task").await.unwrap(), "third");
+        the_plan_keeps_working(&plan).await;
+    })
+    .await;
+}
+
+/// `closed()` and the plan's token polled with wakers that panic: closing
+/// and aborting the plan wake them, return normally, and can be repeated.
+#[tokio::test(start_paused = true)]
+async fn closed_and_token_waiters_with_panicking_wakers_do_not_break_close_or_abort() {
+    common::harness(async {
+        let plan = one_worker_plan();
+        let mut closed = Box::pin(plan.closed());
+        let token = plan.token();
+        let mut cancelled = Box::pin(token.cancelled());
+        let closed_waker = poll_future_with_panicking_waker(&mut closed);
+        let token_waker = poll_future_with_panicking_waker(&mut cancelled);
+        assert!(returns_normally(|| plan.close(), "close()"));
+        assert_eq!(closed_waker.wakes.load(Ordering::SeqCst), 1);
+        let report = returns_normally(|| bounded(plan.abort(), "abort"), "abort()").await;
+        assert!(!report.forced, "nothing was running or queued");
+        assert_eq!(token_waker.wakes.load(Ordering::SeqCst), 1);
+        bounded(plan.abort(), "a second abort").await;
+        assert!(plan.is_closed() && plan.token().is_cancelled());
+        drop((closed, cancelled));
+    })
+    .await;
+}

@@ -332,7 +332,7 @@ impl Shared {
             // Drain before cancelling: a task still queued when the grace
             // ran out must never start.
             self.abort_queued();
-            self.token.cancel();
+            self.wake_users(|| self.token.cancel());
         }
         supervisors.wait().await;
         // A task that a cancel on another thread took off the queue may still
@@ -660,7 +660,7 @@ impl Shared {
                 let wake_supervisor = state.claim_wakeup();
                 drop(state);
                 if wake_submitter {
-                    self.room_available.notify_one();
+                    self.wake_users(|| self.room_available.notify_one());
                 }
                 if wake_supervisor {
                     self.work_available.notify_one();
@@ -833,7 +833,7 @@ impl Shared {
         let mut cancelled = queued.len();
         self.drop_unstarted(queued.len(), queued);
         for _ in 0..wake_submitters {
-            self.room_available.notify_one();
+            self.wake_users(|| self.room_available.notify_one());
         }
         for task in running {
             if task.header().request_cancel() == CancelRequest::Requested {
@@ -919,7 +919,7 @@ impl Shared {
                 let wake_submitter = claim(&mut state.waiting_submitters);
                 drop(state);
                 if wake_submitter {
-                    self.room_available.notify_one();
+                    self.wake_users(|| self.room_available.notify_one());
                 }
                 self.drop_unstarted(1, [task]);
                 return;
@@ -943,12 +943,27 @@ impl Shared {
         newly_closed
     }
 
+    /// Runs `wake`, which wakes futures the plan's users poll (a submit
+    /// waiting for room, `wait_idle`, `closed()`, the token's waiters). Their
+    /// wakers are user code: a panic in one must not unwind through the
+    /// plan's bookkeeping or take a supervisor down, so it is contained and
+    /// logged. (Supervisors' own wakeups need no such care.)
+    fn wake_users(&self, wake: impl FnOnce()) {
+        contain_panic(wake, |panic| {
+            tracing::error!(
+                plan = %self.name,
+                panic,
+                "the waker of a future waiting on the plan panicked"
+            );
+        });
+    }
+
     /// Wakes whoever waits on a plan that just closed.
     fn announce_closed(&self) {
-        self.closing.cancel();
+        self.wake_users(|| self.closing.cancel());
         self.supervisors.close();
         self.work_available.notify_waiters();
-        self.room_available.notify_waiters();
+        self.wake_users(|| self.room_available.notify_waiters());
         tracing::debug!(plan = %self.name, "plan closed");
     }
 
@@ -992,7 +1007,7 @@ impl Shared {
         // and in `wait_idle` (count, then look) means that either the waiter
         // sees the plan idle or this sees the waiter.
         if self.idle_waiters.load(Ordering::SeqCst) > 0 && self.counters.is_idle() {
-            self.idle.notify_waiters();
+            self.wake_users(|| self.idle.notify_waiters());
         }
     }
 
