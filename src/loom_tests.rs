@@ -282,7 +282,7 @@ mod header {
                     let wake_submitter = claim(&mut state.waiting_submitters);
                     drop(state);
                     if wake_submitter {
-                        self.room_available.notify_one();
+                        self.wake_users(|| self.room_available.notify_one());
                     }
                     self.drop_unstarted(1, [task]);
                     return;
