@@ -7,6 +7,7 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::Level;
 
+use crate::engine::shared::Settings;
 use crate::error::BuildError;
 use crate::plan::{MAX_WORKERS, Plan};
 
@@ -222,14 +223,4 @@ impl PlanBuilder {
         };
         Ok(Plan::start(settings, token, runtime))
     }
-}
-
-/// What a built plan starts with, checked.
-pub(crate) struct Settings {
-    pub(crate) name: String,
-    pub(crate) workers: usize,
-    pub(crate) capacity: usize,
-    pub(crate) default_timeout: Option<Duration>,
-    pub(crate) span_level: Level,
-    pub(crate) timings: bool,
 }

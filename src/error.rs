@@ -7,10 +7,10 @@
 use std::any::Any;
 use std::error::Error;
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 
 use crate::engine::cell::TaskId;
+use crate::engine::panic::{Failure, panic_message};
 
 /// A task was refused by [`Plan::submit`] or [`Plan::try_submit`].
 ///
@@ -224,14 +224,6 @@ enum Kind {
     Panic(Mutex<Box<dyn Any + Send + 'static>>),
 }
 
-/// How a task ended without a value, as its shared slot stores it until
-/// the handle makes a [`TaskError`] of it.
-pub(crate) enum Failure {
-    Cancelled,
-    TimedOut,
-    Panic(Box<dyn Any + Send + 'static>),
-}
-
 impl TaskError {
     pub(crate) fn new(id: TaskId, failure: Failure) -> TaskError {
         let kind = match failure {
@@ -308,47 +300,6 @@ impl TaskError {
     }
 }
 
-/// Best-effort text of a panic payload, for logs and `Display`.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<&str> {
-    payload
-        .downcast_ref::<&'static str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-}
-
-/// A panic payload's message for a log line, or a placeholder.
-pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> &str {
-    panic_message(payload).unwrap_or("<non-string payload>")
-}
-
-/// Runs `action`, which runs user code (a destructor, a waker), and hands a
-/// panic's message to `report` instead of letting it unwind into this crate.
-///
-/// The caught payload is dropped where a panic is contained too (see
-/// [`drop_payload`]).
-pub(crate) fn contain_panic(action: impl FnOnce(), report: impl FnOnce(&str)) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(action)) {
-        report(panic_text(&*payload));
-        drop_payload(payload);
-    }
-}
-
-/// Drops a caught panic payload without letting a panic of its destructor
-/// unwind into this crate.
-///
-/// A payload is any value, so its destructor is user code and may panic,
-/// with a payload that is user code in turn. The payload of that second
-/// panic is dropped the same way; the payload of a third is leaked: a chain
-/// of payloads can be endless, each drop starting another panic, and leaking
-/// one value is the only way to end it that neither unwinds nor aborts.
-pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
-    if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        if let Err(third) = catch_unwind(AssertUnwindSafe(move || drop(second))) {
-            std::mem::forget(third);
-        }
-    }
-}
-
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
@@ -380,39 +331,3 @@ impl fmt::Debug for TaskError {
 }
 
 impl Error for TaskError {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// Drops: how many `Nested` payloads were dropped.
-    static DROPS: AtomicUsize = AtomicUsize::new(0);
-
-    /// A panic payload whose destructor panics with one a level smaller.
-    struct Nested(usize);
-
-    impl Drop for Nested {
-        fn drop(&mut self) {
-            DROPS.fetch_add(1, Ordering::SeqCst);
-            if self.0 > 0 && !std::thread::panicking() {
-                std::panic::panic_any(Nested(self.0 - 1));
-            }
-        }
-    }
-
-    /// A payload whose destructor panics, with a payload whose destructor
-    /// panics again, does not unwind out of `contain_panic`: the first two
-    /// are dropped and the third, `Nested(1)`, is leaked.
-    #[test]
-    fn contain_panic_contains_payloads_whose_destructors_panic() {
-        let mut reported = None;
-        contain_panic(
-            || std::panic::panic_any(Nested(3)),
-            |panic| reported = Some(panic.to_owned()),
-        );
-        assert_eq!(reported.as_deref(), Some("<non-string payload>"));
-        assert_eq!(DROPS.load(Ordering::SeqCst), 2, "Nested(3) and Nested(2)");
-    }
-}

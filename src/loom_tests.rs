@@ -102,9 +102,9 @@ use crate::engine::cell::{
     CancelRequest, Control, Ended, Header, Join, NewTask, Outcome, Setup, Task,
 };
 use crate::engine::counters::{Counters, Outcomes};
+use crate::engine::panic::Failure;
 use crate::engine::queue::Queue;
 use crate::engine::sync::{Arc, AtomicBool, AtomicUsize, AtomicWaker, Mutex, Ordering};
-use crate::error::Failure;
 
 /// No preemption bound: loom's whole search.
 const EXHAUSTIVE: Option<usize> = None;

@@ -13,16 +13,16 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-use crate::builder::{PlanBuilder, Settings};
+use crate::builder::PlanBuilder;
 use crate::engine::blocking::BlockingTask;
-use crate::engine::cell::{Join, TaskId};
-use crate::engine::shared::{Prepared, Refused, Shared};
+use crate::engine::cell::{Join, NewTask, TaskId};
+use crate::engine::shared::{Prepared, Refused, Settings, Shared, TaskOptions};
 use crate::engine::sync::Arc;
 use crate::engine::sync::Ordering;
 use crate::error::{ResizeError, SubmitError};
 use crate::handle::TaskHandle;
 use crate::stats::{ShutdownReport, Stats};
-use crate::task_builder::{TaskBuilder, TaskOptions};
+use crate::task_builder::TaskBuilder;
 
 /// The most workers a plan may have: [`PlanBuilder::workers`] and
 /// [`Plan::set_workers`] refuse more.
@@ -335,7 +335,7 @@ impl Plan {
             .submit(task, placement)
             .await
             .map(|id| self.handle(join, id))
-            .map_err(Refused::into_submit_error)
+            .map_err(submit_error)
     }
 
     /// Submits with the given options if the queue has room.
@@ -356,7 +356,7 @@ impl Plan {
         self.shared
             .push(task, placement, false)
             .map(|id| self.handle(join, id))
-            .map_err(Refused::into_submit_error)
+            .map_err(submit_error)
     }
 
     fn handle<T>(&self, join: Arc<dyn Join<T>>, id: TaskId) -> TaskHandle<T> {
@@ -700,6 +700,19 @@ impl Plan {
     #[must_use]
     pub fn tag_stats(&self, tag: &str) -> Stats {
         self.shared.tag_stats(tag)
+    }
+}
+
+/// The error for a submitter whose task the engine refused, with its
+/// future taken back out.
+fn submit_error<F>(refused: Refused<NewTask<F>>) -> SubmitError<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match refused {
+        Refused::Full(task) => SubmitError::Full(task.into_future()),
+        Refused::Closed(task) => SubmitError::Closed(task.into_future()),
     }
 }
 

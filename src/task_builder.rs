@@ -5,19 +5,11 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use crate::engine::shared::TaskOptions;
 use crate::error::SubmitError;
 use crate::handle::TaskHandle;
 use crate::plan::Plan;
 use crate::tag::Tag;
-
-/// What a task asks of the queue and its supervisor.
-#[derive(Debug, Default)]
-pub(crate) struct TaskOptions {
-    pub(crate) tag: Option<Tag>,
-    pub(crate) priority: i32,
-    /// `None`: the plan's default; `Some(None)`: no timeout at all.
-    pub(crate) timeout: Option<Option<Duration>>,
-}
 
 /// Describes one task before it is submitted; made by [`Plan::task`].
 ///

@@ -38,10 +38,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::counters::Outcomes;
+use crate::engine::panic::{Failure, contain_panic, panic_text};
 use crate::engine::sync::{Arc, Mutex, MutexGuard};
 use crate::engine::sync::{AtomicU8, AtomicU32, AtomicUsize, AtomicWaker, Ordering};
-use crate::error::{Failure, contain_panic, panic_text};
-use crate::tag::TagInfo;
+use crate::engine::tags::TagInfo;
 
 /// A task's id, unique within its plan and assigned in submission order.
 ///

@@ -15,7 +15,9 @@
 //!   lists for promotion and cancellation.
 //! - [`cell`]: one task in one allocation, and its lifecycle; the crate's
 //!   only `unsafe` code.
+//! - [`tags`]: what the plan keeps about each tag it has seen.
 //! - [`counters`]: lock-free counts and timings, per supervisor.
+//! - [`panic`]: containing the panics of user code the engine runs.
 //! - [`metrics`]: the same counts published through the `metrics` facade.
 //! - [`sync`]: the atomics and locks, switched to loom's under `--cfg loom`.
 
@@ -24,7 +26,9 @@ pub(crate) mod cell;
 pub(crate) mod counters;
 #[cfg(feature = "metrics")]
 pub(crate) mod metrics;
+pub(crate) mod panic;
 pub(crate) mod queue;
 pub(crate) mod shared;
 pub(crate) mod supervisor;
 pub(crate) mod sync;
+pub(crate) mod tags;

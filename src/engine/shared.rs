@@ -21,18 +21,17 @@ use tokio_util::task::TaskTracker;
 
 use slab::Slab;
 
-use crate::builder::Settings;
 use crate::engine::blocking::Blocking;
 use crate::engine::cell::{CancelRequest, Control, Header, Join, NewTask, Setup, Task, TaskId};
 use crate::engine::counters::{CachePadded, Counters, Outcomes};
+use crate::engine::panic::contain_panic;
 use crate::engine::queue::Queue;
 use crate::engine::supervisor;
 use crate::engine::sync::{Arc, Mutex, MutexGuard};
 use crate::engine::sync::{AtomicBool, AtomicUsize, AtomicWaker, Ordering};
-use crate::error::{SubmitError, contain_panic};
+use crate::engine::tags::{TagInfo, TagRegistry};
 use crate::stats::{ShutdownReport, Stats, Timing};
-use crate::tag::{Tag, TagRegistry};
-use crate::task_builder::TaskOptions;
+use crate::tag::Tag;
 
 /// State shared by a plan's clones, its supervisors and its handles.
 pub(crate) struct Shared {
@@ -216,24 +215,29 @@ struct TagState {
     running: Slab<Arc<dyn Control>>,
 }
 
+/// What a built plan starts with, checked.
+pub(crate) struct Settings {
+    pub(crate) name: String,
+    pub(crate) workers: usize,
+    pub(crate) capacity: usize,
+    pub(crate) default_timeout: Option<Duration>,
+    pub(crate) span_level: tracing::Level,
+    pub(crate) timings: bool,
+}
+
+/// What a task asks of the queue and its supervisor.
+#[derive(Debug, Default)]
+pub(crate) struct TaskOptions {
+    pub(crate) tag: Option<Tag>,
+    pub(crate) priority: i32,
+    /// `None`: the plan's default; `Some(None)`: no timeout at all.
+    pub(crate) timeout: Option<Option<Duration>>,
+}
+
 /// Why `Shared::push` refused a task; the task is handed back.
 pub(crate) enum Refused<T> {
     Full(T),
     Closed(T),
-}
-
-impl<F> Refused<NewTask<F>>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    /// The error for the submitter, with its future taken back out.
-    pub(crate) fn into_submit_error(self) -> SubmitError<F> {
-        match self {
-            Refused::Full(task) => SubmitError::Full(task.into_future()),
-            Refused::Closed(task) => SubmitError::Closed(task.into_future()),
-        }
-    }
 }
 
 impl Shared {
@@ -509,14 +513,14 @@ impl Shared {
     }
 
     /// Returns the entry of a tag, creating it on first use.
-    fn tag_info(&self, tag: Tag) -> Arc<crate::tag::TagInfo> {
+    fn tag_info(&self, tag: Tag) -> Arc<TagInfo> {
         self.tags
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get_or_insert(tag)
     }
 
-    fn find_tag(&self, tag: &str) -> Option<Arc<crate::tag::TagInfo>> {
+    fn find_tag(&self, tag: &str) -> Option<Arc<TagInfo>> {
         self.tags
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -20,9 +20,9 @@ use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::engine::cell::{Ended, HandleWaker, Outcome, Task};
 use crate::engine::counters::{CachePadded, Outcomes};
+use crate::engine::panic::contain_panic;
 use crate::engine::shared::Shared;
 use crate::engine::sync::{AtomicBool, AtomicWaker, Ordering};
-use crate::error::contain_panic;
 
 /// Runs tasks until the plan is closed and drained, is aborted, or has more
 /// supervisors than it needs.
