@@ -826,7 +826,7 @@ mod idle {
             }
             idle.await;
         }");
-    fact!(REGISTER in "engine/shared.rs": "
+    fact!(REGISTER in "engine/state.rs": "
         waiters.fetch_add(1, Ordering::SeqCst);
         IdleWaiter(waiters)");
 
@@ -1230,9 +1230,9 @@ mod counts {
         }
     }
 
-    mirror_methods! { CLAIMS in "engine/shared.rs":
+    mirror_methods! { CLAIMS in "engine/state.rs":
         impl State {
-            fn claim_retirement(&mut self) -> bool {
+            pub(crate) fn claim_retirement(&mut self) -> bool {
                 let surplus = self.active_supervisors > self.workers;
                 if surplus {
                     self.active_supervisors -= 1;
@@ -1240,7 +1240,7 @@ mod counts {
                 surplus
             }
 
-            fn claim_spawns(&mut self) -> usize {
+            pub(crate) fn claim_spawns(&mut self) -> usize {
                 let uncovered = self.queue.len().saturating_sub(self.wakeups_in_flight);
                 let room = self.workers.saturating_sub(self.active_supervisors);
                 let spawns = uncovered.min(room);

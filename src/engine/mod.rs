@@ -8,6 +8,8 @@
 //! - [`shared`]: the state a plan's clones, supervisors and handles share:
 //!   the queue behind one mutex, the wakeups, resizing, shutdown and the
 //!   counters.
+//! - [`state`]: the state behind the plan's one lock, and the wakeup
+//!   accounting that makes every wakeup count.
 //! - [`supervisor`]: the loop each worker runs: take a task, race it
 //!   against the plan's token and its timeout, end it.
 //! - [`blocking`]: closures on Tokio's blocking pool, as plan tasks.
@@ -29,6 +31,7 @@ pub(crate) mod metrics;
 pub(crate) mod panic;
 pub(crate) mod queue;
 pub(crate) mod shared;
+pub(crate) mod state;
 pub(crate) mod supervisor;
 pub(crate) mod sync;
 pub(crate) mod tags;
