@@ -151,6 +151,15 @@
 //! program written with `JoinSet` + `Semaphore`, with `TaskTracker`, and
 //! with taskplan.
 //!
+//! # Layout
+//!
+//! The public face (`Plan`, the builders, `TaskHandle`, the errors and the
+//! stats) wraps an engine under `src/engine/`: the task cell (one
+//! allocation per task, the crate's only `unsafe`), the queue, the locked
+//! state and its wakeup accounting, the supervisors, and the counters.
+//! Imports go downward only. `ARCHITECTURE.md` has the module map and a
+//! task's life through them.
+//!
 //! # Feature flags
 //!
 //! - `signal` (default): [`Plan::shutdown_on_signal`], through `tokio/signal`.
