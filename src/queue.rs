@@ -452,6 +452,25 @@ mod tests {
         assert_eq!(queue.nodes.capacity(), 4);
     }
 
+    /// A queue that empties without having grown past the storage it was
+    /// made with keeps that storage: emptying and refilling, the common
+    /// case, frees and allocates nothing. Seen through the slab's keys: the
+    /// kept storage hands out the key freed last (3), a new one its first
+    /// (0). Kills `replace > with >= in Queue::remove_node`, which swaps
+    /// the storage for a new one of the same size.
+    #[test]
+    fn a_queue_that_did_not_grow_keeps_its_storage_when_it_empties() {
+        let mut queue = Queue::with_capacity(4);
+        for _ in 0..4 {
+            queue.push(task(), 0, None);
+        }
+        assert_eq!(queue.nodes.capacity(), 4);
+        while queue.pop().is_some() {}
+        queue.push(task(), 0, None);
+        assert_eq!(queue.nodes.iter().next().map(|(key, _)| key), Some(3));
+        assert_eq!(queue.nodes.capacity(), 4);
+    }
+
     /// A cancel trusts `holds` to tell a task still at its key from one a
     /// drain took or whose key went to another task. Kills `replace
     /// Queue::holds -> bool with true`, which the plan-level suites only
