@@ -1,21 +1,23 @@
-//! Mutation testing: these mutants of `src/task.rs` survive, and change
-//! nothing a test can see:
+//! Mutation testing: these mutants of `src/task.rs` change nothing this
+//! matrix can see, and are killed by unit tests of the cell instead
+//! (`task::tests::lifecycle::mutants`):
 //!
 //! - `replace Header::is_queued -> bool with true`: `Shared::cancel` also
-//!   asks `Queue::holds`, which alone decides (a task that has left the
-//!   queue is no longer the one at its old key); `is_queued` only spares the
+//!   asks `Queue::holds`, which alone decides; `is_queued` only spares the
 //!   lookup.
-//! - `replace Header::mark_unqueued_for_cancel with ()` (and its `|`
-//!   mutants): a task a cancel took off the queue is dropped right after,
-//!   which marks it DONE; in between, a second cancel finds it neither in
-//!   the queue (`holds`) nor running, marked or not, exactly as for the
-//!   tasks an abort drains, which are never marked.
-//! - `delete match arm DONE in Header::request_cancel`: the general arm's
-//!   `fetch_or` on a DONE task reports `AlreadyDone` too; the arm only
-//!   spares the write.
+//! - `replace Header::mark_unqueued_for_cancel with ()` (and its `| with
+//!   &`): a task a cancel took off the queue is dropped right after, which
+//!   marks it DONE; in between, a second cancel finds it neither in the
+//!   queue (`holds`) nor running, marked or not.
 //! - `replace match guard waker.will_wake(cx.waker()) with false` in
 //!   `Core::poll_output`: it stores a clone of a waker equal to the one it
 //!   holds, which costs a clone and changes no wakeup.
+//!
+//! Two survive, equivalent: `replace | with ^` in
+//! `mark_unqueued_for_cancel` (`RUNNING ^ CANCEL` is the same constant), and
+//! `delete match arm DONE in Header::request_cancel` (the general arm's
+//! `fetch_or` on a DONE task reports `AlreadyDone` too; the arm only spares
+//! the write).
 //!
 //! Item 5 of the issue: a cancel matrix, in the manner of Java's
 //! `StructuredTaskScope` tests. Every way to stop a task (its handle,

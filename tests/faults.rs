@@ -337,13 +337,22 @@ async fn a_task_whose_destructor_panics_when_it_times_out_reports_a_timeout() {
 async fn a_detached_output_whose_destructor_panics_counts_as_completed_and_the_worker_lives_on() {
     let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
     let (bomb, dropped) = bomb("output destructor");
+    // Held until the handle is gone: on a multi-thread runtime the task
+    // could otherwise finish first, and the handle, holding the last
+    // reference, would drop the output here, in the test.
+    let gate = common::Gate::closed();
+    let pass = gate.clone();
     drop(
-        plan.task(async move { bomb })
-            .tag("detached")
-            .submit()
-            .await
-            .unwrap(),
+        plan.task(async move {
+            pass.pass().await;
+            bomb
+        })
+        .tag("detached")
+        .submit()
+        .await
+        .unwrap(),
     );
+    gate.open();
     plan.wait_idle().await;
     assert!(dropped.load(Ordering::SeqCst), "the output was dropped");
     let (stats, tag) = (plan.stats(), plan.tag_stats("detached"));

@@ -1243,5 +1243,169 @@ mod tests {
             assert_eq!(ended, 1);
             assert!(matches!(output(&*join), Poll::Ready(Some(_))));
         }
+
+        /// Written for the mutants of this file that the plan-level suites
+        /// let through (see "Mutation testing" in `docs/guarantees.md`):
+        /// each pins one accessor or state change of the cell directly.
+        ///
+        /// Left alive, because they change nothing observable:
+        /// - `replace | with ^ in Header::mark_unqueued_for_cancel`:
+        ///   `RUNNING ^ CANCEL` is the same constant as `RUNNING | CANCEL`.
+        /// - `delete match arm DONE in Header::request_cancel`: the general
+        ///   arm reports `AlreadyDone` for a DONE task too, and the CANCEL bit
+        ///   it then sets on a DONE task is never read (a task is not polled
+        ///   after DONE, and `is_done` masks the stage).
+        mod mutants {
+            use super::*;
+            use crate::tag::{Tag, TagRegistry};
+            use std::task::{RawWaker, RawWakerVTable};
+
+            #[test]
+            fn an_id_prints_as_its_number() {
+                let id = TaskId::from_sequence(4);
+                assert_eq!(id.as_u64(), 5);
+                assert_eq!(id.to_string(), "5");
+                assert_eq!(format!("{id:?}"), "TaskId(5)");
+            }
+
+            /// Kills `is_queued -> true`, `is_done -> true`, `queue_key ->
+            /// 0/1`, `set_queue_key -> ()`, `supervisor -> 0/1` and
+            /// `mark_started -> ()`.
+            #[test]
+            fn the_header_reports_each_stage_and_where_the_task_is() {
+                let counters = Outcomes::default();
+                let (mut task, join, _drops) = probe(0, Setup::default());
+                let header = join.header();
+                assert!(header.is_queued() && !header.is_done());
+                header.set_queue_key(7);
+                assert_eq!(header.queue_key(), 7);
+                task.header().mark_started(5);
+                assert_eq!(header.supervisor(), 5);
+                assert!(!header.is_queued() && !header.is_done());
+                assert!(matches!(
+                    run(&mut task, &counters),
+                    Poll::Ready(Outcome::Completed)
+                ));
+                assert!(!header.is_queued() && header.is_done());
+            }
+
+            /// Kills `mark_unqueued_for_cancel -> ()` and its `| with &`: a
+            /// task a cancel took off the queue is neither queued nor running
+            /// for a second cancel, which has nothing to unlink or wake.
+            #[test]
+            fn a_task_taken_off_the_queue_for_a_cancel_is_left_to_its_dropper() {
+                let (task, join, drops) = probe(usize::MAX, Setup::default());
+                task.header().mark_unqueued_for_cancel();
+                assert!(!join.header().is_queued());
+                assert!(!join.header().is_done());
+                assert_eq!(join.header().request_cancel(), CancelRequest::AlreadyDone);
+                drop(task);
+                assert_eq!(drops.load(SeqCst), 1);
+                assert!(matches!(
+                    output(&*join),
+                    Poll::Ready(Some(Err(Failure::Cancelled)))
+                ));
+            }
+
+            /// Kills `stamp_queued -> ()` and `Task::queued_at -> None`.
+            #[test]
+            fn a_task_keeps_the_time_it_was_queued() {
+                let now = Instant::now();
+                let mut new = NewTask::new(async {}, Setup::default());
+                new.stamp_queued(now);
+                assert_eq!(new.into_task().queued_at(), Some(now));
+                let unstamped = NewTask::new(async {}, Setup::default()).into_task();
+                assert_eq!(unstamped.queued_at(), None);
+            }
+
+            /// Kills `Task::priority -> 0/1/-1`, `Task::timeout -> None /
+            /// Some(Default::default())`, `Task::running_key -> 0/1` and
+            /// `set_running_key -> ()`.
+            #[test]
+            fn a_task_reports_its_setup_or_the_defaults() {
+                let plan_default = Some(Duration::from_secs(5));
+                let mut plain = NewTask::new(async {}, Setup::default()).into_task();
+                assert_eq!(plain.priority(), 0);
+                assert_eq!(plain.timeout(plan_default), plan_default);
+                plain.set_running_key(3);
+                assert_eq!(plain.running_key(), usize::MAX, "no side part to keep it");
+
+                let setup = Setup {
+                    priority: -2,
+                    timeout: Some(Some(Duration::from_secs(3))),
+                    ..Setup::default()
+                };
+                let mut set = NewTask::new(async {}, setup).into_task();
+                assert_eq!(set.priority(), -2);
+                assert_eq!(set.timeout(plan_default), Some(Duration::from_secs(3)));
+                assert_eq!(set.running_key(), usize::MAX);
+                set.set_running_key(3);
+                assert_eq!(set.running_key(), 3);
+
+                let unlimited = Setup {
+                    timeout: Some(None),
+                    ..Setup::default()
+                };
+                let unlimited = NewTask::new(async {}, unlimited).into_task();
+                assert_eq!(unlimited.timeout(plan_default), None);
+            }
+
+            /// Kills `NewTask::tag -> None`, `Task::tag -> None`, `record ->
+            /// ()`, `Task::record -> ()` and
+            /// `record_cancelled_queued_for_tag -> ()`.
+            #[test]
+            fn a_tagged_task_counts_its_end_for_its_tag_too() {
+                let tag = TagRegistry::new("plan").get_or_insert(Tag::from("jobs"));
+                let setup = Setup {
+                    tag: Some(Arc::clone(&tag)),
+                    ..Setup::default()
+                };
+                let mut new = NewTask::new(async {}, setup);
+                assert!(new.tag().is_some_and(|found| Arc::ptr_eq(found, &tag)));
+                let task = new.into_task();
+                assert!(task.tag().is_some_and(|found| Arc::ptr_eq(found, &tag)));
+
+                let plan = Outcomes::default();
+                task.record(&plan, &Outcome::Completed);
+                assert_eq!(plan.completed.load(SeqCst), 1);
+                assert_eq!(tag.outcomes.completed.load(SeqCst), 1);
+                task.record_cancelled_queued_for_tag();
+                assert_eq!(tag.outcomes.cancelled_queued.load(SeqCst), 1);
+                assert_eq!(tag.outcomes.cancelled.load(SeqCst), 1);
+                assert_eq!(
+                    plan.cancelled.load(SeqCst),
+                    0,
+                    "the caller counts the plan's"
+                );
+            }
+
+            static CLONES: Count = Count::new(0);
+
+            fn count_clone(data: *const ()) -> RawWaker {
+                CLONES.fetch_add(1, SeqCst);
+                RawWaker::new(data, &COUNTING)
+            }
+
+            fn ignore(_: *const ()) {}
+
+            static COUNTING: RawWakerVTable =
+                RawWakerVTable::new(count_clone, ignore, ignore, ignore);
+
+            /// Kills `replace match guard waker.will_wake(cx.waker()) with
+            /// false in Core::poll_output`: a handle polled again by the same
+            /// task keeps the waker it holds instead of cloning it again.
+            #[test]
+            fn a_handle_polled_again_by_the_same_waker_does_not_clone_it() {
+                // SAFETY: every function of the vtable ignores the data
+                // pointer, so any pointer (here null) upholds its contract.
+                let waker = unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &COUNTING)) };
+                let (_task, join, _drops) = probe(usize::MAX, Setup::default());
+                let mut cx = Context::from_waker(&waker);
+                for _ in 0..3 {
+                    assert!(join.poll_output(&mut cx).is_pending());
+                }
+                assert_eq!(CLONES.load(SeqCst), 1);
+            }
+        }
     }
 }

@@ -452,6 +452,43 @@ mod tests {
         assert_eq!(queue.nodes.capacity(), 4);
     }
 
+    /// A queue that empties without having grown past the storage it was
+    /// made with keeps that storage: emptying and refilling, the common
+    /// case, frees and allocates nothing. Seen through the slab's keys: the
+    /// kept storage hands out the key freed last (3), a new one its first
+    /// (0). Kills `replace > with >= in Queue::remove_node`, which swaps
+    /// the storage for a new one of the same size.
+    #[test]
+    fn a_queue_that_did_not_grow_keeps_its_storage_when_it_empties() {
+        let mut queue = Queue::with_capacity(4);
+        for _ in 0..4 {
+            queue.push(task(), 0, None);
+        }
+        assert_eq!(queue.nodes.capacity(), 4);
+        while queue.pop().is_some() {}
+        queue.push(task(), 0, None);
+        assert_eq!(queue.nodes.iter().next().map(|(key, _)| key), Some(3));
+        assert_eq!(queue.nodes.capacity(), 4);
+    }
+
+    /// A cancel trusts `holds` to tell a task still at its key from one a
+    /// drain took or whose key went to another task. Kills `replace
+    /// Queue::holds -> bool with true`, which the plan-level suites only
+    /// reach through a cancel racing an abort.
+    #[test]
+    fn holds_only_the_task_still_at_its_key() {
+        let mut queue = Queue::with_capacity(4);
+        queue.push(task(), 0, None);
+        let (left, _) = queue.pop().unwrap();
+        queue.push(task(), 0, None);
+        let key = left.header().queue_key();
+        assert_eq!(queue.nodes.iter().next().map(|(key, _)| key), Some(key));
+        assert!(queue.holds(key, queue.nodes[key].task.header()));
+        assert!(!queue.holds(key, left.header()), "its key went to another");
+        let drained: Vec<Task> = queue.drain().into_tasks().collect();
+        assert!(!queue.holds(key, drained[0].header()), "a drain took it");
+    }
+
     #[test]
     fn matches_a_sorted_vector_model() {
         for seed in 1..=40u64 {
