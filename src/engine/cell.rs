@@ -1257,7 +1257,8 @@ mod tests {
         ///   after DONE, and `is_done` masks the stage).
         mod mutants {
             use super::*;
-            use crate::tag::{Tag, TagRegistry};
+            use crate::engine::tags::TagRegistry;
+            use crate::tag::Tag;
             use std::task::{RawWaker, RawWakerVTable};
 
             #[test]
