@@ -228,8 +228,9 @@
 //!
 //! `capacity` bounds the tasks that were accepted and have not started, so
 //! a plan holds at most `workers + capacity` unfinished tasks. A queued task
-//! costs its boxed future, a 64-byte allocation it shares with its handle,
-//! and a queue slot. The default is 1024.
+//! costs one allocation that holds its future, state and result slot (120
+//! bytes for a 16-byte future), a queue slot, and a small second allocation
+//! only if it sets a tag, priority, timeout or token. The default is 1024.
 //!
 //! When the queue is full, the plan pushes back:
 //!
@@ -1125,8 +1126,9 @@
 //! in the queue and how long they ran, as a count, a sum and a maximum
 //! ([`Timing`], with [`Timing::mean`]), for the plan and for each tag
 //! through [`Plan::tag_stats`]. They are off unless the builder turns them
-//! on with [`PlanBuilder::timings`]: measuring costs each task two reads of
-//! the clock, up to a fifth of a short task's time in the plan. Without
+//! on with [`PlanBuilder::timings`]: measuring costs each task three reads
+//! of the clock (queued, started, ended), a large share of a short task's
+//! time in the plan. Without
 //! them both stay empty, and the task events leave out their `queue_wait`
 //! and `run_time` fields.
 //!

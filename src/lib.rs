@@ -157,8 +157,8 @@
 //! stats) wraps an engine under `src/engine/`: the task cell (one
 //! allocation per task, the crate's only `unsafe`), the queue, the locked
 //! state and its wakeup accounting, the supervisors, and the counters.
-//! Imports go downward only. `ARCHITECTURE.md` has the module map and a
-//! task's life through them.
+//! The engine imports nothing of the public face but plain values.
+//! `ARCHITECTURE.md` has the module map and a task's life through them.
 //!
 //! # Feature flags
 //!

@@ -72,9 +72,9 @@ pub struct Stats {
 /// (`tokio::time::pause`) the figures are exact. A task's queue wait is
 /// counted before it starts, its run time just after its handle resolves
 /// and before [`Plan::wait_idle`](crate::Plan::wait_idle) can return: read
-/// after `wait_idle`, the figures cover every task. Recording one costs a
-/// read of the clock (shared with the next task's start when a worker goes
-/// straight on to it) and an atomic add; the sum cannot overflow.
+/// after `wait_idle`, the figures cover every task. Measuring them reads
+/// the clock three times per task (queued, started, ended) and adds to the
+/// counters of the supervisor that ran it; the sum cannot overflow.
 ///
 /// # Examples
 ///

@@ -150,7 +150,7 @@ where
                 Poll::Ready(value)
             }
             // The closure panicked: resume the panic here, in the task, where
-            // the task wrapper turns it into a panic error for the handle.
+            // `Task::poll_run` turns it into a panic error for the handle.
             Err(error) if error.is_panic() => {
                 self.stage = Stage::Done;
                 std::panic::resume_unwind(error.into_panic())

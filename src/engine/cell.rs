@@ -27,6 +27,7 @@
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::num::NonZeroU64;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
@@ -233,21 +234,34 @@ impl<T> Core<T> {
     }
 
     fn lock_slot(&self) -> MutexGuard<'_, Slot<T>> {
-        // Nothing that can panic runs under this lock but a waker's `clone`;
-        // the slot is whole after every statement, so poison is harmless.
+        // User code can run under this lock (a waker's `clone` or drop, a
+        // metrics recorder in the count of `conclude`), but the slot is whole
+        // after every statement, so poison is harmless.
         self.slot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stores the result of a task that ends without a value, and returns
     /// the waker of its handle's last poll, for the caller to wake (see
-    /// [`HandleWaker`]). Called once, by the wrapper, after the user's future
-    /// has been dropped and the end counted; never after `conclude` stored a
-    /// result.
+    /// [`HandleWaker`]). Called once, by `end_cancelled`, after the user's
+    /// future has been dropped and the end counted; never after `conclude`
+    /// stored a result.
     #[must_use = "the handle is only woken by waking the returned waker"]
     fn resolve(&self, result: Result<T, Failure>) -> Option<Waker> {
         let mut slot = self.lock_slot();
         // Marked under the lock: whoever sees DONE (Acquire in `is_done`) and
         // then takes the lock finds the result.
+        self.header.state.swap(DONE, Ordering::AcqRel);
+        waiting_waker(std::mem::replace(&mut *slot, Slot::Ready(result)))
+    }
+
+    /// Stores `result` if nothing was stored yet, and returns the waker of
+    /// the handle's last poll; does nothing to a resolved task.
+    #[must_use = "the handle is only woken by waking the returned waker"]
+    fn resolve_unresolved(&self, result: Result<T, Failure>) -> Option<Waker> {
+        let mut slot = self.lock_slot();
+        if !matches!(*slot, Slot::Waiting(_)) {
+            return None;
+        }
         self.header.state.swap(DONE, Ordering::AcqRel);
         waiting_waker(std::mem::replace(&mut *slot, Slot::Ready(result)))
     }
@@ -510,9 +524,12 @@ struct Cell<F: Future> {
 
 // SAFETY: `core` is synchronized (atomics and a mutex). `body` is only
 // reached through the unique owner described on `Cell`, so two threads never
-// reach it at once; the owner moves between threads only with
-// `F: Send` (the owner types are `Send` only through this impl and the
-// auto-trait on `UnsafeCell<Body<F>>: Send`, which needs `F: Send`).
+// reach it at once: a shared borrow of the owner never reaches the body
+// from two threads (`NewTask` reaches it only through `&mut self`; `Task`
+// is `!Sync` by its marker), and the
+// owner moves between threads only with `F: Send` (the owner types are
+// `Send` only through this impl and the auto-trait on
+// `UnsafeCell<Body<F>>: Send`, which needs `F: Send`).
 unsafe impl<F> Sync for Cell<F>
 where
     F: Future + Send,
@@ -588,7 +605,7 @@ where
 
     /// Erases the future's type, to queue the task.
     pub(crate) fn into_task(self) -> Task {
-        Task(self.0)
+        Task(self.0, PhantomData)
     }
 
     /// Takes the future back out of a task that was never queued, for
@@ -609,7 +626,10 @@ where
 /// Dropping a task that has not ended (a cancel of a queued task, an abort,
 /// the runtime dropping its supervisor) drops its future and resolves its
 /// handle as cancelled; the code that dropped it counts it.
-pub(crate) struct Task(Arc<dyn Runnable>);
+///
+/// Not `Sync`: the body is reached through `&Task` too, and a future need
+/// not be `Sync`, so a `&Task` must not be shared between threads.
+pub(crate) struct Task(Arc<dyn Runnable>, PhantomData<std::cell::Cell<()>>);
 
 /// What a supervisor does with a task, type-erased.
 ///
@@ -967,12 +987,18 @@ where
     unsafe fn abandon(&self) -> HandleWaker {
         // SAFETY: forwarded from the caller's contract.
         let body = unsafe { self.body_mut() }.project();
-        if !matches!(*body.stage, Stage::Running { .. }) {
+        let setup = body.setup.as_deref();
+        if matches!(*body.stage, Stage::Running { .. }) {
+            discard(body.stage, setup.and_then(|setup| setup.token.as_ref()));
+        }
+        // Decided by the slot, not the stage: an end interrupted between
+        // dropping the future and storing the result (a panic in a metrics
+        // recorder or a tracing subscriber as it was counted) must still
+        // resolve the handle. The load spares a lock after a normal end.
+        if self.core.header.is_done() {
             return HandleWaker::default();
         }
-        let setup = body.setup.as_deref();
-        discard(body.stage, setup.and_then(|setup| setup.token.as_ref()));
-        let waker = self.core.resolve(Err(Failure::Cancelled));
+        let waker = self.core.resolve_unresolved(Err(Failure::Cancelled));
         let tag = setup.and_then(|setup| setup.tag.as_ref());
         HandleWaker::new(waker, *body.id, tag)
     }

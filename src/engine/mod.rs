@@ -1,9 +1,13 @@
 //! The engine: everything a [`Plan`](crate::Plan) runs on, apart from the
 //! public face that wraps it.
 //!
-//! Each module has one job and imports only from the modules listed after
-//! it (and from the crate's plain value types: `TaskId`, `Tag`, `Stats`,
-//! and the errors a refused task is handed back in):
+//! Each module has one job. The engine imports nothing from the public face
+//! but plain values: `Tag`, and the `stats` snapshots (`Stats`, `Timing`,
+//! `ShutdownReport`) it fills. The modules are listed from the top down;
+//! each uses those below it, and two pairs use each other: `shared` and
+//! `supervisor` (the plan spawns supervisors, which pull from it), and
+//! `cell` and `counters`/`metrics` (a task counts its end in them; they
+//! name its outcome).
 //!
 //! - [`shared`]: the state a plan's clones, supervisors and handles share:
 //!   the queue behind one mutex, the wakeups, resizing, shutdown and the

@@ -476,21 +476,17 @@ impl Shared {
         Ok(id)
     }
 
-    /// Waits for the next task, and says whether it had to wait for it.
-    /// Returns `None` once the plan is closed and nothing is queued, or when
+    /// Waits for the next task. Returns `None` once the plan is closed and nothing is queued, or when
     /// this supervisor must retire. `woken` says whether the caller takes
     /// up a wakeup: a new supervisor's first call takes up the one its
     /// spawn counted (see `State::claim_spawns`).
-    pub(crate) async fn next_task(&self, supervisor: u32, woken: bool) -> Option<(Task, bool)> {
+    pub(crate) async fn next_task(&self, supervisor: u32, woken: bool) -> Option<Task> {
         // Set once this supervisor was woken, until it has looked at the
         // queue: see `State::wakeups_in_flight`.
         let mut woken = woken;
-        // Set once this call has waited, so the caller knows its clock
-        // reading from before the call is stale.
-        let mut waited = false;
         loop {
             if let Some(next) = self.try_pop(supervisor, std::mem::take(&mut woken), false) {
-                return next.map(|task| (task, waited));
+                return next;
             }
             let mut work = pin!(self.work_available.notified());
             if work.as_mut().enable() {
@@ -501,11 +497,10 @@ impl Shared {
             if let Some(next) = self.try_pop(supervisor, false, true) {
                 // If a wakeup reaches `work` before it drops, `Notify`
                 // passes it on to another waiter.
-                return next.map(|task| (task, waited));
+                return next;
             }
             work.await;
             woken = true;
-            waited = true;
         }
     }
 

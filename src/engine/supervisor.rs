@@ -5,8 +5,8 @@
 //! [`CancellationToken`](tokio_util::sync::CancellationToken) (and its
 //! timeout) in a biased select, so an abort drops a task at once even when
 //! it waits on I/O that never completes. Per-task cancellation needs no
-//! token: a task's own cancel flag lives in its header and the task wrapper
-//! checks it on every poll (see `task.rs`); a cancel wakes the supervisor
+//! token: a task's own cancel flag lives in its header and `Task::poll_run`
+//! checks it on every poll (see `engine/cell.rs`); a cancel wakes the supervisor
 //! through the waker it registered with the plan, found by the number the
 //! header records.
 
@@ -60,21 +60,13 @@ pub(crate) async fn supervise(mut exit: ExitGuard) {
     // a timeout (a runtime without a time driver never needs one), and reset
     // for each later one.
     let mut timer: Option<Pin<Box<Sleep>>> = None;
-    // The clock read at the end of the last task, while nothing has been
-    // awaited since: then it is also when the next task starts, and the
-    // clock is read once per task instead of twice.
-    let mut last_reading: Option<Instant> = None;
-    while let Some((task, waited)) = plan
+    while let Some(task) = plan
         .next_task(exit.number, std::mem::take(&mut spawned))
         .await
     {
         let timeout = task.timeout(plan.default_timeout);
         // The clock is read only for what needs it: timings, or a timeout.
-        let previous_reading = last_reading.take();
-        let started = (plan.timings || timeout.is_some()).then(|| match previous_reading {
-            Some(reading) if !waited => reading,
-            _ => Instant::now(),
-        });
+        let started = (plan.timings || timeout.is_some()).then(Instant::now);
         // Ends the task however this iteration ends, including when the
         // runtime drops this supervisor in the middle of it.
         let mut running = Running {
@@ -219,11 +211,7 @@ pub(crate) async fn supervise(mut exit: ExitGuard) {
         drop(running);
         drop(_entered);
         // Tasks that finish on their first poll never make this loop wait:
-        // let the rest of the runtime have its turn now and then. Only a
-        // turn that cannot yield keeps the clock reading current.
-        if tokio::task::coop::has_budget_remaining() {
-            last_reading = ended;
-        }
+        // let the rest of the runtime have its turn now and then.
         tokio::task::coop::consume_budget().await;
     }
 }
