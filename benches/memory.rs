@@ -298,7 +298,7 @@ impl Fill {
     /// The allocation sizes the fill made at least once per hundred tasks,
     /// with their count per task: what one task is made of.
     /// The size of the largest allocation that came once per task: the one
-    /// that holds the future (in taskplan the boxed wrapper; every other
+    /// that holds the future (in taskplan the task cell; every other
     /// per-task allocation is smaller than the future in this harness).
     fn boxed_future_size(&self) -> Option<usize> {
         (0..=MAX_SIZE).rev().find(|&size| {

@@ -59,12 +59,12 @@
 //!   glue around them: `Shared::cancel`, the pop in `Shared::try_pop`, and
 //!   the drain in `Shared::cancel_queued`, copied call for call under a loom
 //!   mutex that stands for the plan's queue lock.
-//! - `blocking`: `Run` and the `abandoned` count, private to `blocking.rs`,
+//! - `blocking`: `Run` and the `abandoned` count, private to `engine/blocking.rs`,
 //!   are mirrored verbatim.
 //! - `idle`: `Counters` is real; `idle_waiters` and the order of the SeqCst
 //!   operations in `Shared::settle` and `Plan::wait_idle` are copied; Tokio's
 //!   `Notify` is replaced by a model of its documented guarantee (see there).
-//! - `alarm`: `TokenAlarm`, private to `supervisor.rs`, is mirrored
+//! - `alarm`: `TokenAlarm`, private to `engine/supervisor.rs`, is mirrored
 //!   verbatim; the supervisor's biased poll is copied; `poll_run` and the
 //!   supervisor's `AtomicWaker` are real.
 //! - `counts`: the `plans` count (`Clone`/`Drop for Plan`), and the

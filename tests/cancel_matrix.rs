@@ -1,6 +1,6 @@
-//! Mutation testing: these mutants of `src/task.rs` change nothing this
-//! matrix can see, and are killed by unit tests of the cell instead
-//! (`task::tests::lifecycle::mutants`):
+//! Mutation testing: these mutants of the task cell (`src/engine/cell.rs`,
+//! then `src/task.rs`) change nothing this matrix can see, and are killed by
+//! unit tests of the cell instead (`engine::cell::tests::lifecycle::mutants`):
 //!
 //! - `replace Header::is_queued -> bool with true`: `Shared::cancel` also
 //!   asks `Queue::holds`, which alone decides; `is_queued` only spares the
