@@ -8,7 +8,7 @@
 //! the plan one way and checks that the handle resolves, a next task runs on
 //! the only worker, and `wait_idle` returns.
 //!
-//! Time is paused, and every wait is wrapped in a timeout of an hour only to
+//! Time is paused, and every wait goes through `common::or_hang`, a timeout of an hour only to
 //! turn a hang into a failure. The payloads' panics print their messages on
 //! stderr: that is the default panic hook, not a failure.
 
@@ -20,19 +20,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use taskplan::Plan;
-
-/// A wait this long only ends by timing out if it hangs.
-const HANG: Duration = Duration::from_secs(3600);
-
-/// Awaits `future`, or fails the test if it hangs.
-async fn bounded<F: Future>(future: F, what: &str) -> F::Output {
-    tokio::time::timeout(HANG, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: hangs"))
-}
 
 /// A panic payload whose destructor panics with another `Matryoshka`, one
 /// level smaller, down to the last, which panics with a message. Three
@@ -97,18 +86,6 @@ fn one_worker_plan() -> Plan {
     common::tracked(Plan::builder().workers(1).name("payloads").build().unwrap())
 }
 
-/// The only worker is alive and the plan's bookkeeping is whole: a next task
-/// runs and `wait_idle` returns.
-async fn the_plan_keeps_working(plan: &Plan) {
-    let next = plan
-        .submit(async { "next" })
-        .await
-        .expect("the plan still accepts work: its worker is alive");
-    assert_eq!(bounded(next, "the next task").await.unwrap(), "next");
-    bounded(plan.wait_idle(), "wait_idle").await;
-    common::assert_conserved(plan.stats());
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_future_whose_destructor_panics_with_a_payload_that_panics_when_dropped_completes() {
     common::harness(async {
@@ -121,8 +98,8 @@ async fn a_future_whose_destructor_panics_with_a_payload_that_panics_when_droppe
             })
             .await
             .unwrap();
-        assert_eq!(bounded(handle, "the handle").await.unwrap(), 7);
-        the_plan_keeps_working(&plan).await;
+        assert_eq!(common::or_hang(handle, "the handle").await.unwrap(), 7);
+        common::the_plan_keeps_working(&plan).await;
         assert_eq!(plan.stats().completed, 2);
         assert!(
             drops.load(Ordering::SeqCst) >= 2,
@@ -156,13 +133,13 @@ async fn cancelling_a_queued_task_whose_destructor_panics_with_such_a_payload_re
         std::panic::catch_unwind(AssertUnwindSafe(|| queued.cancel()))
             .unwrap_or_else(|_| panic!("cancel() unwound with the payload's panic"));
         assert!(
-            bounded(queued, "the handle")
+            common::or_hang(queued, "the handle")
                 .await
                 .unwrap_err()
                 .is_cancelled()
         );
         blocker.cancel();
-        the_plan_keeps_working(&plan).await;
+        common::the_plan_keeps_working(&plan).await;
         assert_eq!(plan.stats().cancelled, 2);
     })
     .await;
@@ -178,14 +155,14 @@ async fn a_task_that_panics_with_a_payload_that_panics_when_dropped_resolves_as_
             .submit(async move { std::panic::panic_any(Matryoshka::new(&payload_drops)) })
             .await
             .unwrap();
-        let error = bounded(handle, "the handle").await.unwrap_err();
+        let error = common::or_hang(handle, "the handle").await.unwrap_err();
         assert!(error.is_panic(), "{error:?}");
         let payload = error.into_panic().downcast::<Matryoshka>().unwrap();
         assert_eq!(payload.level, 3, "the payload the task panicked with");
         assert_eq!(drops.load(Ordering::SeqCst), 0, "the crate dropped none");
         // Dropping it would panic: what to do with it is the user's business.
         std::mem::forget(payload);
-        the_plan_keeps_working(&plan).await;
+        common::the_plan_keeps_working(&plan).await;
         assert_eq!(plan.stats().panicked, 1);
     })
     .await;
@@ -209,12 +186,12 @@ async fn a_detached_task_that_panics_with_a_payload_that_panics_when_dropped_is_
         // Detached: the plan holds the last reference to the payload.
         drop(handle);
         gate.open();
-        bounded(plan.wait_idle(), "wait_idle").await;
+        common::or_hang(plan.wait_idle(), "wait_idle").await;
         assert!(
             drops.load(Ordering::SeqCst) >= 2,
             "the payloads were dropped"
         );
-        the_plan_keeps_working(&plan).await;
+        common::the_plan_keeps_working(&plan).await;
         assert_eq!(plan.stats().panicked, 1);
     })
     .await;
@@ -238,13 +215,13 @@ async fn a_payload_overruled_by_a_cancel_in_the_same_instant_is_dropped_where_co
             .submit()
             .await
             .unwrap();
-        let error = bounded(handle, "the handle").await.unwrap_err();
+        let error = common::or_hang(handle, "the handle").await.unwrap_err();
         assert!(error.is_cancelled(), "{error:?}");
         assert!(
             drops.load(Ordering::SeqCst) >= 2,
             "the payloads were dropped"
         );
-        the_plan_keeps_working(&plan).await;
+        common::the_plan_keeps_working(&plan).await;
         let stats = plan.stats();
         assert_eq!((stats.cancelled, stats.panicked), (1, 0), "{stats:?}");
     })

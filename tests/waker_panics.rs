@@ -11,7 +11,7 @@
 //! runs on the only worker), and the handle's result is still there for a
 //! poll with a good waker.
 //!
-//! Time is paused, and every wait is wrapped in a timeout of an hour only to
+//! Time is paused, and every wait goes through `common::or_hang`, a timeout of an hour only to
 //! turn a hang into a failure: under paused time a hang reaches it at once,
 //! and nothing else does. The wakers' panics print their message on stderr:
 //! that is the default panic hook, not a failure.
@@ -26,18 +26,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
-use taskplan::{Plan, TaskError, TaskHandle};
+use taskplan::{Plan, TaskError};
 use tokio::sync::Notify;
-
-/// A wait this long only ends by timing out if it hangs.
-const HANG: Duration = Duration::from_secs(3600);
-
-/// Awaits `future`, or fails the test if it hangs (see the module docs).
-async fn bounded<F: Future>(future: F, what: &str) -> F::Output {
-    tokio::time::timeout(HANG, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: hangs"))
-}
 
 /// A waker that reports being woken and then panics.
 #[derive(Default)]
@@ -61,16 +51,16 @@ impl Wake for PanickingWaker {
 impl PanickingWaker {
     /// Waits until the waker was woken (and panicked).
     async fn woken(&self) {
-        bounded(self.woken.notified(), "the handle's waker is never woken").await;
+        common::or_hang(self.woken.notified(), "the handle's waker is never woken").await;
     }
 }
 
-/// Polls `handle` once with a [`PanickingWaker`], which the handle keeps as
-/// its waker until it is polled again.
-fn poll_with_panicking_waker<T>(handle: &mut TaskHandle<T>) -> Arc<PanickingWaker> {
+/// Polls `future` (a handle, or one of the plan's own waiters) once with a
+/// [`PanickingWaker`], which it keeps until it is polled again or dropped.
+fn poll_with_panicking_waker<F: Future + Unpin>(future: &mut F) -> Arc<PanickingWaker> {
     let waker = Arc::new(PanickingWaker::default());
-    let polled = Pin::new(handle).poll(&mut Context::from_waker(&Waker::from(Arc::clone(&waker))));
-    assert!(polled.is_pending(), "the task has not ended yet");
+    let polled = Pin::new(future).poll(&mut Context::from_waker(&Waker::from(Arc::clone(&waker))));
+    assert!(polled.is_pending(), "the future is still waiting");
     waker
 }
 
@@ -88,18 +78,6 @@ fn parked(
         started.send(()).unwrap();
         std::future::pending::<()>().await
     }
-}
-
-/// The only worker is alive and the plan's bookkeeping is whole: a next task
-/// runs and `wait_idle` returns.
-async fn the_plan_keeps_working(plan: &Plan) {
-    let next = plan
-        .submit(async { "next" })
-        .await
-        .expect("the plan still accepts work: its worker is alive");
-    assert_eq!(bounded(next, "the next task").await.unwrap(), "next");
-    bounded(plan.wait_idle(), "wait_idle").await;
-    common::assert_conserved(plan.stats());
 }
 
 fn assert_cancelled<T: std::fmt::Debug>(result: Result<T, TaskError>, what: &str) {
@@ -131,8 +109,8 @@ async fn a_task_that_completes_resolves_its_handle_and_the_worker_lives_on() {
         let waker = poll_with_panicking_waker(&mut handle);
         gate.open();
         waker.woken().await;
-        assert_eq!(bounded(&mut handle, "the handle").await.unwrap(), 7);
-        the_plan_keeps_working(&plan).await;
+        assert_eq!(common::or_hang(&mut handle, "the handle").await.unwrap(), 7);
+        common::the_plan_keeps_working(&plan).await;
         assert_eq!(plan.stats().completed, 2);
         assert_eq!(waker.wakes.load(Ordering::SeqCst), 1);
     })
@@ -155,9 +133,11 @@ async fn a_task_that_panics_resolves_its_handle_with_the_panic_and_the_worker_li
         let waker = poll_with_panicking_waker(&mut handle);
         gate.open();
         waker.woken().await;
-        let error = bounded(&mut handle, "the handle").await.unwrap_err();
+        let error = common::or_hang(&mut handle, "the handle")
+            .await
+            .unwrap_err();
         assert!(error.is_panic(), "{error:?}");
-        the_plan_keeps_working(&plan).await;
+        common::the_plan_keeps_working(&plan).await;
         assert_eq!(plan.stats().panicked, 1);
     })
     .await;
@@ -176,9 +156,11 @@ async fn a_task_that_times_out_resolves_its_handle_with_the_timeout_and_the_work
         let waker = poll_with_panicking_waker(&mut handle);
         // Paused time jumps to the deadline once everything waits.
         waker.woken().await;
-        let error = bounded(&mut handle, "the handle").await.unwrap_err();
+        let error = common::or_hang(&mut handle, "the handle")
+            .await
+            .unwrap_err();
         assert!(error.is_timeout(), "{error:?}");
-        the_plan_keeps_working(&plan).await;
+        common::the_plan_keeps_working(&plan).await;
         assert_eq!(plan.stats().timed_out, 1);
     })
     .await;
@@ -194,8 +176,11 @@ async fn cancelling_a_running_task_through_its_handle_resolves_it_and_the_worker
         let waker = poll_with_panicking_waker(&mut handle);
         returns_normally(|| handle.cancel(), "cancel()");
         waker.woken().await;
-        assert_cancelled(bounded(&mut handle, "the handle").await, "the running task");
-        the_plan_keeps_working(&plan).await;
+        assert_cancelled(
+            common::or_hang(&mut handle, "the handle").await,
+            "the running task",
+        );
+        common::the_plan_keeps_working(&plan).await;
         assert_eq!(plan.stats().cancelled, 1);
     })
     .await;
@@ -212,9 +197,12 @@ async fn cancelling_a_queued_task_through_its_handle_returns_normally_and_settle
         let waker = poll_with_panicking_waker(&mut queued);
         returns_normally(|| queued.cancel(), "cancel() of a queued task");
         assert_eq!(waker.wakes.load(Ordering::SeqCst), 1, "woken by the cancel");
-        assert_cancelled(bounded(&mut queued, "the handle").await, "the queued task");
+        assert_cancelled(
+            common::or_hang(&mut queued, "the handle").await,
+            "the queued task",
+        );
         blocker.cancel();
-        the_plan_keeps_working(&plan).await;
+        common::the_plan_keeps_working(&plan).await;
         assert_eq!(plan.stats().cancelled, 2);
     })
     .await;
@@ -239,9 +227,15 @@ async fn cancel_tag_over_running_and_queued_tasks_returns_normally_and_settles_t
         assert_eq!(cancelled, 2);
         queued_waker.woken().await;
         running_waker.woken().await;
-        assert_cancelled(bounded(&mut queued, "the queued handle").await, "queued");
-        assert_cancelled(bounded(&mut running, "the running handle").await, "running");
-        the_plan_keeps_working(&plan).await;
+        assert_cancelled(
+            common::or_hang(&mut queued, "the queued handle").await,
+            "queued",
+        );
+        assert_cancelled(
+            common::or_hang(&mut running, "the running handle").await,
+            "running",
+        );
+        common::the_plan_keeps_working(&plan).await;
         let stats = plan.tag_stats("doomed");
         assert_eq!(stats.cancelled, 2, "{stats:?}");
     })
@@ -263,19 +257,19 @@ async fn abort_with_panicking_handle_wakers_returns_settles_every_task_and_can_b
         // as a panic of that task rather than of the test.
         let aborting = plan.clone();
         let first = tokio::spawn(async move { aborting.abort().await });
-        let report = bounded(first, "the first abort")
+        let report = common::or_hang(first, "the first abort")
             .await
             .expect("the first abort returns, without the wakers' panics");
         assert_eq!(report.cancelled, 4, "{report:?}");
-        let again = bounded(plan.abort(), "a second abort").await;
+        let again = common::or_hang(plan.abort(), "a second abort").await;
         assert_eq!(again.cancelled, 4, "{again:?}");
         for waker in &wakers {
             waker.woken().await;
         }
         for handle in &mut handles {
-            assert_cancelled(bounded(handle, "a handle").await, "an aborted task");
+            assert_cancelled(common::or_hang(handle, "a handle").await, "an aborted task");
         }
-        bounded(plan.wait_idle(), "wait_idle").await;
+        common::or_hang(plan.wait_idle(), "wait_idle").await;
         let stats = plan.stats();
         assert_eq!((stats.queued, stats.running, stats.cancelled), (0, 0, 4));
     })
@@ -353,7 +347,7 @@ async fn a_handle_wakers_panic_is_logged_with_plan_task_and_tag() {
         queued.cancel();
         gate.open();
         running_waker.woken().await;
-        bounded(plan.wait_idle(), "wait_idle").await;
+        common::or_hang(plan.wait_idle(), "wait_idle").await;
         for (handle, tag) in [(running.id(), "sync"), (queued.id(), "later")] {
             let line = captured.line_containing(&format!("task={handle} "));
             assert!(line.contains("ERROR"), "{line}");
@@ -391,19 +385,10 @@ async fn a_panicking_waker_on_a_tasks_own_token_does_not_take_the_worker_down() 
         returns_normally(|| handle.cancel(), "cancel()");
         waker.woken().await;
         assert!(token.is_cancelled());
-        assert_cancelled(bounded(&mut handle, "the handle").await, "the task");
-        the_plan_keeps_working(&plan).await;
+        assert_cancelled(common::or_hang(&mut handle, "the handle").await, "the task");
+        common::the_plan_keeps_working(&plan).await;
     })
     .await;
-}
-
-/// Polls any future once with a [`PanickingWaker`]; it keeps that waker
-/// until it is polled again or dropped.
-fn poll_future_with_panicking_waker<F: Future + Unpin>(future: &mut F) -> Arc<PanickingWaker> {
-    let waker = Arc::new(PanickingWaker::default());
-    let polled = Pin::new(future).poll(&mut Context::from_waker(&Waker::from(Arc::clone(&waker))));
-    assert!(polled.is_pending(), "the future is waiting");
-    waker
 }
 
 /// The plan's own waiters are user futures too: `wait_idle()` polled with a
@@ -417,12 +402,12 @@ async fn a_wait_idle_polled_with_a_panicking_waker_does_not_take_the_worker_down
         let pass = gate.clone();
         let task = plan.submit(async move { pass.pass().await }).await.unwrap();
         let mut waiting = Box::pin(plan.wait_idle());
-        let waker = poll_future_with_panicking_waker(&mut waiting);
+        let waker = poll_with_panicking_waker(&mut waiting);
         gate.open();
         waker.woken().await;
-        bounded(task, "the task").await.unwrap();
+        common::or_hang(task, "the task").await.unwrap();
         drop(waiting);
-        the_plan_keeps_working(&plan).await;
+        common::the_plan_keeps_working(&plan).await;
     })
     .await;
 }
@@ -439,15 +424,20 @@ async fn a_submit_waiting_for_room_polled_with_a_panicking_waker_does_not_take_t
         let first = plan.submit(async move { pass.pass().await }).await.unwrap();
         let queued = plan.submit(async {}).await.unwrap();
         let mut waiting = Box::pin(plan.submit(async { "third" }));
-        let waker = poll_future_with_panicking_waker(&mut waiting);
+        let waker = poll_with_panicking_waker(&mut waiting);
         gate.open();
         waker.woken().await;
-        let third = bounded(waiting, "the waiting submit").await.unwrap();
+        let third = common::or_hang(waiting, "the waiting submit")
+            .await
+            .unwrap();
         for handle in [first, queued] {
-            bounded(handle, "a queued task").await.unwrap();
+            common::or_hang(handle, "a queued task").await.unwrap();
         }
-        assert_eq!(bounded(third, "the third task").await.unwrap(), "third");
-        the_plan_keeps_working(&plan).await;
+        assert_eq!(
+            common::or_hang(third, "the third task").await.unwrap(),
+            "third"
+        );
+        common::the_plan_keeps_working(&plan).await;
     })
     .await;
 }
@@ -461,14 +451,14 @@ async fn closed_and_token_waiters_with_panicking_wakers_do_not_break_close_or_ab
         let mut closed = Box::pin(plan.closed());
         let token = plan.token();
         let mut cancelled = Box::pin(token.cancelled());
-        let closed_waker = poll_future_with_panicking_waker(&mut closed);
-        let token_waker = poll_future_with_panicking_waker(&mut cancelled);
+        let closed_waker = poll_with_panicking_waker(&mut closed);
+        let token_waker = poll_with_panicking_waker(&mut cancelled);
         assert!(returns_normally(|| plan.close(), "close()"));
         assert_eq!(closed_waker.wakes.load(Ordering::SeqCst), 1);
-        let report = returns_normally(|| bounded(plan.abort(), "abort"), "abort()").await;
+        let report = returns_normally(|| common::or_hang(plan.abort(), "abort"), "abort()").await;
         assert!(!report.forced, "nothing was running or queued");
         assert_eq!(token_waker.wakes.load(Ordering::SeqCst), 1);
-        bounded(plan.abort(), "a second abort").await;
+        common::or_hang(plan.abort(), "a second abort").await;
         assert!(plan.is_closed() && plan.token().is_cancelled());
         drop((closed, cancelled));
     })

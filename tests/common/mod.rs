@@ -455,3 +455,24 @@ impl Captured {
         }
     }
 }
+
+/// Awaits `future` under paused time, failing the test if it hangs: a wait
+/// of an hour of virtual time only runs out when nothing else can happen.
+pub async fn or_hang<F: Future>(future: F, what: &str) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(3600), future)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: hangs"))
+}
+
+/// Checks that a plan's only worker is alive and its bookkeeping whole
+/// after user code panicked at it: a next task runs, `wait_idle` returns,
+/// and the counts add up.
+pub async fn the_plan_keeps_working(plan: &Plan) {
+    let next = plan
+        .submit(async { "next" })
+        .await
+        .expect("the plan still accepts work: its worker is alive");
+    assert_eq!(or_hang(next, "the next task").await.unwrap(), "next");
+    or_hang(plan.wait_idle(), "wait_idle").await;
+    assert_conserved(plan.stats());
+}
