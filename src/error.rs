@@ -11,6 +11,7 @@ use std::sync::Mutex;
 
 use crate::engine::cell::TaskId;
 use crate::engine::panic::{Failure, panic_message};
+use crate::plan::MAX_WORKERS;
 
 /// A task was refused by [`Plan::submit`] or [`Plan::try_submit`].
 ///
@@ -143,8 +144,11 @@ impl fmt::Display for BuildError {
                 "`capacity` must be at least 1; a plan with no room can never accept a task"
             }
             BuildError::TooManyWorkers => {
-                "`workers` must be at most 65536 (`taskplan::MAX_WORKERS`); lower it, or split \
-                 the work across several plans"
+                return write!(
+                    f,
+                    "`workers` must be at most {MAX_WORKERS} (`taskplan::MAX_WORKERS`); lower \
+                     it, or split the work across several plans"
+                );
             }
         })
     }
@@ -183,9 +187,10 @@ impl fmt::Display for ResizeError {
             ResizeError::ZeroWorkers => f.write_str(
                 "`workers` must be at least 1; to stop the plan use `shutdown` or `abort`",
             ),
-            ResizeError::TooManyWorkers => f.write_str(
-                "`workers` must be at most 65536 (`taskplan::MAX_WORKERS`); pass a smaller \
-                 number, or split the work across several plans",
+            ResizeError::TooManyWorkers => write!(
+                f,
+                "`workers` must be at most {MAX_WORKERS} (`taskplan::MAX_WORKERS`); pass a \
+                 smaller number, or split the work across several plans"
             ),
         }
     }

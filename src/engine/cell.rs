@@ -242,26 +242,17 @@ impl<T> Core<T> {
 
     /// Stores the result of a task that ends without a value, and returns
     /// the waker of its handle's last poll, for the caller to wake (see
-    /// [`HandleWaker`]). Called once, by `end_cancelled`, after the user's
-    /// future has been dropped and the end counted; never after `conclude`
-    /// stored a result.
+    /// [`HandleWaker`]). Called after the user's future has been dropped and
+    /// the end counted: by `end_cancelled`, and by `abandon` for a task whose
+    /// end was interrupted. A task already resolved is left as it is.
     #[must_use = "the handle is only woken by waking the returned waker"]
     fn resolve(&self, result: Result<T, Failure>) -> Option<Waker> {
-        let mut slot = self.lock_slot();
-        // Marked under the lock: whoever sees DONE (Acquire in `is_done`) and
-        // then takes the lock finds the result.
-        self.header.state.swap(DONE, Ordering::AcqRel);
-        waiting_waker(std::mem::replace(&mut *slot, Slot::Ready(result)))
-    }
-
-    /// Stores `result` if nothing was stored yet, and returns the waker of
-    /// the handle's last poll; does nothing to a resolved task.
-    #[must_use = "the handle is only woken by waking the returned waker"]
-    fn resolve_unresolved(&self, result: Result<T, Failure>) -> Option<Waker> {
         let mut slot = self.lock_slot();
         if !matches!(*slot, Slot::Waiting(_)) {
             return None;
         }
+        // Marked under the lock: whoever sees DONE (Acquire in `is_done`) and
+        // then takes the lock finds the result.
         self.header.state.swap(DONE, Ordering::AcqRel);
         waiting_waker(std::mem::replace(&mut *slot, Slot::Ready(result)))
     }
@@ -820,11 +811,22 @@ where
         let setup = body.setup.as_deref();
         discard(body.stage, setup.and_then(|setup| setup.token.as_ref()));
         let tag = setup.and_then(|setup| setup.tag.as_ref());
+        self.resolve_cancelled(*body.id, tag, counters)
+    }
+
+    /// Counts a task whose future is dropped as cancelled, then resolves its
+    /// handle so.
+    fn resolve_cancelled(
+        &self,
+        id: TaskId,
+        tag: Option<&Arc<TagInfo>>,
+        counters: &Outcomes,
+    ) -> Ended {
         record(tag, counters, &Outcome::Cancelled);
         let waker = self.core.resolve(Err(Failure::Cancelled));
         Ended {
             outcome: Outcome::Cancelled,
-            handle: HandleWaker::new(waker, *body.id, tag),
+            handle: HandleWaker::new(waker, id, tag),
         }
     }
 
@@ -871,12 +873,7 @@ where
             || drop(overruled),
             |panic| tracing::error!(task = %body.id, panic, "a task's output destructor panicked"),
         );
-        record(tag, counters, &Outcome::Cancelled);
-        let waker = self.core.resolve(Err(Failure::Cancelled));
-        Ended {
-            outcome: Outcome::Cancelled,
-            handle: HandleWaker::new(waker, *body.id, tag),
-        }
+        self.resolve_cancelled(*body.id, tag, counters)
     }
 }
 
@@ -998,7 +995,7 @@ where
         if self.core.header.is_done() {
             return HandleWaker::default();
         }
-        let waker = self.core.resolve_unresolved(Err(Failure::Cancelled));
+        let waker = self.core.resolve(Err(Failure::Cancelled));
         let tag = setup.and_then(|setup| setup.tag.as_ref());
         HandleWaker::new(waker, *body.id, tag)
     }

@@ -476,8 +476,8 @@ impl Shared {
         Ok(id)
     }
 
-    /// Waits for the next task. Returns `None` once the plan is closed and nothing is queued, or when
-    /// this supervisor must retire. `woken` says whether the caller takes
+    /// Waits for the next task. Returns `None` once the plan is closed and
+    /// nothing is queued, or when this supervisor must retire. `woken` says whether the caller takes
     /// up a wakeup: a new supervisor's first call takes up the one its
     /// spawn counted (see `State::claim_spawns`).
     pub(crate) async fn next_task(&self, supervisor: u32, woken: bool) -> Option<Task> {
