@@ -8,9 +8,10 @@
 //! the plan one way and checks that the handle resolves, a next task runs on
 //! the only worker, and `wait_idle` returns.
 //!
-//! Time is paused, and every wait goes through `common::or_hang`, a timeout of an hour only to
-//! turn a hang into a failure. The payloads' panics print their messages on
-//! stderr: that is the default panic hook, not a failure.
+//! Time is paused, and every wait goes through `common::or_hang`, a
+//! timeout of an hour only to turn a hang into a failure. The payloads'
+//! panics print their messages on stderr: that is the default panic hook,
+//! not a failure.
 
 mod common;
 

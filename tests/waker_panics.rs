@@ -11,10 +11,11 @@
 //! runs on the only worker), and the handle's result is still there for a
 //! poll with a good waker.
 //!
-//! Time is paused, and every wait goes through `common::or_hang`, a timeout of an hour only to
-//! turn a hang into a failure: under paused time a hang reaches it at once,
-//! and nothing else does. The wakers' panics print their message on stderr:
-//! that is the default panic hook, not a failure.
+//! Time is paused, and every wait goes through `common::or_hang`, a
+//! timeout of an hour only to turn a hang into a failure: under paused time
+//! a hang reaches it at once, and nothing else does. The wakers' panics
+//! print their message on stderr: that is the default panic hook, not a
+//! failure.
 
 mod common;
 

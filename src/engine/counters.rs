@@ -17,9 +17,10 @@ use crate::stats::{Stats, Timing, duration_from_nanos};
 /// first and `submitted` last never sees more settled tasks than submitted
 /// ones: if the two are equal, the plan was idle at the first read.
 ///
-/// Outcomes are counted where the task ends, so that no cache line is
-/// written by every task. Each supervisor counts the tasks it runs in a
-/// block of its own, lent to it for its life (see
+/// Outcomes are counted where the task ends, so that finishing a task
+/// writes no outcome counter another supervisor writes (`settled`, behind
+/// `wait_idle`, is still one shared count). Each supervisor counts the
+/// tasks it runs in a block of its own, lent to it for its life (see
 /// [`lend`](Counters::lend)); the rest (cancels of queued tasks, tasks
 /// dropped with their supervisor's runtime) and `settled` go to the plan's
 /// block. A snapshot adds them all up. `submitted` is written by
