@@ -7,7 +7,7 @@
 use std::any::Any;
 use std::error::Error;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use crate::engine::cell::TaskId;
 use crate::engine::panic::{Failure, panic_message};
@@ -19,8 +19,11 @@ use crate::plan::MAX_WORKERS;
 /// nothing was dropped. [`into_inner`](SubmitError::into_inner) returns it.
 ///
 /// `SubmitError<F>` implements [`Debug`](fmt::Debug), [`Display`](fmt::Display)
-/// and [`Error`] for every `F`, so `?` and `.unwrap()` work even though futures
-/// are rarely `Debug`.
+/// and [`Error`], and is `Send + Sync + 'static`, for every task a plan
+/// accepts, whether or not the task is `Debug` or `Sync`: the error never
+/// lends the task out by shared reference, only gives it back by value. So
+/// `?` converts it into `Box<dyn Error + Send + Sync>` or `anyhow::Error`
+/// even for a boxed or `!Sync` future.
 ///
 /// [`Plan::submit`]: crate::Plan::submit
 /// [`Plan::try_submit`]: crate::Plan::try_submit
@@ -30,9 +33,7 @@ use crate::plan::MAX_WORKERS;
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// use taskplan::{Plan, SubmitError};
-///
-/// let plan = Plan::builder().workers(1).build().unwrap();
+/// let plan = taskplan::Plan::builder().workers(1).build().unwrap();
 /// plan.close();
 ///
 /// let refused = plan.try_submit(async { 7 }).unwrap_err();
@@ -41,63 +42,96 @@ use crate::plan::MAX_WORKERS;
 /// assert_eq!(refused.into_inner().await, 7);
 /// # }
 /// ```
-#[derive(PartialEq, Eq, Clone, Copy)]
-pub enum SubmitError<F> {
-    /// The queue already holds `capacity` tasks that have not started.
-    ///
-    /// Only [`Plan::try_submit`](crate::Plan::try_submit) returns this;
-    /// [`Plan::submit`](crate::Plan::submit) waits for room instead.
-    Full(F),
-    /// The plan is closed and accepts no new tasks.
-    Closed(F),
+pub struct SubmitError<F> {
+    reason: Reason,
+    // A mutex only so that the error is `Sync` whatever the task is: it is
+    // never locked, since the task only leaves by value.
+    task: Mutex<F>,
+}
+
+/// Why a task was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Reason {
+    /// The queue holds `capacity` tasks that have not started.
+    Full,
+    /// The queue is full and the submitter is a task of the same plan,
+    /// which must not wait for room: see `Plan::submit`.
+    FullInsideTask,
+    Closed,
 }
 
 impl<F> SubmitError<F> {
+    pub(crate) fn full(task: F) -> SubmitError<F> {
+        SubmitError::new(Reason::Full, task)
+    }
+
+    pub(crate) fn full_inside_task(task: F) -> SubmitError<F> {
+        SubmitError::new(Reason::FullInsideTask, task)
+    }
+
+    pub(crate) fn closed(task: F) -> SubmitError<F> {
+        SubmitError::new(Reason::Closed, task)
+    }
+
+    fn new(reason: Reason, task: F) -> SubmitError<F> {
+        SubmitError {
+            reason,
+            task: Mutex::new(task),
+        }
+    }
+
     /// Returns the refused task.
     pub fn into_inner(self) -> F {
-        match self {
-            SubmitError::Full(task) | SubmitError::Closed(task) => task,
-        }
+        // Never locked, so never poisoned; the task is whole either way.
+        self.task
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Applies `f` to the refused task, keeping the reason.
     pub(crate) fn map<G>(self, f: impl FnOnce(F) -> G) -> SubmitError<G> {
-        match self {
-            SubmitError::Full(task) => SubmitError::Full(f(task)),
-            SubmitError::Closed(task) => SubmitError::Closed(f(task)),
-        }
+        let reason = self.reason;
+        SubmitError::new(reason, f(self.into_inner()))
     }
 
     /// Returns `true` if the task was refused because the queue was full.
+    ///
+    /// Only [`Plan::try_submit`](crate::Plan::try_submit) and its kin return
+    /// this, and [`Plan::submit`](crate::Plan::submit) when called from one
+    /// of the plan's own tasks (which must not wait for room); otherwise
+    /// `submit` waits for room.
     pub fn is_full(&self) -> bool {
-        matches!(self, SubmitError::Full(_))
+        matches!(self.reason, Reason::Full | Reason::FullInsideTask)
     }
 
     /// Returns `true` if the task was refused because the plan was closed.
     pub fn is_closed(&self) -> bool {
-        matches!(self, SubmitError::Closed(_))
+        self.reason == Reason::Closed
     }
 }
 
 impl<F> fmt::Debug for SubmitError<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SubmitError::Full(_) => f.write_str("Full(..)"),
-            SubmitError::Closed(_) => f.write_str("Closed(..)"),
+        match self.reason {
+            Reason::Full | Reason::FullInsideTask => f.write_str("Full(..)"),
+            Reason::Closed => f.write_str("Closed(..)"),
         }
     }
 }
 
 impl<F> fmt::Display for SubmitError<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SubmitError::Full(_) => f.write_str(
-                "plan queue is full; await `submit` to wait for room, or raise `capacity`",
-            ),
-            SubmitError::Closed(_) => {
-                f.write_str("plan is closed and accepts no new tasks; the task is handed back")
+        f.write_str(match self.reason {
+            Reason::Full => {
+                "plan queue is full; await `submit` to wait for room, or raise `capacity`"
             }
-        }
+            Reason::FullInsideTask => {
+                "plan queue is full and the submitter is one of its own tasks, which does not \
+                 wait for room (that could deadlock the plan); raise `capacity`, or handle the \
+                 refusal, e.g. run the task handed back inline"
+            }
+            Reason::Closed => "plan is closed and accepts no new tasks; the task is handed back",
+        })
     }
 }
 

@@ -59,7 +59,7 @@
 //! ```text
 //!   submit / try_submit
 //!        |
-//!        |-- refused: SubmitError::Full or ::Closed, the future handed back
+//!        |-- refused: SubmitError (full or closed), the future handed back
 //!        v
 //!    [queued] -- cancel, cancel_tag, abort ----------------> cancelled
 //!        |                                                   (never polled)
@@ -239,7 +239,7 @@
 //!   of the workers. `submit` is cancel safe: dropping it while it waits
 //!   submits nothing, so it can sit in a `select!` or under a timeout.
 //! - [`Plan::try_submit`] never waits. It refuses with
-//!   [`SubmitError::Full`], and [`SubmitError::into_inner`] hands the future
+//!   a [`SubmitError`] that [`is_full`](crate::SubmitError::is_full), and [`SubmitError::into_inner`] hands the future
 //!   back unpolled: answer "busy", retry later, or run it some other way.
 //!
 //! Capacity is shared by every priority and tag: a full queue makes a
@@ -1038,7 +1038,7 @@
 //! |---|---|
 //! | `Semaphore::new(4)`, a permit moved into each task | `workers(4)`: a worker slot, taken when the task starts and given back when it ends, however it ends |
 //! | awaiting `acquire_owned` before each spawn | [`submit`](crate::Plan::submit), which waits only while `capacity` tasks are queued |
-//! | `try_acquire_owned`, and the work kept by the caller | [`try_submit`](crate::Plan::try_submit): `SubmitError::Full(future)`, [`into_inner`](crate::SubmitError::into_inner) hands it back |
+//! | `try_acquire_owned`, and the work kept by the caller | [`try_submit`](crate::Plan::try_submit): a full [`SubmitError`](crate::SubmitError), [`into_inner`](crate::SubmitError::into_inner) hands it back |
 //! | `JoinSet::spawn`, `TaskTracker::spawn` | [`Plan::submit`], which returns a [`TaskHandle`] |
 //! | `JoinSet::join_next`, a results channel | awaiting each [`TaskHandle`]; [`Plan::wait_idle`] for detached tasks |
 //! | `AbortHandle::abort`, a child token per task | [`TaskHandle::cancel`], also for a task that has not started |
@@ -1209,7 +1209,6 @@
 //! [`Stats`]: crate::Stats
 //! [`Stats::workers`]: crate::Stats::workers
 //! [`SubmitError`]: crate::SubmitError
-//! [`SubmitError::Full`]: crate::SubmitError::Full
 //! [`SubmitError::into_inner`]: crate::SubmitError::into_inner
 //! [`Tag`]: crate::Tag
 //! [`TaskError`]: crate::TaskError

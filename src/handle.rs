@@ -1,12 +1,15 @@
-//! [`TaskHandle`]: the submitter's side of a task.
+//! The submitter's side of a task: [`TaskHandle`], which awaits its result
+//! and can cancel it; [`CancelHandle`], which only cancels and can be cloned
+//! and sent anywhere; and [`CancelOnDrop`], a handle that cancels its task
+//! when dropped.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
-use crate::engine::cell::{Join, TaskId};
+use crate::engine::cell::{Control, Join, TaskId};
 use crate::engine::shared::Shared;
 use crate::error::TaskError;
 
@@ -108,6 +111,57 @@ impl<T> TaskHandle<T> {
     pub fn is_finished(&self) -> bool {
         self.core.header().is_done()
     }
+
+    /// Returns a handle that cancels this task, and can be cloned and sent
+    /// to other tasks and threads, like Tokio's `AbortHandle`.
+    ///
+    /// The cancel handle does not keep the task's output alive: once the
+    /// task has ended and its `TaskHandle` is dropped, the output is dropped
+    /// as usual, and the cancel handle only reports the task as finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let plan = taskplan::Plan::builder().workers(1).build().unwrap();
+    /// let handle = plan.submit(std::future::pending::<()>()).await.unwrap();
+    /// let canceller = handle.cancel_handle();
+    /// // Another task, with no access to `handle`, stops the work.
+    /// tokio::spawn(async move { canceller.cancel() }).await.unwrap();
+    /// assert!(handle.await.unwrap_err().is_cancelled());
+    /// # }
+    /// ```
+    pub fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle {
+            task: Arc::downgrade(&Arc::clone(&self.core).control()),
+            plan: Arc::downgrade(&self.plan),
+            id: self.id,
+        }
+    }
+
+    /// Turns this handle into one that cancels the task when dropped, like
+    /// tokio-util's `AbortOnDropHandle`: for work that must not outlive
+    /// the code waiting for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let plan = taskplan::Plan::builder().workers(1).build().unwrap();
+    /// let handle = plan.submit(std::future::pending::<()>()).await.unwrap();
+    /// let canceller = handle.cancel_handle();
+    /// let guard = handle.cancel_on_drop();
+    /// drop(guard); // e.g. the request that wanted the result went away
+    /// plan.wait_idle().await;
+    /// assert!(canceller.is_finished());
+    /// assert_eq!(plan.stats().cancelled, 1);
+    /// # }
+    /// ```
+    pub fn cancel_on_drop(self) -> CancelOnDrop<T> {
+        CancelOnDrop(Some(self))
+    }
 }
 
 impl<T> Future for TaskHandle<T> {
@@ -129,5 +183,146 @@ impl<T> fmt::Debug for TaskHandle<T> {
             .field("id", &self.id())
             .field("finished", &self.is_finished())
             .finish()
+    }
+}
+
+/// Cancels one task; cloneable, `Send` and `Sync`, and blind to the task's
+/// output type. Made by [`TaskHandle::cancel_handle`].
+///
+/// It does not keep the task or its plan alive: cancelling a task that has
+/// ended, or whose plan is gone, does nothing.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::collections::HashMap;
+/// use taskplan::{CancelHandle, TaskId};
+///
+/// let plan = taskplan::Plan::builder().workers(2).build().unwrap();
+/// // A job service keeps cancel handles by id, of any output type.
+/// let mut jobs: HashMap<TaskId, CancelHandle> = HashMap::new();
+/// let report = plan.submit(std::future::pending::<String>()).await.unwrap();
+/// let count = plan.submit(std::future::pending::<u64>()).await.unwrap();
+/// jobs.insert(report.id(), report.cancel_handle());
+/// jobs.insert(count.id(), count.cancel_handle());
+/// for job in jobs.values() {
+///     job.cancel();
+/// }
+/// assert!(report.await.unwrap_err().is_cancelled());
+/// assert!(count.await.unwrap_err().is_cancelled());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct CancelHandle {
+    task: Weak<dyn Control>,
+    plan: Weak<Shared>,
+    id: TaskId,
+}
+
+impl CancelHandle {
+    /// Cancels the task, exactly as [`TaskHandle::cancel`] does.
+    pub fn cancel(&self) {
+        if let (Some(task), Some(plan)) = (self.task.upgrade(), self.plan.upgrade()) {
+            plan.cancel(task.header());
+        }
+    }
+
+    /// Returns the task's id.
+    #[must_use]
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Returns `true` once the task has finished, however it ended.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        // Gone means ended: the task itself holds a reference until then.
+        self.task
+            .upgrade()
+            .is_none_or(|task| task.header().is_done())
+    }
+}
+
+impl fmt::Debug for CancelHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelHandle")
+            .field("id", &self.id)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// A [`TaskHandle`] that cancels its task when dropped. Made by
+/// [`TaskHandle::cancel_on_drop`].
+///
+/// Awaiting it gives the task's result, as awaiting the handle does.
+/// Dropping it before the task ended cancels the task (see
+/// [`TaskHandle::cancel`]); [`detach`](CancelOnDrop::detach) gives the plain
+/// handle back, which does not.
+#[must_use = "dropping it cancels the task at once"]
+pub struct CancelOnDrop<T>(Option<TaskHandle<T>>);
+
+impl<T> CancelOnDrop<T> {
+    fn handle(&self) -> &TaskHandle<T> {
+        self.0.as_ref().expect("taken only by `detach` and `drop`")
+    }
+
+    /// Cancels the task now; see [`TaskHandle::cancel`].
+    pub fn cancel(&self) {
+        self.handle().cancel();
+    }
+
+    /// Returns the task's id.
+    #[must_use]
+    pub fn id(&self) -> TaskId {
+        self.handle().id()
+    }
+
+    /// Returns `true` once the task has finished, however it ended.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.handle().is_finished()
+    }
+
+    /// Returns a [`CancelHandle`] for the task.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        self.handle().cancel_handle()
+    }
+
+    /// Gives back the plain handle: the task no longer ends when it drops.
+    pub fn detach(mut self) -> TaskHandle<T> {
+        self.0.take().expect("taken only by `detach` and `drop`")
+    }
+}
+
+impl<T> Future for CancelOnDrop<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let handle = self.0.as_mut().expect("taken only by `detach` and `drop`");
+        Pin::new(handle).poll(cx)
+    }
+}
+
+impl<T> Drop for CancelOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.cancel();
+        }
+    }
+}
+
+impl<T> fmt::Debug for CancelOnDrop<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(handle) => f
+                .debug_struct("CancelOnDrop")
+                .field("id", &handle.id())
+                .field("finished", &handle.is_finished())
+                .finish(),
+            None => f.write_str("CancelOnDrop(detached)"),
+        }
     }
 }

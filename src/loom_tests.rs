@@ -1306,7 +1306,7 @@ mod counts {
             let mut state = self.lock();
             state.workers = workers;");
     fact!(RESIZE_SPAWNS in "engine/shared.rs": "
-            (wake, self.claim_spawns(&mut state))
+            (wake, inside_submitters_stuck, self.claim_spawns(&mut state))
         };");
 
     /// What a supervisor between two tasks did.

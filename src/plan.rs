@@ -14,7 +14,7 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::builder::PlanBuilder;
-use crate::engine::blocking::BlockingTask;
+use crate::engine::blocking::Blocking as BlockingCounts;
 use crate::engine::cell::{Join, NewTask, TaskId};
 use crate::engine::shared::{Prepared, Refused, Settings, Shared, TaskOptions};
 use crate::engine::sync::Arc;
@@ -22,7 +22,7 @@ use crate::engine::sync::Ordering;
 use crate::error::{ResizeError, SubmitError};
 use crate::handle::TaskHandle;
 use crate::stats::{ShutdownReport, Stats};
-use crate::task_builder::TaskBuilder;
+use crate::task_builder::{Blocking, TaskBuilder};
 
 /// The most workers a plan may have: [`PlanBuilder::workers`] and
 /// [`Plan::set_workers`] refuse more.
@@ -113,10 +113,23 @@ impl Plan {
     /// started; then this waits until a task starts, is cancelled, or the
     /// plan closes. Returns a [`TaskHandle`] for the task once it is queued.
     ///
+    /// # From inside the plan
+    ///
+    /// Room is made only by a worker starting a task. A task of this plan
+    /// that waits for room holds its worker meanwhile, so if every worker
+    /// waited, none would ever make room. A task of this plan waits for
+    /// room only while fewer than `workers - 1` of its tasks already wait
+    /// in `submit`; otherwise it gets a full [`SubmitError`] at once, with
+    /// its task handed back (so with one worker, a task never waits on its
+    /// own plan). A task that waits is refused the same way if
+    /// [`set_workers`](Plan::set_workers) lowers the bar meanwhile.
+    ///
     /// # Errors
     ///
-    /// Returns [`SubmitError::Closed`] with the future inside if the plan is
-    /// closed, or closes while waiting.
+    /// Returns a [`SubmitError`] that [`is_closed`](SubmitError::is_closed),
+    /// with the future inside, if the plan is closed, or closes while
+    /// waiting; one that [`is_full`](SubmitError::is_full) only when called
+    /// from one of the plan's own tasks that must not wait (above).
     ///
     /// # Cancel safety
     ///
@@ -147,8 +160,9 @@ impl Plan {
     ///
     /// # Errors
     ///
-    /// Returns [`SubmitError::Full`] if the queue holds `capacity` tasks that
-    /// have not started, and [`SubmitError::Closed`] if the plan is closed.
+    /// Returns a [`SubmitError`] that [`is_full`](SubmitError::is_full) if the
+    /// queue holds `capacity` tasks that have not started, or that
+    /// [`is_closed`](SubmitError::is_closed) if the plan is closed.
     /// Either way the future is handed back inside the error.
     ///
     /// # Examples
@@ -203,7 +217,88 @@ impl Plan {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        TaskBuilder::new(self, future)
+        TaskBuilder::new(self, future, None)
+    }
+
+    /// Starts describing a task made from its own [`CancellationToken`]:
+    /// the builder form of [`submit_with`](Plan::submit_with), taking a
+    /// tag, priority and timeout.
+    ///
+    /// `make` is called at once with a fresh child of the plan's
+    /// [token](Plan::token) and returns the task's future. The token works
+    /// both ways: the task's end cancels it (see
+    /// [`submit_with`](Plan::submit_with)), and cancelling it from outside
+    /// cancels the task, as [`TaskHandle::cancel`] does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plan = taskplan::Plan::builder().workers(1).build()?;
+    /// let (token_tx, token_rx) = tokio::sync::oneshot::channel();
+    /// let handle = plan
+    ///     .task_with(|token| async move {
+    ///         token_tx.send(token).unwrap();
+    ///         std::future::pending::<()>().await
+    ///     })
+    ///     .tag("upload")
+    ///     .submit()
+    ///     .await?;
+    /// // Whoever holds the token can stop the task.
+    /// token_rx.await?.cancel();
+    /// assert!(handle.await.unwrap_err().is_cancelled());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn task_with<M, F>(&self, make: M) -> TaskBuilder<'_, F>
+    where
+        M: FnOnce(CancellationToken) -> F,
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let token = self.child_token();
+        let future = make(token.clone());
+        TaskBuilder::new(self, future, Some(token))
+    }
+
+    /// Starts describing a blocking task: the builder form of
+    /// [`submit_blocking`](Plan::submit_blocking), taking a tag, priority
+    /// and timeout, so that [`cancel_tag`](Plan::cancel_tag) and
+    /// [`promote`](Plan::promote) reach CPU-bound work too.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plan = taskplan::Plan::builder().workers(2).build()?;
+    /// let resized = plan
+    ///     .blocking_task(|_token| vec![0u8; 64].len())
+    ///     .tag("user-7")
+    ///     .priority(1)
+    ///     .submit()
+    ///     .await?;
+    /// assert_eq!(resized.await?, 64);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn blocking_task<C, T>(&self, closure: C) -> TaskBuilder<'_, Blocking<C>>
+    where
+        C: FnOnce(CancellationToken) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        TaskBuilder::new(self, Blocking(closure), Some(self.child_token()))
+    }
+
+    /// A fresh child of the plan's token, for a task of its own.
+    pub(crate) fn child_token(&self) -> CancellationToken {
+        self.shared.token.child_token()
+    }
+
+    /// The plan's count of blocking closures that outlived their task.
+    pub(crate) fn blocking_counts(&self) -> Arc<BlockingCounts> {
+        Arc::clone(&self.shared.blocking)
     }
 
     /// Submits a task built from its own [`CancellationToken`], waiting while
@@ -252,10 +347,7 @@ impl Plan {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let token = self.shared.token.child_token();
-        let future = make(token.clone());
-        self.submit_task(future, TaskOptions::default(), Some(token))
-            .await
+        self.task_with(make).submit().await
     }
 
     /// Submits a synchronous closure to run on Tokio's blocking thread pool,
@@ -308,11 +400,7 @@ impl Plan {
         C: FnOnce(CancellationToken) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let token = self.shared.token.child_token();
-        let task = BlockingTask::new(closure, token.clone(), Arc::clone(&self.shared.blocking));
-        self.submit_task(task, TaskOptions::default(), Some(token))
-            .await
-            .map_err(|error| error.map(BlockingTask::into_closure))
+        self.blocking_task(closure).submit().await
     }
 
     /// Submits with the given options, waiting while the queue is full.
@@ -343,6 +431,7 @@ impl Plan {
         &self,
         future: F,
         options: TaskOptions,
+        token: Option<CancellationToken>,
     ) -> Result<TaskHandle<F::Output>, SubmitError<F>>
     where
         F: Future + Send + 'static,
@@ -352,7 +441,7 @@ impl Plan {
             task,
             join,
             placement,
-        } = self.shared.prepare(future, options, None);
+        } = self.shared.prepare(future, options, token);
         self.shared
             .push(task, placement, false)
             .map(|id| self.handle(join, id))
@@ -368,7 +457,7 @@ impl Plan {
     ///
     /// Tasks already queued or running are not affected: they run to the end
     /// and their handles resolve as usual. Submitters waiting for room get
-    /// [`SubmitError::Closed`]. Once the queue is empty the supervisors exit.
+    /// a [`SubmitError`] that [`is_closed`](SubmitError::is_closed). Once the queue is empty the supervisors exit.
     ///
     /// # Examples
     ///
@@ -440,6 +529,19 @@ impl Plan {
     /// waits for the same end, and the first grace period to run out cancels
     /// what is left.
     ///
+    /// # From inside the plan
+    ///
+    /// Called from one of the plan's own tasks, `shutdown` cannot wait for
+    /// every supervisor, one of which runs the caller. It closes the plan,
+    /// waits up to `grace` for every *other* task to end, then cancels those
+    /// left (queued ones never start), waits for them, and reports. It does
+    /// not cancel the calling task or the plan's token: the caller runs on,
+    /// and the plan's last supervisor exits once the caller ends.
+    ///
+    /// A zero `grace` is an [`abort`](Plan::abort), which stops everything,
+    /// the calling task included: from inside a task, its future is dropped
+    /// at its next poll, so the call does not return there.
+    ///
     /// # Cancel safety
     ///
     /// Dropping the returned future before it resolves leaves the plan
@@ -499,6 +601,14 @@ impl Plan {
     ///
     /// Returns at once if the plan is idle. A task submitted after this
     /// returns is not waited for.
+    ///
+    /// # From inside the plan
+    ///
+    /// Called from one of the plan's own tasks, the plan is never idle
+    /// while the caller runs, so this waits instead until every other task
+    /// has ended, or waits in here too. If those waiting hold every worker
+    /// while tasks are queued, which then can never start, it returns
+    /// without waiting for them and logs a warning, rather than hang.
     ///
     /// # Cancel safety
     ///
@@ -639,6 +749,66 @@ impl Plan {
         self.shared.cancel_tag(tag)
     }
 
+    /// Cancels the task numbered `id`, queued or running, and returns
+    /// whether it did: `false` if no task of this plan by that id is queued
+    /// or running (it finished, was cancelled before, or never existed).
+    ///
+    /// The task is cancelled as by [`TaskHandle::cancel`], for a caller that
+    /// only has the id: a job service cancelling a job named in a request
+    /// from another connection. A running task is found among the tasks the
+    /// supervisors run, at once; a queued one by a look through the queue,
+    /// which takes time in proportion to the number queued, under the
+    /// plan's lock. Where a handle is at hand, [`TaskHandle::cancel`] or a
+    /// [`CancelHandle`](crate::CancelHandle) find their task at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plan = taskplan::Plan::builder().workers(1).build()?;
+    /// let job = plan.submit(std::future::pending::<()>()).await?;
+    /// let id = job.id(); // e.g. sent to a client, which asks to cancel it
+    /// assert!(plan.cancel(id));
+    /// assert!(job.await.unwrap_err().is_cancelled());
+    /// assert!(!plan.cancel(id)); // already ended
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cancel(&self, id: TaskId) -> bool {
+        self.shared.cancel_by_id(id)
+    }
+
+    /// Cancels every queued and running task, leaves the plan open, and
+    /// returns how many it cancelled.
+    ///
+    /// Each task queued or running when this is called is cancelled as by
+    /// [`TaskHandle::cancel`]; the count is exact in the same way as
+    /// [`cancel_tag`](Plan::cancel_tag)'s. Tasks submitted afterwards run as
+    /// usual. Unlike [`abort`](Plan::abort), which also stops the plan for
+    /// good, this is a reset: "drop everything in flight, keep serving".
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plan = taskplan::Plan::builder().workers(1).build()?;
+    /// let running = plan.submit(std::future::pending::<()>()).await?;
+    /// let queued = plan.submit(async { "never" }).await?;
+    /// tokio::task::yield_now().await; // the first one starts
+    /// assert_eq!(plan.cancel_all(), 2);
+    /// assert!(running.await.unwrap_err().is_cancelled());
+    /// assert!(queued.await.unwrap_err().is_cancelled());
+    /// // The plan stays open.
+    /// assert_eq!(plan.submit(async { "next" }).await?.await?, "next");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cancel_all(&self) -> usize {
+        self.shared.cancel_all()
+    }
+
     /// Changes how many tasks may run at once, while the plan runs.
     ///
     /// Growing takes effect at once: new workers start for the queued tasks,
@@ -711,8 +881,9 @@ where
     F::Output: Send + 'static,
 {
     match refused {
-        Refused::Full(task) => SubmitError::Full(task.into_future()),
-        Refused::Closed(task) => SubmitError::Closed(task.into_future()),
+        Refused::Full(task) => SubmitError::full(task.into_future()),
+        Refused::FullInsideTask(task) => SubmitError::full_inside_task(task.into_future()),
+        Refused::Closed(task) => SubmitError::closed(task.into_future()),
     }
 }
 

@@ -1,17 +1,26 @@
 //! [`TaskBuilder`]: a task's tag, priority and timeout, set before it is
-//! submitted.
+//! submitted, for every kind of task: a future ([`Plan::task`]), a future
+//! made from its own token ([`Plan::task_with`]) and a blocking closure
+//! ([`Plan::blocking_task`]).
 
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::blocking::BlockingTask;
 use crate::engine::shared::TaskOptions;
 use crate::error::SubmitError;
 use crate::handle::TaskHandle;
 use crate::plan::Plan;
 use crate::tag::Tag;
 
-/// Describes one task before it is submitted; made by [`Plan::task`].
+/// Describes one task before it is submitted; made by [`Plan::task`],
+/// [`Plan::task_with`] or [`Plan::blocking_task`].
+///
+/// Every kind of task takes every option: tag, priority and timeout. `K`
+/// is what is submitted: the task's future, or a [`Blocking`] closure.
 ///
 /// # Examples
 ///
@@ -28,26 +37,45 @@ use crate::tag::Tag;
 ///     .timeout(Duration::from_secs(30))
 ///     .try_submit()?;
 /// assert_eq!(handle.await?, 7);
+///
+/// // A user's CPU-bound work, tagged so `cancel_tag` reaches it too.
+/// let checksum = plan
+///     .blocking_task(|_token| (1..=100u64).sum::<u64>())
+///     .tag("user-42")
+///     .submit()
+///     .await?;
+/// assert_eq!(checksum.await?, 5050);
 /// # Ok(())
 /// # }
 /// ```
 #[must_use = "a task is only submitted by `submit` or `try_submit`"]
-pub struct TaskBuilder<'plan, F> {
+pub struct TaskBuilder<'plan, K> {
     plan: &'plan Plan,
-    future: F,
+    kind: K,
     options: TaskOptions,
+    /// The task's own token: for `task_with` and blocking tasks.
+    token: Option<CancellationToken>,
 }
 
-impl<'plan, F> TaskBuilder<'plan, F>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    pub(crate) fn new(plan: &'plan Plan, future: F) -> Self {
+/// The closure of a blocking task, as its [`TaskBuilder`] holds it; made
+/// by [`Plan::blocking_task`].
+///
+/// A refused blocking task hands back the closure itself, not this.
+pub struct Blocking<C>(pub(crate) C);
+
+impl<C> fmt::Debug for Blocking<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Blocking(..)")
+    }
+}
+
+impl<'plan, K> TaskBuilder<'plan, K> {
+    pub(crate) fn new(plan: &'plan Plan, kind: K, token: Option<CancellationToken>) -> Self {
         TaskBuilder {
             plan,
-            future,
+            kind,
             options: TaskOptions::default(),
+            token,
         }
     }
 
@@ -104,21 +132,31 @@ where
         self.options.timeout = Some(None);
         self
     }
+}
 
+impl<F> TaskBuilder<'_, F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
     /// Submits the task, waiting while the queue is full; see
     /// [`Plan::submit`].
     ///
     /// # Errors
     ///
-    /// Returns [`SubmitError::Closed`] with the future inside if the plan is
-    /// closed, or closes while waiting.
+    /// Returns a [`SubmitError`] that [`is_closed`](SubmitError::is_closed),
+    /// with the future inside, if the plan is closed, or closes while
+    /// waiting (and one that is full in the case [`Plan::submit`]
+    /// describes).
     ///
     /// # Cancel safety
     ///
     /// This method is cancel safe: if the returned future is dropped before
     /// it resolves, nothing was submitted.
     pub async fn submit(self) -> Result<TaskHandle<F::Output>, SubmitError<F>> {
-        self.plan.submit_task(self.future, self.options, None).await
+        self.plan
+            .submit_task(self.kind, self.options, self.token)
+            .await
     }
 
     /// Submits the task if the queue has room, without waiting; see
@@ -126,14 +164,60 @@ where
     ///
     /// # Errors
     ///
-    /// Returns [`SubmitError::Full`] or [`SubmitError::Closed`] with the
-    /// future inside.
+    /// Returns a [`SubmitError`] (full or closed) with the future inside.
     pub fn try_submit(self) -> Result<TaskHandle<F::Output>, SubmitError<F>> {
-        self.plan.try_submit_task(self.future, self.options)
+        self.plan
+            .try_submit_task(self.kind, self.options, self.token)
     }
 }
 
-impl<F> fmt::Debug for TaskBuilder<'_, F> {
+impl<C, T> TaskBuilder<'_, Blocking<C>>
+where
+    C: FnOnce(CancellationToken) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    /// Submits the blocking task, waiting while the queue is full; see
+    /// [`Plan::submit_blocking`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Plan::submit`]; the error carries the closure, not yet called.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe: if the returned future is dropped before
+    /// it resolves, nothing was submitted.
+    pub async fn submit(self) -> Result<TaskHandle<T>, SubmitError<C>> {
+        let plan = self.plan;
+        let (task, options, token) = self.into_blocking_task();
+        plan.submit_task(task, options, Some(token))
+            .await
+            .map_err(|error| error.map(BlockingTask::into_closure))
+    }
+
+    /// Submits the blocking task if the queue has room, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// A [`SubmitError`] (full or closed) with the closure inside, not yet
+    /// called.
+    pub fn try_submit(self) -> Result<TaskHandle<T>, SubmitError<C>> {
+        let plan = self.plan;
+        let (task, options, token) = self.into_blocking_task();
+        plan.try_submit_task(task, options, Some(token))
+            .map_err(|error| error.map(BlockingTask::into_closure))
+    }
+
+    fn into_blocking_task(self) -> (BlockingTask<C, T>, TaskOptions, CancellationToken) {
+        let token = self
+            .token
+            .expect("a blocking task's builder is made with its token");
+        let task = BlockingTask::new(self.kind.0, token.clone(), self.plan.blocking_counts());
+        (task, self.options, token)
+    }
+}
+
+impl<K> fmt::Debug for TaskBuilder<'_, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskBuilder")
             .field("plan", &self.plan.name())

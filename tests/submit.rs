@@ -87,7 +87,7 @@ async fn both_submits_return_closed_with_the_task_once_closed() {
     assert!(refused.is_closed());
     assert_eq!(refused.into_inner().await, 9);
     let refused = plan.submit(opaque_task()).await.unwrap_err();
-    assert!(matches!(refused, SubmitError::Closed(_)));
+    assert!(refused.is_closed());
     assert_eq!(refused.into_inner().await, 9);
     assert_eq!(plan.stats().submitted, 0);
 }
@@ -151,11 +151,37 @@ on_both_runtimes!(
     a_cancelled_queued_task_frees_its_room,
 );
 
+/// A plan that refuses both ways: full (one worker, room for one) and
+/// closed. Returns the two refusals of `make`'s tasks.
+fn refusals<F: std::future::Future<Output = ()> + Send + 'static>(
+    mut make: impl FnMut() -> F,
+) -> (SubmitError<F>, SubmitError<F>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    let plan = Plan::builder().workers(1).capacity(1).build().unwrap();
+    // Not started: the runtime never runs, so the queue stays full.
+    let _queued = plan.try_submit(make()).unwrap();
+    let full = plan.try_submit(make()).unwrap_err();
+    plan.close();
+    let closed = plan.try_submit(make()).unwrap_err();
+    (full, closed)
+}
+
 #[test]
 fn submit_error_is_debug_display_and_error_for_any_task() {
     struct NotDebug;
-    let full = SubmitError::Full(NotDebug);
-    let closed = SubmitError::Closed(NotDebug);
+    impl std::future::Future for NotDebug {
+        type Output = ();
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            std::task::Poll::Ready(())
+        }
+    }
+    let (full, closed) = refusals(|| NotDebug);
     assert_eq!(format!("{full:?}"), "Full(..)");
     assert_eq!(format!("{closed:?}"), "Closed(..)");
     assert!(full.to_string().starts_with("plan queue is full"));
@@ -169,8 +195,51 @@ fn submit_error_is_debug_display_and_error_for_any_task() {
     assert_error(&closed);
 
     // `?` converts it into a boxed error.
-    fn refuse() -> Result<(), Box<dyn std::error::Error>> {
-        Err(SubmitError::Closed(NotDebug))?
+    let message = closed.to_string();
+    let refuse = move || -> Result<(), Box<dyn std::error::Error>> { Err(closed)? };
+    assert_eq!(refuse().unwrap_err().to_string(), message);
+}
+
+/// Issue 12, item 6: the error is `Sync` even when the task is not, so `?`
+/// into `Box<dyn Error + Send + Sync>` works for boxed and `!Sync` futures.
+/// (Before, `SubmitError<F>` was only `Sync` when `F` was: this failed to
+/// compile.)
+#[test]
+fn submit_error_is_send_and_sync_for_boxed_and_not_sync_futures() {
+    fn into_boxed_error<E: std::error::Error + Send + Sync + 'static>(
+        error: E,
+    ) -> Box<dyn std::error::Error + Send + Sync> {
+        Box::new(error)
     }
-    assert_eq!(refuse().unwrap_err().to_string(), closed.to_string());
+    type Boxed = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+    let (full, closed) = refusals(|| -> Boxed { Box::pin(async {}) });
+    assert!(
+        into_boxed_error(full)
+            .to_string()
+            .starts_with("plan queue is full")
+    );
+    assert!(
+        into_boxed_error(closed)
+            .to_string()
+            .starts_with("plan is closed")
+    );
+
+    // `Cell` is `Send` but not `Sync`, and so is a future holding one.
+    let not_sync = || {
+        let counter = std::cell::Cell::new(0u32);
+        async move { counter.set(counter.get() + 1) }
+    };
+    let (full, closed) = refusals(not_sync);
+    fn through_question_mark<F: Send + 'static>(
+        error: SubmitError<F>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Err(error)?
+    }
+    assert!(through_question_mark(full).is_err());
+    // And the task comes back whole, by value.
+    let task = closed.into_inner();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(task);
 }

@@ -418,6 +418,10 @@ pub(crate) trait Control: Send + Sync {
 /// future's type erased.
 pub(crate) trait Join<T>: Control {
     fn poll_output(&self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Failure>>>;
+
+    /// The same task as a `Control`, for a cancel handle that does not
+    /// know the output's type.
+    fn control(self: Arc<Self>) -> Arc<dyn Control>;
 }
 
 /// Counts how a task ended, for the plan and for its tag.
@@ -540,11 +544,15 @@ where
 
 impl<F> Join<F::Output> for Cell<F>
 where
-    F: Future + Send,
-    F::Output: Send,
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
 {
     fn poll_output(&self, cx: &mut Context<'_>) -> Poll<Option<Result<F::Output, Failure>>> {
         self.core.poll_output(cx)
+    }
+
+    fn control(self: Arc<Self>) -> Arc<dyn Control> {
+        self
     }
 }
 
@@ -622,6 +630,19 @@ where
 /// not be `Sync`, so a `&Task` must not be shared between threads.
 pub(crate) struct Task(Arc<dyn Runnable>, PhantomData<std::cell::Cell<()>>);
 
+/// A task's header, held without keeping the task alive: what the plan
+/// keeps of the task each supervisor runs, to cancel it by id or with all
+/// the others. Once the task has ended and its handles are gone, its output
+/// is dropped as usual and this no longer upgrades.
+pub(crate) struct WeakTask(std::sync::Weak<dyn Runnable>);
+
+impl WeakTask {
+    /// The task's header, if the task is still alive.
+    pub(crate) fn upgrade(&self) -> Option<Arc<dyn Control>> {
+        self.0.upgrade().map(Runnable::control)
+    }
+}
+
 /// What a supervisor does with a task, type-erased.
 ///
 /// # Safety
@@ -697,6 +718,11 @@ impl Task {
         self.setup().map_or(0, |setup| setup.priority)
     }
 
+    /// The task's own token, for `task_with` and blocking tasks.
+    pub(crate) fn token(&self) -> Option<&CancellationToken> {
+        self.setup().and_then(|setup| setup.token.as_ref())
+    }
+
     /// When the task was queued; `None` only for tasks made in unit tests.
     pub(crate) fn queued_at(&self) -> Option<Instant> {
         // SAFETY: `&self` on the unique owner (see `Cell`).
@@ -717,6 +743,11 @@ impl Task {
     /// A shared handle on the header, for registries that outlive a run.
     pub(crate) fn control(&self) -> Arc<dyn Control> {
         Arc::clone(&self.0).control()
+    }
+
+    /// A handle on the header that does not keep the task alive.
+    pub(crate) fn downgrade(&self) -> WeakTask {
+        WeakTask(Arc::downgrade(&self.0))
     }
 
     /// Counts how the task ended, for the plan and for its tag.

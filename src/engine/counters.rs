@@ -196,6 +196,16 @@ impl Counters {
         settled == self.submitted.load(Ordering::SeqCst)
     }
 
+    /// An upper bound on the tasks queued or running at some instant during
+    /// the call, exact when it is at most the tasks that stayed queued or
+    /// running throughout; loaded in `is_idle`'s order for the same reason.
+    pub(crate) fn unsettled(&self) -> usize {
+        let settled = self.outcomes.settled.load(Ordering::SeqCst);
+        self.submitted
+            .load(Ordering::SeqCst)
+            .saturating_sub(settled)
+    }
+
     /// Fills a snapshot; `queued` and `started` come from the queue lock.
     pub(crate) fn snapshot(&self, workers: usize, queued: usize, started: usize) -> Stats {
         let mut totals = Totals::default();

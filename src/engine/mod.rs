@@ -30,6 +30,7 @@
 pub(crate) mod blocking;
 pub(crate) mod cell;
 pub(crate) mod counters;
+pub(crate) mod current;
 #[cfg(feature = "metrics")]
 pub(crate) mod metrics;
 pub(crate) mod panic;

@@ -232,6 +232,17 @@ impl Queue {
         Drained(std::mem::take(&mut self.nodes))
     }
 
+    /// The key of the queued task numbered `id`.
+    ///
+    /// O(queued tasks): the queue keeps no index by id, since that would be
+    /// written for every task and only this lookup reads it.
+    pub(crate) fn find(&self, id: TaskId) -> Option<usize> {
+        self.nodes
+            .iter()
+            .find(|(_, node)| node.task.id() == id)
+            .map(|(key, _)| key)
+    }
+
     /// Whether the task whose header this is still sits in the queue at
     /// `key`: a task seen as QUEUED under the lock either does, or was taken
     /// by a [`drain`](Queue::drain).

@@ -24,6 +24,7 @@ use slab::Slab;
 use crate::engine::blocking::Blocking;
 use crate::engine::cell::{CancelRequest, Control, Header, Join, NewTask, Setup, Task, TaskId};
 use crate::engine::counters::{CachePadded, Counters, Outcomes};
+use crate::engine::current;
 use crate::engine::panic::contain_panic;
 use crate::engine::queue::Queue;
 use crate::engine::state::{IdleWaiter, State, TagState, claim, claim_up_to};
@@ -50,6 +51,10 @@ pub(crate) struct Shared {
     idle: Notify,
     /// Callers inside `wait_idle`; with none, going idle wakes nobody.
     idle_waiters: AtomicUsize,
+    /// The plan's own tasks inside `wait_idle` or `shutdown`, which wait
+    /// for the others: while there are any, every settle wakes the idle
+    /// waiters (see `wait_others_idle`).
+    inside_idle_waiters: AtomicUsize,
     /// Cancelled on abort; every supervisor races its task against it.
     pub(crate) token: CancellationToken,
     /// Cancelled when the plan closes, for `Plan::closed`; not tied to
@@ -118,7 +123,43 @@ pub(crate) struct TaskOptions {
 /// Why `Shared::push` refused a task; the task is handed back.
 pub(crate) enum Refused<T> {
     Full(T),
+    /// Full, and the submitter is one of the plan's own tasks, which must
+    /// not wait for room: see `Shared::submit`.
+    FullInsideTask(T),
     Closed(T),
+}
+
+/// A `submit` from one of the plan's own tasks, counted in
+/// `State::inside_submitters` while it waits for room.
+struct InsideSubmitter<'a> {
+    plan: &'a Shared,
+    /// Whether the submitter is one of the plan's tasks at all.
+    caller: bool,
+    counted: bool,
+}
+
+impl InsideSubmitter<'_> {
+    /// Counts the submitter as waiting, unless that would make every worker
+    /// wait for room that only a worker can make; then it must not wait.
+    /// Asked again after each wakeup, since `set_workers` may have lowered
+    /// the bar meanwhile.
+    fn may_wait(&mut self) -> bool {
+        let mut state = self.plan.lock();
+        state.inside_submitters += usize::from(!self.counted);
+        self.counted = state.inside_submitters < state.workers;
+        if !self.counted {
+            state.inside_submitters -= 1;
+        }
+        self.counted
+    }
+}
+
+impl Drop for InsideSubmitter<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            self.plan.lock().inside_submitters -= 1;
+        }
+    }
 }
 
 impl Shared {
@@ -136,6 +177,13 @@ impl Shared {
         F::Output: Send + 'static,
     {
         let mut wait_for_room = false;
+        // Set while the caller is one of this plan's tasks counted in
+        // `State::inside_submitters`; uncounts it however this ends.
+        let mut inside = InsideSubmitter {
+            plan: self,
+            caller: current::task_of(self).is_some(),
+            counted: false,
+        };
         loop {
             let mut room = pin!(self.room_available.notified());
             if wait_for_room {
@@ -148,6 +196,9 @@ impl Shared {
                 Err(Refused::Full(task)) => task,
                 Err(refused) => return Err(refused),
             };
+            if inside.caller && !inside.may_wait() {
+                return Err(Refused::FullInsideTask(task));
+            }
             if wait_for_room {
                 room.await;
             }
@@ -198,6 +249,11 @@ impl Shared {
     /// Closes the plan, lets it drain for `grace`, then aborts what is left;
     /// see `Plan::shutdown` for the promises.
     pub(crate) async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        // An abort from inside stops the caller too, as any abort does: its
+        // future is dropped at its next poll, so nothing waits on it.
+        if let Some(caller) = current::task_of(self).filter(|_| !grace.is_zero()) {
+            return self.shutdown_from_inside(caller, grace).await;
+        }
         let started = tokio::time::Instant::now();
         let supervisors = &self.supervisors;
         // With no grace, closing and draining must be one step (below), or a
@@ -223,6 +279,32 @@ impl Shared {
         // A task that a cancel on another thread took off the queue may still
         // be resolving there; the report waits for its handle too.
         self.wait_idle().await;
+        self.report(started)
+    }
+
+    /// `shutdown` called by one of the plan's own tasks: waiting for every
+    /// supervisor would wait for the caller's own, so this waits for the
+    /// other tasks instead, then cancels those left, sparing the caller.
+    /// The token is not cancelled: that would cancel the caller too.
+    async fn shutdown_from_inside(&self, caller: TaskId, grace: Duration) -> ShutdownReport {
+        let started = tokio::time::Instant::now();
+        self.close();
+        // The plan's runtime's timer, as in `shutdown`.
+        let waited = {
+            let _runtime = self.runtime.enter();
+            tokio::time::timeout(grace, self.wait_others_idle())
+        };
+        let others_ended = waited.await == Ok(OthersIdle::Ended);
+        if !others_ended {
+            if self.cancel_all_except(Some(caller)) > 0 {
+                self.forced.store(true, Ordering::Release);
+            }
+            self.wait_others_idle().await;
+        }
+        self.report(started)
+    }
+
+    fn report(&self, started: tokio::time::Instant) -> ShutdownReport {
         let stats = self.stats();
         ShutdownReport {
             completed: stats.completed,
@@ -237,6 +319,17 @@ impl Shared {
 
     /// Waits until no task is queued or running; see `Plan::wait_idle`.
     pub(crate) async fn wait_idle(&self) {
+        if current::task_of(self).is_some() {
+            if self.wait_others_idle().await == OthersIdle::Stuck {
+                tracing::warn!(
+                    plan = %self.name,
+                    "`wait_idle` called from tasks of the plan that hold every worker while \
+                     tasks are queued: those can never start, so it returns without waiting \
+                     for them"
+                );
+            }
+            return;
+        }
         let _waiting = IdleWaiter::register(&self.idle_waiters);
         loop {
             let mut idle = pin!(self.idle.notified());
@@ -246,6 +339,41 @@ impl Shared {
             }
             idle.await;
         }
+    }
+
+    /// `wait_idle` for a caller that is one of the plan's own tasks: waits
+    /// until every task is either finished or, like the caller, waiting in
+    /// here for the others. Returns `Stuck` instead if those waiting hold
+    /// every worker while tasks are queued, which then can never start.
+    async fn wait_others_idle(&self) -> OthersIdle {
+        let _waiting = IdleWaiter::register(&self.inside_idle_waiters);
+        // Counted before the first look, so a settle either is seen by it
+        // or sees the count and wakes it (SeqCst, as in `settle`). This
+        // arrival may be the one others wait for: they look again.
+        self.wake_users(|| self.idle.notify_waiters());
+        loop {
+            let mut idle = pin!(self.idle.notified());
+            idle.as_mut().enable();
+            let waiting = self.inside_idle_waiters.load(Ordering::SeqCst);
+            if self.others_idle(waiting) {
+                return OthersIdle::Ended;
+            }
+            let stuck = {
+                let state = self.lock();
+                waiting >= state.workers && state.queue.len() > 0
+            };
+            if stuck {
+                return OthersIdle::Stuck;
+            }
+            idle.await;
+        }
+    }
+
+    /// Whether every task queued or running, at some instant during the
+    /// call, was one of the `waiting` tasks of the plan that wait for the
+    /// others.
+    fn others_idle(&self, waiting: usize) -> bool {
+        self.counters.unsettled() <= waiting
     }
 
     #[cfg_attr(not(feature = "signal"), allow(dead_code))]
@@ -291,11 +419,14 @@ impl Shared {
                 waiting_submitters: 0,
                 idle_supervisors: 0,
                 wakeups_in_flight: 0,
+                running: Vec::new(),
+                inside_submitters: 0,
             })),
             work_available: Notify::new(),
             room_available: Notify::new(),
             idle: Notify::new(),
             idle_waiters: AtomicUsize::new(0),
+            inside_idle_waiters: AtomicUsize::new(0),
             token,
             closing: CancellationToken::new(),
             supervisor_wakers: Mutex::new(Slab::new()),
@@ -333,7 +464,7 @@ impl Shared {
     /// missing.
     pub(crate) fn resize(self: &Arc<Shared>, workers: usize) {
         let _resize = self.resize.lock().unwrap_or_else(|e| e.into_inner());
-        let (wake, spawns) = {
+        let (wake, inside_submitters_stuck, spawns) = {
             let mut state = self.lock();
             state.workers = workers;
             // Idle surplus supervisors retire now rather than at their next
@@ -344,12 +475,22 @@ impl Shared {
             let wake = surplus.min(state.idle_supervisors);
             state.idle_supervisors -= wake;
             state.wakeups_in_flight += wake;
-            (wake, self.claim_spawns(&mut state))
+            let inside_submitters_stuck =
+                state.inside_submitters > 0 && state.inside_submitters >= workers;
+            (wake, inside_submitters_stuck, self.claim_spawns(&mut state))
         };
         #[cfg(feature = "metrics")]
         self.workers_gauge.set(workers as f64);
         for _ in 0..wake {
             self.work_available.notify_one();
+        }
+        // Fewer workers may leave the plan's own tasks waiting on each
+        // other: they look again (see `InsideSubmitter`, `wait_others_idle`).
+        if inside_submitters_stuck {
+            self.wake_users(|| self.room_available.notify_waiters());
+        }
+        if self.inside_idle_waiters.load(Ordering::SeqCst) > 0 {
+            self.wake_users(|| self.idle.notify_waiters());
         }
         self.spawn_supervisors(spawns);
     }
@@ -528,6 +669,7 @@ impl Shared {
         match state.queue.pop() {
             Some((mut task, tag)) => {
                 task.header().mark_started(supervisor);
+                state.record_running(supervisor, task.id(), task.downgrade());
                 state.started += 1;
                 if let Some(tag) = tag {
                     let tag = &mut state.tags[tag];
@@ -547,8 +689,12 @@ impl Shared {
                 }
                 Some(Some(task))
             }
-            None if state.closed => Some(None),
+            None if state.closed => {
+                state.forget_running(supervisor);
+                Some(None)
+            }
             None => {
+                state.forget_running(supervisor);
                 state.idle_supervisors += usize::from(register_idle);
                 None
             }
@@ -710,11 +856,19 @@ impl Shared {
             .unwrap_or_default();
         let wake_submitters = claim_up_to(&mut state.waiting_submitters, queued.len());
         drop(state);
-        let mut cancelled = queued.len();
+        let cancelled = queued.len();
         self.drop_unstarted(queued.len(), queued);
         for _ in 0..wake_submitters {
             self.wake_users(|| self.room_available.notify_one());
         }
+        cancelled + self.cancel_running(running)
+    }
+
+    /// Asks running tasks to stop and wakes their supervisors; returns how
+    /// many were still running and not yet asked. Called without the queue
+    /// lock.
+    fn cancel_running(&self, running: Vec<Arc<dyn Control>>) -> usize {
+        let mut cancelled = 0;
         for task in running {
             if task.header().request_cancel() == CancelRequest::Requested {
                 self.wake_supervisor(task.header().supervisor());
@@ -729,6 +883,50 @@ impl Shared {
             );
         }
         cancelled
+    }
+
+    /// Cancels the task numbered `id`, queued or running; see
+    /// `Plan::cancel`.
+    pub(crate) fn cancel_by_id(&self, id: TaskId) -> bool {
+        let mut state = self.lock();
+        if let Some(key) = state.queue.find(id) {
+            let (task, _) = state.queue.remove(key);
+            let wake_submitter = claim(&mut state.waiting_submitters);
+            drop(state);
+            if wake_submitter {
+                self.wake_users(|| self.room_available.notify_one());
+            }
+            self.drop_unstarted(1, [task]);
+            return true;
+        }
+        let running = state.find_running(id);
+        drop(state);
+        running.is_some_and(|task| self.cancel_running(vec![task]) == 1)
+    }
+
+    /// Cancels every queued and running task and leaves the plan open; see
+    /// `Plan::cancel_all`.
+    pub(crate) fn cancel_all(&self) -> usize {
+        self.cancel_all_except(None)
+    }
+
+    /// `cancel_all`, sparing the running task numbered `spared`.
+    fn cancel_all_except(&self, spared: Option<TaskId>) -> usize {
+        // One hold of the lock: every task queued or running at this
+        // instant is found once, as queued or as running, never both.
+        let (queued, running, wake_submitters) = {
+            let mut state = self.lock();
+            let queued = state.queue.drain();
+            let running = state.all_running_except(spared);
+            let wake = claim_up_to(&mut state.waiting_submitters, queued.len());
+            (queued, running, wake)
+        };
+        let cancelled = queued.len();
+        self.drop_unstarted(queued.len(), queued.into_tasks());
+        for _ in 0..wake_submitters {
+            self.wake_users(|| self.room_available.notify_one());
+        }
+        cancelled + self.cancel_running(running)
     }
 
     /// Counts, drops and settles tasks taken off the queue unstarted.
@@ -889,6 +1087,11 @@ impl Shared {
         if self.idle_waiters.load(Ordering::SeqCst) > 0 && self.counters.is_idle() {
             self.wake_users(|| self.idle.notify_waiters());
         }
+        // The plan's own tasks waiting for the others look again at every
+        // settle; they are rare, and their condition changes with each.
+        if self.inside_idle_waiters.load(Ordering::SeqCst) > 0 {
+            self.wake_users(|| self.idle.notify_waiters());
+        }
     }
 
     /// Resolves once the plan is closed and every supervisor has exited.
@@ -925,6 +1128,15 @@ impl Shared {
             ..stats
         }
     }
+}
+
+/// How `wait_others_idle` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OthersIdle {
+    /// Every other task ended.
+    Ended,
+    /// The waiting tasks hold every worker while tasks are queued.
+    Stuck,
 }
 
 /// A task ready to be queued: the task, its handle's half, and where it

@@ -9,7 +9,7 @@
 
 use slab::Slab;
 
-use crate::engine::cell::Control;
+use crate::engine::cell::{Control, TaskId, WeakTask};
 use crate::engine::queue::Queue;
 use crate::engine::sync::{Arc, AtomicUsize, Ordering};
 
@@ -73,9 +73,63 @@ pub(crate) struct State {
     /// whose `Notified` completes, by `enable` or by being awaited, counts
     /// itself off.
     pub(crate) wakeups_in_flight: usize,
+    /// The task each supervisor runs, by supervisor number: how
+    /// `Plan::cancel(id)` and `Plan::cancel_all` find running tasks without
+    /// a registry written per task. Set in the same hold of the lock as the
+    /// pop, so a task is always either in the queue or here; cleared when
+    /// the supervisor finds the queue empty. Between the two it may name a
+    /// task that has since ended: its header then says so, or it no longer
+    /// upgrades, and a canceller finds nothing to cancel.
+    pub(crate) running: Vec<Option<RunningTask>>,
+    /// Tasks of this plan waiting inside `submit` for room in it. Room is
+    /// made only by a worker starting a task; if every worker waited there,
+    /// none would. So a task may wait only while this stays below
+    /// `workers` (see `Shared::submit`).
+    pub(crate) inside_submitters: usize,
+}
+
+/// A task a supervisor took off the queue.
+pub(crate) struct RunningTask {
+    pub(crate) id: TaskId,
+    pub(crate) task: WeakTask,
 }
 
 impl State {
+    /// Records the task `supervisor` just popped.
+    pub(crate) fn record_running(&mut self, supervisor: u32, id: TaskId, task: WeakTask) {
+        let number = supervisor as usize;
+        if self.running.len() <= number {
+            self.running.resize_with(number + 1, || None);
+        }
+        self.running[number] = Some(RunningTask { id, task });
+    }
+
+    /// Forgets the last task of `supervisor`, which found nothing to do.
+    pub(crate) fn forget_running(&mut self, supervisor: u32) {
+        if let Some(slot) = self.running.get_mut(supervisor as usize) {
+            *slot = None;
+        }
+    }
+
+    /// The running task numbered `id`, if it is still alive.
+    pub(crate) fn find_running(&self, id: TaskId) -> Option<Arc<dyn Control>> {
+        self.running
+            .iter()
+            .flatten()
+            .find(|running| running.id == id)
+            .and_then(|running| running.task.upgrade())
+    }
+
+    /// Every task the supervisors run that is still alive, but `spared`.
+    pub(crate) fn all_running_except(&self, spared: Option<TaskId>) -> Vec<Arc<dyn Control>> {
+        self.running
+            .iter()
+            .flatten()
+            .filter(|running| Some(running.id) != spared)
+            .filter_map(|running| running.task.upgrade())
+            .collect()
+    }
+
     /// Claims a wakeup for an idle supervisor if the invariant above needs
     /// one. The caller sends it (`notify_one`) after releasing the lock.
     pub(crate) fn claim_wakeup(&mut self) -> bool {
@@ -188,6 +242,8 @@ mod tests {
             waiting_submitters: 0,
             idle_supervisors,
             wakeups_in_flight,
+            running: Vec::new(),
+            inside_submitters: 0,
         }
     }
 

@@ -17,9 +17,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use tokio::time::{Instant, Sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
 
 use crate::engine::cell::{Ended, HandleWaker, Outcome, Task};
 use crate::engine::counters::{CachePadded, Outcomes};
+use crate::engine::current;
 use crate::engine::panic::contain_panic;
 use crate::engine::shared::Shared;
 use crate::engine::sync::{AtomicBool, AtomicWaker, Ordering};
@@ -124,7 +126,24 @@ pub(crate) async fn supervise(mut exit: ExitGuard) {
         // an abort or past its deadline a task is not polled again, not even
         // by the wakeup that brought the news.
         let mut first_poll = true;
+        let id = task.id();
+        // A task's own token works both ways: cancelled from outside, it
+        // cancels the task. Polled with this supervisor's waker, before
+        // each poll of the task, so a task whose token was cancelled while
+        // it was queued is never polled at all.
+        let own_token = task.token().cloned();
+        let mut own_token_cancelled = pin!(own_token.as_ref().map(CancellationToken::cancelled));
         let ending = poll_fn(|cx| {
+            // The task's calls into its own plan know it as the caller.
+            let _polling = current::Polling::enter(plan, id);
+            if let Some(cancelled) = own_token_cancelled.as_mut().as_pin_mut() {
+                if cancelled.poll(cx).is_ready() {
+                    // Ends the task as cancelled in the poll just below,
+                    // exactly as `TaskHandle::cancel` would; this supervisor
+                    // is the one to wake, and it is awake.
+                    let _ = task.header().request_cancel();
+                }
+            }
             // Also registers with the clock, so it wakes us; the token's
             // alarm wakes us through `cancel_waker`, which a pending task
             // poll has just registered.
