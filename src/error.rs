@@ -213,6 +213,9 @@ pub enum ResizeError {
     /// `set_workers` was called with more than
     /// [`MAX_WORKERS`](crate::MAX_WORKERS).
     TooManyWorkers,
+    /// `set_workers` was called on a closed plan, whose workers are only
+    /// finishing what is left.
+    Closed,
 }
 
 impl fmt::Display for ResizeError {
@@ -226,6 +229,10 @@ impl fmt::Display for ResizeError {
                 "`workers` must be at most {MAX_WORKERS} (`taskplan::MAX_WORKERS`); pass a \
                  smaller number, or split the work across several plans"
             ),
+            ResizeError::Closed => f.write_str(
+                "the plan is closed, so its number of workers is fixed; build a new plan to \
+                 run more work",
+            ),
         }
     }
 }
@@ -236,6 +243,11 @@ impl Error for ResizeError {}
 ///
 /// A [`TaskHandle`](crate::TaskHandle) resolves to `Err(TaskError)` when its
 /// task was cancelled, panicked or ran past its timeout.
+///
+/// `TaskError` is `Send + Sync + 'static` and implements [`Error`], so `?`
+/// converts it into `Box<dyn Error + Send + Sync>` or `anyhow::Error`. (A
+/// panic's payload need not be `Sync`; the error keeps it behind a lock,
+/// and gives it out only by value, through [`into_panic`](TaskError::into_panic).)
 ///
 /// # Examples
 ///

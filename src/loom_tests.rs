@@ -1030,7 +1030,7 @@ mod alarm {
     use std::task::Wake;
 
     mirror! { TOKEN_ALARM in "engine/supervisor.rs":
-        struct TokenAlarm {
+        pub(crate) struct TokenAlarm {
             fired: AtomicBool,
             supervisor: Arc<AtomicWaker>,
         }
@@ -1038,7 +1038,7 @@ mod alarm {
 
     mirror! { ALARM_IMPLS in "engine/supervisor.rs":
         impl TokenAlarm {
-            fn fired(&self) -> bool {
+            pub(crate) fn fired(&self) -> bool {
                 self.fired.load(Ordering::Acquire)
             }
         }
@@ -1304,6 +1304,9 @@ mod counts {
         self.spawn_supervisors(spawns);");
     fact!(RESIZE in "engine/shared.rs": "
             let mut state = self.lock();
+            if state.closed || self.token_alarm.fired() {
+                return false;
+            }
             state.workers = workers;");
     fact!(RESIZE_SPAWNS in "engine/shared.rs": "
             (wake, inside_submitters_stuck, self.claim_spawns(&mut state))

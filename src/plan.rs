@@ -822,9 +822,10 @@ impl Plan {
     ///
     /// # Errors
     ///
-    /// Returns [`ResizeError::ZeroWorkers`] if `workers` is zero, and
-    /// [`ResizeError::TooManyWorkers`] if it is above [`MAX_WORKERS`]; the
-    /// plan is left as it was.
+    /// Returns [`ResizeError::ZeroWorkers`] if `workers` is zero,
+    /// [`ResizeError::TooManyWorkers`] if it is above [`MAX_WORKERS`], and
+    /// [`ResizeError::Closed`] once the plan is closed (by `close`, a
+    /// shutdown, an abort or its token); the plan is left as it was.
     ///
     /// # Examples
     ///
@@ -845,7 +846,9 @@ impl Plan {
         if workers > MAX_WORKERS {
             return Err(ResizeError::TooManyWorkers);
         }
-        self.shared.resize(workers);
+        if !self.shared.resize(workers) {
+            return Err(ResizeError::Closed);
+        }
         tracing::debug!(plan = %self.shared.name, workers, "workers changed");
         Ok(())
     }

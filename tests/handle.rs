@@ -172,3 +172,30 @@ async fn into_panic_on_a_cancellation_panics_with_a_clear_message() {
     })
     .await
 }
+
+/// Issue 12, item 10: what the docs promise of `TaskError`, for `?`.
+#[test]
+fn task_error_converts_with_question_mark_into_send_sync_boxed_errors() {
+    fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
+    assert_error::<taskplan::TaskError>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let message = runtime.block_on(async {
+        let plan = taskplan::Plan::builder().workers(1).build().unwrap();
+        // A payload that is `Send` but not `Sync`: the error holds it
+        // behind a lock, and is `Sync` all the same.
+        let handle = plan
+            .submit(async { std::panic::panic_any(std::cell::Cell::new(1u8)) })
+            .await
+            .unwrap();
+        let run = || async move {
+            let value: () = handle.await?;
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(value)
+        };
+        let message = run().await.unwrap_err().to_string();
+        plan.abort().await;
+        message
+    });
+    assert!(message.contains("panicked"), "{message}");
+}

@@ -93,11 +93,12 @@ async fn wait_idle_from_the_only_worker_with_work_queued_returns_and_warns() {
                 // The only worker is this one: `queued` can never start
                 // while this waits.
                 inner.wait_idle().await;
-                queued
+                // Handed out, not awaited: it can only run once this ends.
+                (queued,)
             })
             .await
             .unwrap();
-        let queued = common::or_hang(waiter, "wait_idle from the only worker")
+        let (queued,) = common::or_hang(waiter, "wait_idle from the only worker")
             .await
             .unwrap();
         assert_eq!(

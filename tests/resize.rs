@@ -103,6 +103,7 @@ on_both_runtimes!(
     shrinking_never_interrupts_running_tasks,
     shrinking_idle_workers_and_growing_again,
     zero_workers_is_an_error_and_changes_nothing,
+    set_workers_on_a_closed_plan_is_refused_and_changes_nothing,
 );
 
 /// Shrinking while every worker is busy, then submitting tasks that never
@@ -178,4 +179,20 @@ fn after_shrinking_no_surplus_worker_starts_a_task() {
             "round {round}: {endless_started} tasks started after `set_workers(1)` returned"
         );
     }
+}
+
+/// Issue 12, item 10: a closed plan's size is fixed. (Before, `set_workers`
+/// after `close` or `abort` returned `Ok` and `stats().workers` changed.)
+async fn set_workers_on_a_closed_plan_is_refused_and_changes_nothing() {
+    let plan = common::tracked(Plan::builder().workers(2).build().unwrap());
+    plan.close();
+    assert_eq!(plan.set_workers(5), Err(ResizeError::Closed));
+    assert_eq!(plan.stats().workers, 2);
+    let message = ResizeError::Closed.to_string();
+    assert!(message.starts_with("the plan is closed"), "{message}");
+
+    let aborted = common::tracked(Plan::builder().workers(3).build().unwrap());
+    aborted.abort().await;
+    assert_eq!(aborted.set_workers(1), Err(ResizeError::Closed));
+    assert_eq!(aborted.stats().workers, 3);
 }

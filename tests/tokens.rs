@@ -93,6 +93,8 @@ on_both_runtimes!(
     the_token_is_cancelled_when_the_plan_aborts,
     the_token_of_a_task_that_completes_is_left_alone,
     a_closed_plan_hands_the_future_back,
+    a_cancelled_plan_token_closes_the_plan_before_cancel_returns,
+    a_cancelled_parent_token_closes_the_plan_before_cancel_returns,
 );
 
 #[tokio::test(start_paused = true)]
@@ -129,4 +131,38 @@ async fn the_token_is_a_child_of_the_plan_token() {
         assert!(handle.await.unwrap_err().is_cancelled());
     })
     .await
+}
+
+/// Issue 12, item 10: once the plan's token is cancelled, the plan counts
+/// as closed at once and refuses tasks, though the abort it starts runs
+/// on the plan's runtime a moment later. (Before, `is_closed()` was still
+/// `false` right after `cancel()`, and `try_submit` was accepted, then
+/// cancelled.)
+async fn a_cancelled_plan_token_closes_the_plan_before_cancel_returns() {
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+    plan.token().cancel();
+    // No await in between: the plan's watcher has not run yet.
+    assert!(plan.is_closed());
+    let refused = plan.try_submit(async { 1 }).unwrap_err();
+    assert!(refused.is_closed());
+    assert_eq!(refused.into_inner().await, 1);
+    assert!(plan.submit(async {}).await.unwrap_err().is_closed());
+    assert!(plan.set_workers(2).is_err());
+    assert_eq!(plan.stats().submitted, 0);
+}
+
+/// The same for a parent token given to the builder, cancelled from
+/// outside the plan.
+async fn a_cancelled_parent_token_closes_the_plan_before_cancel_returns() {
+    let parent = CancellationToken::new();
+    let plan = common::tracked(
+        Plan::builder()
+            .workers(1)
+            .token(parent.clone())
+            .build()
+            .unwrap(),
+    );
+    parent.cancel();
+    assert!(plan.is_closed());
+    assert!(plan.try_submit(async {}).unwrap_err().is_closed());
 }

@@ -28,7 +28,7 @@ use crate::engine::current;
 use crate::engine::panic::contain_panic;
 use crate::engine::queue::Queue;
 use crate::engine::state::{IdleWaiter, State, TagState, claim, claim_up_to};
-use crate::engine::supervisor;
+use crate::engine::supervisor::{self, TokenAlarm};
 use crate::engine::sync::{Arc, Mutex, MutexGuard};
 use crate::engine::sync::{AtomicBool, AtomicUsize, AtomicWaker, Ordering};
 use crate::engine::tags::{TagInfo, TagRegistry};
@@ -57,6 +57,11 @@ pub(crate) struct Shared {
     inside_idle_waiters: AtomicUsize,
     /// Cancelled on abort; every supervisor races its task against it.
     pub(crate) token: CancellationToken,
+    /// Fired, before `cancel()` returns, by a cancel of `token` from
+    /// anywhere: from then on the plan counts as closed and refuses tasks,
+    /// though the abort that follows (`watch_token`) is still on its way.
+    /// A load, where `token.is_cancelled()` takes the token's lock.
+    pub(crate) token_alarm: Arc<TokenAlarm>,
     /// Cancelled when the plan closes, for `Plan::closed`; not tied to
     /// `token`, which only an abort cancels.
     closing: CancellationToken,
@@ -95,6 +100,10 @@ pub(crate) struct Shared {
     pub(crate) blocking: Arc<Blocking>,
     /// Set once an abort cancelled a queued or running task.
     forced: AtomicBool,
+    /// Set once a supervisor found that the plan's runtime has no time
+    /// driver, so timeouts cannot be kept: found, and logged, once per plan
+    /// (Tokio's panic at making a timer prints a message each time).
+    pub(crate) time_driver_missing: AtomicBool,
     /// Live `Plan` clones; the last one dropped closes the plan.
     pub(crate) plans: AtomicUsize,
     counters: Counters,
@@ -243,7 +252,7 @@ impl Shared {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.lock().closed
+        self.lock().closed || self.token_alarm.fired()
     }
 
     /// Closes the plan, lets it drain for `grace`, then aborts what is left;
@@ -401,6 +410,10 @@ impl Shared {
         } = settings;
         let counters = Counters::new(&name);
         let tags = TagRegistry::new(&name);
+        // Armed here, before any task can be submitted; kept armed by the
+        // token's watcher.
+        let mut token_cancelled = Box::pin(token.clone().cancelled_owned());
+        let token_alarm = TokenAlarm::arm(token_cancelled.as_mut(), Arc::new(AtomicWaker::new()));
         #[cfg(feature = "metrics")]
         let workers_gauge = crate::engine::metrics::workers_gauge(&name);
         #[cfg(feature = "metrics")]
@@ -428,6 +441,7 @@ impl Shared {
             idle_waiters: AtomicUsize::new(0),
             inside_idle_waiters: AtomicUsize::new(0),
             token,
+            token_alarm,
             closing: CancellationToken::new(),
             supervisor_wakers: Mutex::new(Slab::new()),
             supervisors: TaskTracker::new(),
@@ -439,6 +453,7 @@ impl Shared {
             tags: Mutex::new(tags),
             blocking: Arc::new(Blocking::default()),
             forced: AtomicBool::new(false),
+            time_driver_missing: AtomicBool::new(false),
             plans: AtomicUsize::new(1),
             counters,
             #[cfg(feature = "metrics")]
@@ -446,9 +461,10 @@ impl Shared {
             runtime,
         });
         // No supervisor yet: the first task queued starts one.
-        shared
-            .runtime
-            .spawn(supervisor::watch_token(Arc::clone(&shared)));
+        shared.runtime.spawn(supervisor::watch_token(
+            Arc::clone(&shared),
+            token_cancelled,
+        ));
         tracing::debug!(plan = %shared.name, workers, capacity, "plan started");
         shared
     }
@@ -461,11 +477,14 @@ impl Shared {
     }
 
     /// Sets the target number of supervisors and spawns any that are
-    /// missing.
-    pub(crate) fn resize(self: &Arc<Shared>, workers: usize) {
+    /// missing; returns `false`, changing nothing, once the plan is closed.
+    pub(crate) fn resize(self: &Arc<Shared>, workers: usize) -> bool {
         let _resize = self.resize.lock().unwrap_or_else(|e| e.into_inner());
         let (wake, inside_submitters_stuck, spawns) = {
             let mut state = self.lock();
+            if state.closed || self.token_alarm.fired() {
+                return false;
+            }
             state.workers = workers;
             // Idle surplus supervisors retire now rather than at their next
             // task. They are woken one by one through the wakeup count, not
@@ -493,6 +512,7 @@ impl Shared {
             self.wake_users(|| self.idle.notify_waiters());
         }
         self.spawn_supervisors(spawns);
+        true
     }
 
     /// Claims new supervisors (`State::claim_spawns`) and counts them live,
@@ -574,7 +594,7 @@ impl Shared {
             .then(|| task.tag().cloned())
             .flatten();
         let mut state = self.lock();
-        if state.closed {
+        if state.closed || self.token_alarm.fired() {
             return Err(Refused::Closed(task));
         }
         if state.queue.len() >= self.capacity {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use tokio::time::{Instant, Sleep, sleep_until};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::engine::cell::{Ended, HandleWaker, Outcome, Task};
 use crate::engine::counters::{CachePadded, Outcomes};
@@ -44,20 +44,8 @@ pub(crate) async fn supervise(mut exit: ExitGuard) {
     // One `cancelled()` future for the supervisor's whole life, polled once
     // with the alarm as its waker, so the supervisor joins the token's
     // waiter list once and from then on looks at the token with one load.
-    let alarm = Arc::new(TokenAlarm {
-        fired: AtomicBool::new(false),
-        supervisor: Arc::clone(&exit.waker),
-    });
     let mut aborted = pin!(plan.token.cancelled());
-    let alarm_waker = Waker::from(Arc::clone(&alarm));
-    if aborted
-        .as_mut()
-        .poll(&mut Context::from_waker(&alarm_waker))
-        .is_ready()
-    {
-        // Cancelled before this supervisor started: the waker was not called.
-        alarm.fired.store(true, Ordering::Release);
-    }
+    let alarm = TokenAlarm::arm(aborted.as_mut(), Arc::clone(&exit.waker));
     // One timer for the supervisor's whole life, made at the first task with
     // a timeout (a runtime without a time driver never needs one), and reset
     // for each later one.
@@ -103,17 +91,23 @@ pub(crate) async fn supervise(mut exit: ExitGuard) {
         if let Some(at) = deadline {
             match &mut timer {
                 Some(timer) => timer.as_mut().reset(at),
+                // Found missing before: not asked again, and not logged
+                // again, for any task of the plan.
+                None if plan.time_driver_missing.load(Ordering::Relaxed) => deadline = None,
                 // Tokio panics when a runtime without the time driver makes
                 // a timer; that must not take the supervisor down.
                 None => match catch_unwind(|| Box::pin(sleep_until(at))) {
                     Ok(made) => timer = Some(made),
                     Err(_) => {
-                        tracing::error!(
-                            plan = %plan.name,
-                            task = %task.id(),
-                            "task timeouts need the runtime's time driver (`enable_time` or \
-                             `enable_all` on the runtime builder); this task runs without one"
-                        );
+                        if !plan.time_driver_missing.swap(true, Ordering::Relaxed) {
+                            tracing::error!(
+                                plan = %plan.name,
+                                task = %task.id(),
+                                "task timeouts need the runtime's time driver (`enable_time` \
+                                 or `enable_all` on the runtime builder); this plan's tasks run \
+                                 without their timeouts"
+                            );
+                        }
                         deadline = None;
                     }
                 },
@@ -341,7 +335,7 @@ impl Drop for Running<'_> {
 /// takes that and its `Notify`'s, both shared by every supervisor (measured:
 /// tasks that yield once ran 2.8 times slower than `tokio::spawn` with the
 /// locks, on the 2-thread runtime).
-struct TokenAlarm {
+pub(crate) struct TokenAlarm {
     fired: AtomicBool,
     /// The supervisor's waker, which its running task's pending polls keep
     /// current.
@@ -349,8 +343,33 @@ struct TokenAlarm {
 }
 
 impl TokenAlarm {
-    fn fired(&self) -> bool {
+    pub(crate) fn fired(&self) -> bool {
         self.fired.load(Ordering::Acquire)
+    }
+}
+
+impl TokenAlarm {
+    /// Arms an alarm on `cancelled`, a token's `cancelled()` future: polls
+    /// it once with the alarm as its waker, so that from then on, for as
+    /// long as the future lives, a cancel sets `fired` and wakes `waker`
+    /// before `cancel()` returns.
+    pub(crate) fn arm(
+        cancelled: Pin<&mut impl Future<Output = ()>>,
+        waker: Arc<AtomicWaker>,
+    ) -> Arc<TokenAlarm> {
+        let alarm = Arc::new(TokenAlarm {
+            fired: AtomicBool::new(false),
+            supervisor: waker,
+        });
+        let alarm_waker = Waker::from(Arc::clone(&alarm));
+        if cancelled
+            .poll(&mut Context::from_waker(&alarm_waker))
+            .is_ready()
+        {
+            // Cancelled before: the waker was not called.
+            alarm.fired.store(true, Ordering::Release);
+        }
+        alarm
     }
 }
 
@@ -381,12 +400,27 @@ enum Ending {
 ///
 /// Also closes the plan if the runtime drops the watcher: see
 /// [`CloseIfDropped`].
-pub(crate) async fn watch_token(plan: Arc<Shared>) {
+pub(crate) async fn watch_token(
+    plan: Arc<Shared>,
+    armed: Pin<Box<WaitForCancellationFutureOwned>>,
+) {
     let runtime_gone = CloseIfDropped(Some(Arc::clone(&plan)));
+    // `armed` keeps the plan's alarm armed (see `Shared::token_alarm`),
+    // which wakes this through its waker.
+    let alarm = &plan.token_alarm;
+    let cancelled = poll_fn(|cx| {
+        alarm.supervisor.register(cx.waker());
+        if alarm.fired() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    });
     tokio::select! {
-        _ = plan.token.cancelled() => plan.abort_queued(),
-        _ = plan.supervisors_exited() => {}
+        () = cancelled => plan.abort_queued(),
+        () = plan.supervisors_exited() => {}
     }
+    drop(armed);
     runtime_gone.disarm();
 }
 
