@@ -959,9 +959,16 @@ impl Harness {
             }
             Op::SetWorkers(workers) => {
                 if let Some(plan) = &self.plan {
-                    plan.set_workers(usize::from(workers)).unwrap();
-                    assert_eq!(plan.stats().workers, usize::from(workers), "{}", self.at);
-                    self.model.set_workers(usize::from(workers));
+                    let resized = plan.set_workers(usize::from(workers));
+                    if self.model.closed {
+                        // A closed plan's size is fixed.
+                        assert_eq!(resized, Err(taskplan::ResizeError::Closed), "{}", self.at);
+                        assert_eq!(plan.stats().workers, self.model.workers, "{}", self.at);
+                    } else {
+                        assert_eq!(resized, Ok(()), "{}", self.at);
+                        assert_eq!(plan.stats().workers, usize::from(workers), "{}", self.at);
+                        self.model.set_workers(usize::from(workers));
+                    }
                 }
             }
             Op::Advance(ms) => settle_ms = u64::from(ms),
