@@ -18,6 +18,8 @@
 //! - Each task gets a [`TaskHandle`]: await it for the output, or
 //!   [`cancel`](TaskHandle::cancel) it, queued or running. Dropping it
 //!   detaches the task.
+//! - A [`TaskSet`] holds many handles and yields their results in the order
+//!   the tasks finish, as a `JoinSet` does; dropping it cancels its tasks.
 //! - A panicking task resolves its handle with a [`TaskError`] and its worker
 //!   goes on; the panic is logged through `tracing`.
 //! - [`Plan::shutdown`] drains with a deadline and then cancels the rest;
@@ -179,6 +181,7 @@ mod error;
 pub mod guide;
 mod handle;
 mod plan;
+mod set;
 #[cfg(feature = "signal")]
 mod signal;
 mod stats;
@@ -193,6 +196,7 @@ pub use engine::cell::TaskId;
 pub use error::{BuildError, ResizeError, SubmitError, TaskError};
 pub use handle::TaskHandle;
 pub use plan::{MAX_WORKERS, Plan};
+pub use set::TaskSet;
 pub use stats::{ShutdownReport, Stats, Timing};
 pub use tag::Tag;
 pub use task_builder::TaskBuilder;
