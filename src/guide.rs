@@ -660,7 +660,9 @@
 //! moment it is called, not from its first poll, so a service may say it is
 //! ready right after the call without missing an early signal. It also
 //! returns, through the same shutdown, if the plan's token is cancelled
-//! first.
+//! first. A second SIGTERM or Ctrl-C during the drain aborts at once, as
+//! [`Plan::abort`] does, and is logged at `WARN`: an operator who presses
+//! Ctrl-C twice does not wait out the grace period.
 //!
 //! A server that accepts connections until the signal, sheds load when the
 //! queue is full, and drains for ten seconds:

@@ -121,8 +121,9 @@
 //!
 //! [`Plan::shutdown`] stops intake, drains for a grace period, then cancels
 //! what is left and reports. With the `signal` feature (on by default),
-//! [`Plan::shutdown_on_signal`] does so on SIGTERM or Ctrl-C, which is what a
-//! service under an orchestrator needs:
+//! [`Plan::shutdown_on_signal`] does so on SIGTERM or Ctrl-C, and aborts at
+//! once on a second one, which is what a service under an orchestrator
+//! needs:
 //!
 //! ```no_run
 //! # #[tokio::main]
