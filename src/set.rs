@@ -157,9 +157,10 @@ impl<T> TaskSet<T> {
     }
 
     /// Moves every result delivered to the set so far into `finished`, in
-    /// the order delivered, and leaves every member's waker registered;
-    /// waits for nothing.
+    /// the order delivered, and leaves every member polled, so that its end
+    /// wakes the set; waits for nothing.
     fn sweep(&mut self) {
+        let already_finished = self.finished.len();
         let mut cx = Context::from_waker(&self.waker);
         loop {
             // Cleared before the poll: a wake during it means a member was
@@ -167,10 +168,14 @@ impl<T> TaskSet<T> {
             self.wakeup.woken.store(false, Ordering::SeqCst);
             match Pin::new(&mut self.members).poll_next(&mut cx) {
                 Poll::Ready(Some(result)) => self.finished.push_back(result),
-                Poll::Ready(None) => return,
                 Poll::Pending if self.wakeup.woken.load(Ordering::SeqCst) => {}
-                Poll::Pending => return,
+                Poll::Ready(None) | Poll::Pending => break,
             }
+        }
+        // A handle added after its task ended woke nobody: tell whoever
+        // waits in `poll_join_next` that a result is here.
+        if self.finished.len() > already_finished {
+            self.wakeup.waiter.wake();
         }
     }
 

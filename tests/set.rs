@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::task::{Context, Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 
 use common::{DropFlag, Gate};
 use futures_util::{Stream, StreamExt};
@@ -289,6 +289,34 @@ async fn a_dropped_join_next_loses_no_result() {
     assert!(set.join_next().await.is_none());
 }
 
+/// Whoever waits in `poll_join_next` is woken when a handle whose task has
+/// already ended is added: no member's end will wake it for that result.
+async fn a_waiting_poller_is_woken_when_a_finished_handle_is_added() {
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+    let mut set = TaskSet::new();
+    let (release, held_task) = held("held");
+    set.submit(&plan, held_task).await.unwrap();
+    let (woken_tx, mut woken_rx) = mpsc::unbounded_channel();
+    let waker = Waker::from(Arc::new(WakeSignal(woken_tx)));
+    assert!(
+        set.poll_join_next(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+
+    let other_plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+    let ended = other_plan.submit(async { "ended" }).await.unwrap();
+    other_plan.wait_idle().await;
+    set.push(ended);
+    assert!(
+        woken_rx.try_recv().is_ok(),
+        "the waiting poller was not woken"
+    );
+    let next = set.poll_join_next(&mut Context::from_waker(&waker));
+    assert!(matches!(next, Poll::Ready(Some(Ok("ended")))), "{next:?}");
+    release.send(()).unwrap();
+    assert_eq!(set.join_next().await.unwrap().unwrap(), "held");
+}
+
 /// `join_next` as a `select!` branch that often loses: every result still
 /// comes back exactly once. A task may only end after the other branch won,
 /// so `join_next` futures are dropped while tasks end around them.
@@ -517,6 +545,7 @@ on_both_runtimes!(
     cancel_all_cancels_exactly_the_members,
     a_panicking_member_comes_back_as_a_panic_and_the_rest_follow,
     a_dropped_join_next_loses_no_result,
+    a_waiting_poller_is_woken_when_a_finished_handle_is_added,
     join_next_in_a_losing_select_branch_loses_no_result,
     the_stream_yields_what_join_next_would,
     dropping_the_set_cancels_its_members,
