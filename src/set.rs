@@ -282,7 +282,7 @@ impl<T> TaskSet<T> {
     /// assert_eq!(set.try_join_next().unwrap()?, 1);
     /// assert!(set.try_join_next().is_none()); // the other never finishes
     /// assert_eq!(set.len(), 1);
-    /// // Dropping the set cancels it.
+    /// // Dropping the set cancels the task that never finishes.
     /// # Ok(())
     /// # }
     /// ```
