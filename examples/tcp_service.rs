@@ -33,7 +33,9 @@
 //! hang up, and every request it sends meanwhile is still answered, with
 //! `error shutting down`; so a client that stops sending at that answer never
 //! has a request go unanswered. Then the service closes what is left, prints
-//! the plan's report, and exits.
+//! the plan's report, and exits. A second SIGTERM or Ctrl-C during the drain
+//! cuts it short: requests still running are cancelled at once and answered
+//! `error cancelled`.
 
 use std::io;
 use std::pin::pin;

@@ -660,7 +660,9 @@
 //! moment it is called, not from its first poll, so a service may say it is
 //! ready right after the call without missing an early signal. It also
 //! returns, through the same shutdown, if the plan's token is cancelled
-//! first.
+//! first. A second SIGTERM or Ctrl-C during the drain aborts at once, as
+//! [`Plan::abort`] does, and is logged at `WARN`: an operator who presses
+//! Ctrl-C twice does not wait out the grace period.
 //!
 //! A server that accepts connections until the signal, sheds load when the
 //! queue is full, and drains for ten seconds:
@@ -1039,11 +1041,20 @@
 //! | `Semaphore::new(4)`, a permit moved into each task | `workers(4)`: a worker slot, taken when the task starts and given back when it ends, however it ends |
 //! | awaiting `acquire_owned` before each spawn | [`submit`](crate::Plan::submit), which waits only while `capacity` tasks are queued |
 //! | `try_acquire_owned`, and the work kept by the caller | [`try_submit`](crate::Plan::try_submit): a full [`SubmitError`](crate::SubmitError), [`into_inner`](crate::SubmitError::into_inner) hands it back |
-//! | `JoinSet::spawn`, `TaskTracker::spawn` | [`Plan::submit`], which returns a [`TaskHandle`] |
-//! | `JoinSet::join_next`, a results channel | awaiting each [`TaskHandle`]; [`Plan::wait_idle`] for detached tasks |
-//! | `AbortHandle::abort`, a child token per task | [`TaskHandle::cancel`], also for a task that has not started |
+//! | `JoinSet::new` | [`TaskSet::new`]: a set of handles, whose tasks run on a plan |
+//! | `JoinSet::spawn` | [`TaskSet::submit`]`(&plan, future)`, which waits while the plan's queue is full; [`TaskSet::try_submit`] never waits |
+//! | a `JoinSet` task with more to it | [`TaskSet::push`] of a handle from [`Plan::task`], [`Plan::task_with`](crate::Plan::task_with) or [`Plan::blocking_task`](crate::Plan::blocking_task) (each with tag, priority, timeout) |
+//! | `TaskTracker::spawn` | [`Plan::submit`], which returns a [`TaskHandle`] |
+//! | `JoinSet::join_next`, `join_next_with_id`, `try_join_next` | [`TaskSet::join_next`], [`join_next_with_id`](crate::TaskSet::join_next_with_id), [`try_join_next`](crate::TaskSet::try_join_next): in the order the tasks finished; `join_next` is cancel safe; the set is also a `Stream` |
+//! | `JoinSet::join_all` | [`TaskSet::join_all`], which returns every result, failures included, where `JoinSet`'s panics on the first |
+//! | `JoinSet::len`, `is_empty` | [`TaskSet::len`], [`is_empty`](crate::TaskSet::is_empty) |
+//! | `JoinSet::detach_all` | [`TaskSet::detach_all`] |
+//! | a results channel | awaiting each [`TaskHandle`]; [`Plan::wait_idle`] for detached tasks |
+//! | `AbortHandle::abort`, a child token per task | [`TaskHandle::cancel`], also for a task that has not started; [`TaskHandle::cancel_handle`](crate::TaskHandle::cancel_handle) for a cloneable `AbortHandle`; [`Plan::cancel`](crate::Plan::cancel) by id |
+//! | `AbortOnDropHandle` | [`TaskHandle::cancel_on_drop`](crate::TaskHandle::cancel_on_drop) |
 //! | `select!` against a token inside every task | nothing: the supervisor drops the future; [`Plan::submit_with`] for work the task hands elsewhere |
-//! | `JoinSet::abort_all` | [`Plan::abort`] |
+//! | `JoinSet::abort_all` | [`TaskSet::cancel_all`]: the set's tasks only; [`Plan::abort`] stops every task of a plan |
+//! | `JoinSet::shutdown` | [`TaskSet::cancel_all`], then [`TaskSet::join_all`] |
 //! | `tracker.close()` + `tracker.wait()` | [`Plan::close`] + [`Plan::wait_idle`], or [`Plan::shutdown`] |
 //! | `timeout(grace, tracker.wait())`, `token.cancel()`, `tracker.wait()` | [`Plan::shutdown`]`(grace)` |
 //! | a shared parent `CancellationToken` | [`PlanBuilder::token`] |
@@ -1081,9 +1092,11 @@
 //!
 //! ## What changes
 //!
-//! - **Dropping.** Dropping a `JoinSet` aborts its tasks. Dropping the last
-//!   `Plan` clone only closes the plan: queued and running tasks still run.
-//!   Call [`Plan::abort`] for the `JoinSet` behaviour.
+//! - **Dropping.** Dropping a `JoinSet` aborts its tasks, and dropping a
+//!   [`TaskSet`] cancels its members ([`TaskSet::detach_all`] first to keep
+//!   them running). Dropping a [`TaskHandle`] detaches its task, and
+//!   dropping the last `Plan` clone only closes the plan: queued and running
+//!   tasks still run. Call [`Plan::abort`] to stop all of a plan's tasks.
 //! - **`Send` futures.** A task must be `Send + 'static`, as for
 //!   [`tokio::spawn`]. There is no equivalent of `JoinSet::spawn_local`.
 //! - **Tokio sees supervisors.** A task's future runs inside its
@@ -1192,6 +1205,7 @@
 //! [`Plan::submit`]: crate::Plan::submit
 //! [`Plan::submit_blocking`]: crate::Plan::submit_blocking
 //! [`Plan::submit_with`]: crate::Plan::submit_with
+//! [`Plan::task`]: crate::Plan::task
 //! [`Plan::tag_stats`]: crate::Plan::tag_stats
 //! [`Plan::token`]: crate::Plan::token
 //! [`Plan::try_submit`]: crate::Plan::try_submit
@@ -1217,3 +1231,13 @@
 //! [`TaskHandle`]: crate::TaskHandle
 //! [`TaskHandle::cancel`]: crate::TaskHandle::cancel
 //! [`TaskId`]: crate::TaskId
+//! [`TaskSet`]: crate::TaskSet
+//! [`TaskSet::cancel_all`]: crate::TaskSet::cancel_all
+//! [`TaskSet::detach_all`]: crate::TaskSet::detach_all
+//! [`TaskSet::join_all`]: crate::TaskSet::join_all
+//! [`TaskSet::join_next`]: crate::TaskSet::join_next
+//! [`TaskSet::len`]: crate::TaskSet::len
+//! [`TaskSet::new`]: crate::TaskSet::new
+//! [`TaskSet::push`]: crate::TaskSet::push
+//! [`TaskSet::submit`]: crate::TaskSet::submit
+//! [`TaskSet::try_submit`]: crate::TaskSet::try_submit

@@ -18,6 +18,8 @@
 //! - Each task gets a [`TaskHandle`]: await it for the output, or
 //!   [`cancel`](TaskHandle::cancel) it, queued or running. Dropping it
 //!   detaches the task.
+//! - A [`TaskSet`] holds many handles and yields their results in the order
+//!   the tasks finish, as a `JoinSet` does; dropping it cancels its tasks.
 //! - A panicking task resolves its handle with a [`TaskError`] and its worker
 //!   goes on; the panic is logged through `tracing`.
 //! - [`Plan::shutdown`] drains with a deadline and then cancels the rest;
@@ -119,8 +121,9 @@
 //!
 //! [`Plan::shutdown`] stops intake, drains for a grace period, then cancels
 //! what is left and reports. With the `signal` feature (on by default),
-//! [`Plan::shutdown_on_signal`] does so on SIGTERM or Ctrl-C, which is what a
-//! service under an orchestrator needs:
+//! [`Plan::shutdown_on_signal`] does so on SIGTERM or Ctrl-C, and aborts at
+//! once on a second one, which is what a service under an orchestrator
+//! needs:
 //!
 //! ```no_run
 //! # #[tokio::main]
@@ -179,6 +182,7 @@ mod error;
 pub mod guide;
 mod handle;
 mod plan;
+mod set;
 #[cfg(feature = "signal")]
 mod signal;
 mod stats;
@@ -193,6 +197,7 @@ pub use engine::cell::TaskId;
 pub use error::{BuildError, ResizeError, SubmitError, TaskError};
 pub use handle::{CancelHandle, CancelOnDrop, TaskHandle};
 pub use plan::{MAX_WORKERS, Plan};
+pub use set::TaskSet;
 pub use stats::{ShutdownReport, Stats, Timing};
 pub use tag::Tag;
 pub use task_builder::{Blocking, TaskBuilder};
