@@ -279,6 +279,9 @@ mod header {
                 let mut state = self.lock();
                 if header.is_queued() && state.queue.holds(header.queue_key(), header) {
                     let (task, _) = state.queue.remove(header.queue_key());
+                    if let Some(tag) = task.tag() {
+                        state.free_tag_if_idle(tag);
+                    }
                     let wake_submitter = claim(&mut state.waiting_submitters);
                     drop(state);
                     if wake_submitter {
@@ -305,6 +308,9 @@ mod header {
         };
         if newly_closed {
             self.announce_closed();
+        }
+        if tasks.len() > 0 {
+            self.lock().tags.free_all_not_running();
         }
         self.drop_unstarted(tasks.len(), tasks.into_tasks());");
     fact!(DROP_UNSTARTED in "engine/shared.rs": "
@@ -359,13 +365,15 @@ mod header {
         }
 
         /// `Shared::cancel`, call for call (`CANCEL`), with the wakeup of
-        /// the supervisor going to the one supervisor's waker.
+        /// the supervisor going to the one supervisor's waker. The model's
+        /// task is untagged, so there is no tag to let go of.
         fn cancel(&self, header: &Header) -> Cancel {
             let mut request = header.request_cancel();
             if request == CancelRequest::StillQueued {
                 let mut state = self.queue.lock().unwrap();
                 if header.is_queued() && state.holds(header.queue_key(), header) {
                     let (task, _) = state.remove(header.queue_key());
+                    assert!(task.tag().is_none(), "the model's task is untagged");
                     drop(state);
                     self.drop_unstarted(vec![task]);
                     return Cancel::Unqueued;
@@ -433,7 +441,9 @@ mod header {
         }
 
         /// The queue part of an abort (`DRAIN`): closed and drained under
-        /// the lock, dropped outside it.
+        /// the lock, dropped outside it. (The tags the drained tasks alone
+        /// kept are freed in a second hold in between; the model's tasks are
+        /// untagged.)
         fn drain(&self) {
             let tasks = self.queue.lock().unwrap().drain();
             self.drop_unstarted(tasks.into_tasks().collect());

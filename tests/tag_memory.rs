@@ -137,7 +137,11 @@ async fn a_million_distinct_tags_whose_tasks_ended_leave_the_heap_where_it_was()
             started.elapsed(),
             after - baseline
         );
-        assert_eq!((stats.submitted, stats.completed), (TAGS, TAGS), "{stats:?}");
+        assert_eq!(
+            (stats.submitted, stats.completed),
+            (TAGS, TAGS),
+            "{stats:?}"
+        );
         assert!(
             after - baseline < BOUND,
             "{} bytes above the baseline after {TAGS} distinct tags whose tasks all ended",
