@@ -47,6 +47,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     }
     let queued = plan.stats().queued;
+    // Read while the tags have work: the plan keeps a tag's counts only
+    // while one of its tasks is queued or running.
+    let (ui, bg) = (plan.tag_stats("ui"), plan.tag_stats("bg"));
     let moved = plan.promote("ui");
     println!("{queued} jobs queued; promote(\"ui\") moved {moved} to the front");
 
@@ -60,12 +63,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (position, job) in order.iter().enumerate() {
         println!("  {:>2}. {job}", position + 1);
     }
-    let ui = plan.tag_stats("ui");
-    let bg = plan.tag_stats("bg");
     println!(
-        "ui: {} completed; bg: {} completed",
-        ui.completed, bg.completed
+        "before the promotion: ui {} queued; bg {} queued, {} running",
+        ui.queued, bg.queued, bg.running
     );
+    println!("all done: {} completed", plan.stats().completed);
     plan.shutdown(Duration::from_secs(1)).await;
     Ok(())
 }

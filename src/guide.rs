@@ -40,9 +40,12 @@
 //!
 //! A *tag* ([`Tag`]) names a kind of task. [`Plan::promote`],
 //! [`Plan::cancel_tag`] and [`Plan::tag_stats`] act on every task of a tag
-//! at once. A plan keeps a small entry for every distinct tag it has seen,
-//! for as long as it lives: tag by kind of work, from a small set of names,
-//! not by request or by user.
+//! at once. A plan keeps a small entry for a tag only while one of its tasks
+//! is queued or running, so a tag may name a kind of work, a user or a
+//! connection alike: a million distinct names cost nothing once their tasks
+//! have ended. The tag's counts go with its entry: [`Plan::tag_stats`]
+//! counts a tag's current life, from the task queued while none was to the
+//! end of its last one, and then reports all zeros.
 //!
 //! The plan's *token* ([`Plan::token`]) is a [`CancellationToken`]. It is
 //! cancelled when the plan aborts, and cancelling it aborts the plan. It is a
@@ -100,7 +103,8 @@
 //!
 //! A snapshot taken while tasks move has each field current, but they may
 //! not add up. [`Plan::tag_stats`] returns the same fields, with the same
-//! law, for one tag's tasks; its `workers` is the plan's. The
+//! law, for one tag's tasks in the tag's current life (see the tags above);
+//! its `workers` is the plan's. The
 //! [`ShutdownReport`] that [`Plan::shutdown`] returns holds the final totals,
 //! plus what only a shutdown knows: blocking closures left running
 //! (`abandoned`), whether an abort cut anything short (`forced`), and how
@@ -847,7 +851,9 @@
 //!         plan.task(tokio::time::sleep(Duration::from_millis(5))).tag("import").submit().await?;
 //!     }
 //!     plan.wait_idle().await;
-//!     assert_eq!(plan.tag_stats("import").completed, batch * 10);
+//!     assert_eq!(plan.stats().completed, batch * 10);
+//!     // Idle: the batch's tag has no task left, and the plan forgot it.
+//!     assert_eq!(plan.tag_stats("import").completed, 0);
 //! }
 //! assert!(!plan.is_closed());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -1137,13 +1143,12 @@
 //!
 //! [`Stats::queue_wait`] and [`Stats::run_time`] say how long tasks waited
 //! in the queue and how long they ran, as a count, a sum and a maximum
-//! ([`Timing`], with [`Timing::mean`]), for the plan and for each tag
-//! through [`Plan::tag_stats`]. They are off unless the builder turns them
-//! on with [`PlanBuilder::timings`]: measuring costs each task three reads
-//! of the clock (queued, started, ended), a large share of a short task's
-//! time in the plan. Without
-//! them both stay empty, and the task events leave out their `queue_wait`
-//! and `run_time` fields.
+//! ([`Timing`], with [`Timing::mean`]), for the plan and for each tag's
+//! current life through [`Plan::tag_stats`]. They are off unless the builder
+//! turns them on with [`PlanBuilder::timings`]: measuring costs each task
+//! three reads of the clock (queued, started, ended), a large share of a
+//! short task's time in the plan. Without them both stay empty, and the task
+//! events leave out their `queue_wait` and `run_time` fields.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -1158,7 +1163,7 @@
 //!         .await?;
 //! }
 //! plan.wait_idle().await;
-//! let report = plan.tag_stats("report");
+//! let report = plan.stats();
 //! // One worker: the second waited 1 s, the third 2 s.
 //! assert_eq!(report.queue_wait.max, Duration::from_secs(2));
 //! assert_eq!(report.run_time.mean(), Some(Duration::from_secs(1)));
@@ -1182,8 +1187,14 @@
 //!
 //! all labelled `plan`, and the same per tag as `taskplan_tag_*`, labelled
 //! `plan` and `tag`, so adding up a plan's series never counts a task twice.
-//! A plan registers its series when it is built and a tag when it is first
-//! used, so install the recorder first. `cargo run --example metrics
+//! A plan registers its series when it is built and a tag's at the start of
+//! each of its lives (see [`Plan::tag_stats`]), so install the recorder
+//! first. The series are the recorder's: the plan lets go of its handles on
+//! a tag's series when the tag's life ends, and the recorder keeps them, so
+//! they count on across lives where `tag_stats` starts again from zero. A
+//! recorder that keeps every series it has seen grows with every distinct
+//! tag: with tags per user or per connection, give it an idle timeout that
+//! drops series no longer updated. `cargo run --example metrics
 //! --features metrics` prints what a Prometheus scrape reads.
 //!
 //! ## tokio-console

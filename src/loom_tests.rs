@@ -184,6 +184,7 @@ mod sources {
     fn loom_copies_match_the_source() {
         let facts = [
             &super::header::CANCEL,
+            &super::header::UNQUEUE,
             &super::header::POP,
             &super::header::DRAIN,
             &super::header::DROP_UNSTARTED,
@@ -276,15 +277,9 @@ mod header {
         pub(crate) fn cancel(&self, header: &Header) {
             let mut request = header.request_cancel();
             if request == CancelRequest::StillQueued {
-                let mut state = self.lock();
+                let state = self.lock();
                 if header.is_queued() && state.queue.holds(header.queue_key(), header) {
-                    let (task, _) = state.queue.remove(header.queue_key());
-                    let wake_submitter = claim(&mut state.waiting_submitters);
-                    drop(state);
-                    if wake_submitter {
-                        self.wake_users(|| self.room_available.notify_one());
-                    }
-                    self.drop_unstarted(1, [task]);
+                    self.unqueue(state, header.queue_key());
                     return;
                 }
                 drop(state);
@@ -293,6 +288,19 @@ mod header {
             if request == CancelRequest::Requested {
                 self.wake_supervisor(header.supervisor());
             }
+        }");
+    fact!(UNQUEUE in "engine/shared.rs": "
+        fn unqueue(&self, mut state: MutexGuard<'_, State>, key: usize) {
+            let (task, _) = state.queue.remove(key);
+            if let Some(tag) = task.tag() {
+                state.free_tag_if_idle(tag);
+            }
+            let wake_submitter = claim(&mut state.waiting_submitters);
+            drop(state);
+            if wake_submitter {
+                self.wake_users(|| self.room_available.notify_one());
+            }
+            self.drop_unstarted(1, [task]);
         }");
     fact!(POP in "engine/shared.rs": "
         match state.queue.pop() {
@@ -305,6 +313,9 @@ mod header {
         };
         if newly_closed {
             self.announce_closed();
+        }
+        if tasks.len() > 0 {
+            self.lock().tags.free_all_not_running();
         }
         self.drop_unstarted(tasks.len(), tasks.into_tasks());");
     fact!(DROP_UNSTARTED in "engine/shared.rs": "
@@ -359,13 +370,15 @@ mod header {
         }
 
         /// `Shared::cancel`, call for call (`CANCEL`), with the wakeup of
-        /// the supervisor going to the one supervisor's waker.
+        /// the supervisor going to the one supervisor's waker. The model's
+        /// task is untagged, so there is no tag to let go of.
         fn cancel(&self, header: &Header) -> Cancel {
             let mut request = header.request_cancel();
             if request == CancelRequest::StillQueued {
                 let mut state = self.queue.lock().unwrap();
                 if header.is_queued() && state.holds(header.queue_key(), header) {
                     let (task, _) = state.remove(header.queue_key());
+                    assert!(task.tag().is_none(), "the model's task is untagged");
                     drop(state);
                     self.drop_unstarted(vec![task]);
                     return Cancel::Unqueued;
@@ -433,7 +446,9 @@ mod header {
         }
 
         /// The queue part of an abort (`DRAIN`): closed and drained under
-        /// the lock, dropped outside it.
+        /// the lock, dropped outside it. (The tags the drained tasks alone
+        /// kept are freed in a second hold in between; the model's tasks are
+        /// untagged.)
         fn drain(&self) {
             let tasks = self.queue.lock().unwrap().drain();
             self.drop_unstarted(tasks.into_tasks().collect());

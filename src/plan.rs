@@ -693,6 +693,11 @@ impl Plan {
     /// Moves every queued task tagged `tag` in front of every other queued
     /// task, and returns how many moved.
     ///
+    /// A tag none of whose tasks is queued or running is not known to the
+    /// plan (see [`tag_stats`](Plan::tag_stats)): promoting it moves
+    /// nothing and returns 0, and a task of it submitted later queues as
+    /// usual.
+    ///
     /// The moved tasks keep the order in which they would have started, and
     /// start before anything queued at the time of the call, including tasks
     /// moved by earlier promotions. Tasks submitted later queue behind them
@@ -730,6 +735,9 @@ impl Plan {
     /// none, are untouched. The count is exact: a task that finished before
     /// this reached it is not counted, and every task counted ends
     /// cancelled, even one whose poll returns its value in the same instant.
+    /// A tag none of whose tasks is queued or running is not known to the
+    /// plan (see [`tag_stats`](Plan::tag_stats)): cancelling it returns 0,
+    /// and a task of it submitted later runs as usual.
     ///
     /// # Examples
     ///
@@ -853,9 +861,26 @@ impl Plan {
         Ok(())
     }
 
-    /// Returns the counters of the tasks tagged `tag`, with the same fields
-    /// and the same conservation law as [`stats`](Plan::stats). `workers` is
-    /// the plan's. A tag never used gives all zeros.
+    /// Returns the counters of the tasks tagged `tag` in the tag's current
+    /// life, with the same fields and the same conservation law as
+    /// [`stats`](Plan::stats). `workers` is the plan's.
+    ///
+    /// A plan keeps a tag only while one of its tasks is queued or running,
+    /// so that tags made per user, per connection or per request cost
+    /// nothing once their work is done. A tag's life begins when one of its
+    /// tasks is queued while none is queued or running, and ends when the
+    /// last of them has ended; its counts cover that life. After it, the tag
+    /// reports as one never seen, all zeros but `workers`, and a task of the
+    /// same name submitted later begins a new life, counted from zero.
+    /// [`stats`](Plan::stats) counts every task of every life, and so do
+    /// a tag's series with the `metrics` feature: they are the recorder's,
+    /// which keeps them from one life to the next.
+    ///
+    /// A task has ended here once the plan is done with it, which is before
+    /// its handle's waker is woken and before [`wait_idle`](Plan::wait_idle)
+    /// returns. (A handle polled in the instant between its task storing
+    /// its result and that point may resolve a moment earlier.) A refused
+    /// submit never begins a life.
     ///
     /// # Examples
     ///
@@ -863,10 +888,27 @@ impl Plan {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let plan = taskplan::Plan::builder().workers(1).build()?;
-    /// plan.task(async {}).tag("ui").submit().await?.await?;
-    /// plan.task(async {}).tag("bg").submit().await?.await?;
+    /// let (started_tx, started) = tokio::sync::oneshot::channel();
+    /// let (release, released) = tokio::sync::oneshot::channel::<()>();
+    /// let slow = plan
+    ///     .task(async move {
+    ///         started_tx.send(()).unwrap();
+    ///         released.await.ok()
+    ///     })
+    ///     .tag("ui")
+    ///     .submit()
+    ///     .await?;
+    /// plan.task(async {}).tag("ui").submit().await?;
+    /// started.await?;
     /// let ui = plan.tag_stats("ui");
-    /// assert_eq!((ui.submitted, ui.completed), (1, 1));
+    /// assert_eq!((ui.submitted, ui.running, ui.queued), (2, 1, 1));
+    ///
+    /// release.send(()).unwrap();
+    /// slow.await?;
+    /// plan.wait_idle().await;
+    /// // Both ended: the tag's life is over, and the plan forgot it.
+    /// assert_eq!(plan.tag_stats("ui").submitted, 0);
+    /// assert_eq!(plan.stats().completed, 2);
     /// # Ok(())
     /// # }
     /// ```

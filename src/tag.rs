@@ -1,8 +1,10 @@
 //! Tags: names that group tasks, so a whole kind of work can be moved to the
 //! front of the queue, cancelled, or counted at once.
 //!
-//! A [`Tag`] is a plain name; what a plan keeps about each tag it has seen
-//! lives in the engine (`engine::tags`).
+//! A [`Tag`] is a plain name; what a plan keeps about a tag lives in the
+//! engine (`engine::tags`), and only while one of the tag's tasks is queued
+//! or running, so a tag may as well name a user or a connection as a kind
+//! of work.
 
 use std::borrow::{Borrow, Cow};
 use std::fmt;

@@ -82,6 +82,12 @@ impl<'plan, K> TaskBuilder<'plan, K> {
     /// Tags the task, so that [`Plan::promote`], [`Plan::cancel_tag`] and
     /// [`Plan::tag_stats`] can act on it with others of its kind. Accepts a
     /// `&'static str` or a `String`.
+    ///
+    /// The plan keeps what it knows of a tag only while one of its tasks is
+    /// queued or running (see [`Plan::tag_stats`]), so a tag may name a
+    /// user, a connection or a request: distinct names cost nothing once
+    /// their tasks have ended. A task the plan refuses leaves nothing of its
+    /// tag behind.
     pub fn tag(mut self, tag: impl Into<Tag>) -> Self {
         self.options.tag = Some(tag.into());
         self

@@ -19,6 +19,8 @@
 //! - `stats()`, `tag_stats()` of every tag, `is_closed()`, the counts
 //!   returned by `cancel_tag`, `promote` and `close`, `wait_idle`, and every
 //!   `ShutdownReport` (counts, `forced`, virtual `elapsed`) equal the model's;
+//!   a tag's counts cover its current life, from the task queued while none
+//!   of the tag was queued or running, and are all zero once none is;
 //! - at the end the plan terminates (`common::join_or_fail`), every handle
 //!   has resolved and no task of the plan is left on the runtime; or, in a
 //!   fifth of the cases, the runtime is dropped under the plan, and then
@@ -106,6 +108,14 @@ impl Tag {
             Tag::A => "a",
             Tag::B => "b",
             Tag::C => "c",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Tag::A => 0,
+            Tag::B => 1,
+            Tag::C => 2,
         }
     }
 }
@@ -348,6 +358,11 @@ struct Model {
     default_timeout: Option<u64>,
     /// Every accepted task, by submission order (the model's id).
     tasks: Vec<ModelTask>,
+    /// For each tag (by `Tag::index`), the first task of its current life.
+    /// The plan keeps a tag only while one of its tasks is queued or
+    /// running; a task queued while none is begins a new life, counted from
+    /// zero.
+    life_starts: [usize; 3],
     workers: usize,
     active: usize,
     closed: bool,
@@ -410,6 +425,7 @@ impl Model {
             capacity: setup.capacity,
             default_timeout: setup.default_timeout.map(u64::from),
             tasks: Vec::new(),
+            life_starts: [0; 3],
             workers: setup.workers,
             active: setup.workers,
             closed: false,
@@ -456,7 +472,22 @@ impl Model {
             .all(|task| matches!(task.stage, Stage::Done(_)))
     }
 
+    /// Whether a task of `tag` is queued or running: whether the plan keeps
+    /// the tag.
+    fn is_live(&self, tag: Tag) -> bool {
+        self.tasks.iter().any(|task| {
+            task.tag == Some(tag) && matches!(task.stage, Stage::Queued | Stage::Running)
+        })
+    }
+
+    /// The counts of the plan (`None`) or of a tag's current life: all zero
+    /// for a tag none of whose tasks is queued or running.
     fn counts(&self, tag: Option<Tag>) -> Counts {
+        let first = match tag {
+            None => 0,
+            Some(tag) if self.is_live(tag) => self.life_starts[tag.index()],
+            Some(_) => self.tasks.len(),
+        };
         let mut counts = Counts {
             queued: 0,
             running: 0,
@@ -466,8 +497,7 @@ impl Model {
             panicked: 0,
             timed_out: 0,
         };
-        for task in self
-            .tasks
+        for task in self.tasks[first..]
             .iter()
             .filter(|task| tag.is_none() || task.tag == tag)
         {
@@ -503,6 +533,9 @@ impl Model {
             Limit::Unlimited => None,
             Limit::Ms(ms) => Some(u64::from(ms)),
         };
+        if let Some(tag) = tag.filter(|&tag| !self.is_live(tag)) {
+            self.life_starts[tag.index()] = self.tasks.len();
+        }
         self.tasks.push(ModelTask {
             tag,
             priority,

@@ -402,14 +402,18 @@ async fn timings_are_measured_only_when_the_builder_asks() {
     common::harness(async {
         for timings in [false, true] {
             let name = format!("timings-{timings}");
+            // One worker for the task, one for a task that keeps "t"
+            // counted once it has ended (which waits 0 s and, still
+            // running, counts no run time).
             let plan = common::tracked(
                 Plan::builder()
                     .name(name.as_str())
-                    .workers(1)
+                    .workers(2)
                     .timings(timings)
                     .build()
                     .unwrap(),
             );
+            let keeper = common::keep_tag(&plan, "t").await;
             let slow = async { tokio::time::sleep(Duration::from_secs(1)).await };
             plan.task(slow)
                 .tag("t")
@@ -418,28 +422,32 @@ async fn timings_are_measured_only_when_the_builder_asks() {
                 .unwrap()
                 .await
                 .unwrap();
-            plan.wait_idle().await;
             let (stats, tagged) = (plan.stats(), plan.tag_stats("t"));
             let counted = usize::from(timings);
             assert_eq!(stats.completed, 1);
             assert_eq!(
                 (stats.queue_wait.count, stats.run_time.count),
-                (counted, counted)
+                (2 * counted, counted)
             );
             assert_eq!(
                 (tagged.queue_wait.count, tagged.run_time.count),
-                (counted, counted)
+                (2 * counted, counted)
             );
             let expected_run_time = timings.then_some(Duration::from_secs(1));
             assert_eq!(stats.run_time.mean(), expected_run_time);
+            assert_eq!(tagged.run_time.mean(), expected_run_time);
+            keeper.release().await;
+            plan.wait_idle().await;
 
-            let event = |message: &str| {
-                let events = capture.events_saying(message);
-                assert_eq!(events.len(), 1, "one {message:?} event");
-                events.into_iter().next().unwrap()
-            };
-            let started = event("task started");
-            let completed = event("task completed");
+            let started = capture.events_saying("task started");
+            let completed = capture.events_saying("task completed");
+            assert_eq!(
+                (started.len(), completed.len()),
+                (2, 2),
+                "with the keeper's"
+            );
+            // The task started after its keeper, and completed first.
+            let (started, completed) = (&started[1], &completed[0]);
             assert_eq!(started.field("queue_wait").is_some(), timings);
             assert_eq!(completed.field("run_time"), timings.then_some("1s"));
             capture.clear();
@@ -456,7 +464,15 @@ async fn queue_wait_and_run_time_are_exact_per_plan_and_per_tag() {
     // while another test listens.
     let _serial = ONE_AT_A_TIME.lock().await;
     common::harness(async {
-        let plan = common::tracked(Plan::builder().workers(1).timings(true).build().unwrap());
+        // One worker for the three tasks; two more for a task of each tag
+        // that keeps the tag counted once its tasks have ended. Each keeper
+        // waits 0 s (which adds to the counts of queue waits, not to their
+        // sums) and, still running, counts no run time.
+        let plan = common::tracked(Plan::builder().workers(3).timings(true).build().unwrap());
+        let keepers = [
+            common::keep_tag(&plan, "a").await,
+            common::keep_tag(&plan, "b").await,
+        ];
         // The clock starts at the first poll, not when the future is made.
         let sleep = |seconds| async move { tokio::time::sleep(Duration::from_secs(seconds)).await };
         let first = plan.task(sleep(2)).tag("a").submit().await.unwrap();
@@ -465,18 +481,20 @@ async fn queue_wait_and_run_time_are_exact_per_plan_and_per_tag() {
         for handle in [first, second, third] {
             handle.await.unwrap();
         }
-        plan.wait_idle().await;
 
         let stats = plan.stats();
-        assert_eq!(parts(stats.queue_wait), timing(3, 5_000, 3_000));
+        assert_eq!(parts(stats.queue_wait), timing(5, 5_000, 3_000));
         assert_eq!(parts(stats.run_time), timing(3, 6_000, 3_000));
         assert_eq!(stats.run_time.mean(), Some(Duration::from_secs(2)));
         let a = plan.tag_stats("a");
-        assert_eq!(parts(a.queue_wait), timing(2, 3_000, 3_000));
+        assert_eq!(parts(a.queue_wait), timing(3, 3_000, 3_000));
         assert_eq!(parts(a.run_time), timing(2, 5_000, 3_000));
         let b = plan.tag_stats("b");
-        assert_eq!(parts(b.queue_wait), timing(1, 2_000, 2_000));
+        assert_eq!(parts(b.queue_wait), timing(2, 2_000, 2_000));
         assert_eq!(parts(b.run_time), timing(1, 1_000, 1_000));
+        for keeper in keepers {
+            keeper.release().await;
+        }
     })
     .await
 }

@@ -1,11 +1,13 @@
-//! Issue 0.2, semantics 3 and 8: cancelling by tag and per-tag counters.
+//! Issue 0.2, semantics 3 and 8: cancelling by tag and per-tag counters;
+//! issue 12, item 4: a tag's counts cover its current life, and the plan
+//! forgets it once none of its tasks is queued or running.
 
 mod common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{DropFlag, Gate, assert_conserved};
+use common::{DropFlag, Gate, assert_conserved, assert_forgotten};
 use taskplan::{Plan, Tag};
 
 async fn cancel_tag_cancels_queued_and_running_of_that_tag_only() {
@@ -49,6 +51,9 @@ async fn cancel_tag_cancels_queued_and_running_of_that_tag_only() {
         .unwrap();
     let untagged = plan.try_submit(async { "untagged ran" }).unwrap();
 
+    let (sync, ui) = (plan.tag_stats("sync"), plan.tag_stats("ui"));
+    assert_eq!((sync.submitted, sync.running, sync.queued), (3, 1, 2));
+    assert_eq!((ui.submitted, ui.running, ui.queued), (2, 1, 1));
     assert_eq!(plan.cancel_tag("sync"), 3);
     assert!(running_sync.await.unwrap_err().is_cancelled());
     assert!(running_sync_dropped.load(Ordering::SeqCst));
@@ -63,14 +68,17 @@ async fn cancel_tag_cancels_queued_and_running_of_that_tag_only() {
     assert_eq!(plan.cancel_tag("sync"), 0, "nothing of the tag is left");
     assert_eq!(plan.cancel_tag("never-used"), 0);
     plan.wait_idle().await;
-    let sync = plan.tag_stats("sync");
-    assert_eq!((sync.submitted, sync.cancelled, sync.completed), (3, 3, 0));
-    let ui = plan.tag_stats("ui");
-    assert_eq!((ui.submitted, ui.cancelled, ui.completed), (2, 0, 2));
+    let all = plan.stats();
+    assert_eq!((all.submitted, all.cancelled, all.completed), (6, 3, 3));
+    assert_forgotten(&plan, "sync");
+    assert_forgotten(&plan, "ui");
 }
 
 async fn tag_stats_obey_the_conservation_law_per_tag() {
-    let plan = common::tracked(Plan::builder().workers(2).build().unwrap());
+    // Two workers for the "a" tasks, one for a task that keeps "a" counted
+    // once the others have ended.
+    let plan = common::tracked(Plan::builder().workers(3).build().unwrap());
+    let keeper = common::keep_tag(&plan, "a").await;
     let gate = Gate::closed();
     let (started_tx, mut started_rx) = common::started_channel();
     let mut gated = Vec::new();
@@ -96,9 +104,9 @@ async fn tag_stats_obey_the_conservation_law_per_tag() {
         .await
         .unwrap();
 
-    // Quiet: two "a" running, two "a" and one "b" queued.
+    // Quiet: the keeper and two "a" running, two "a" and one "b" queued.
     let a = plan.tag_stats("a");
-    assert_eq!((a.workers, a.submitted, a.running, a.queued), (2, 4, 2, 2));
+    assert_eq!((a.workers, a.submitted, a.running, a.queued), (3, 5, 3, 2));
     assert_conserved(a);
     let b = plan.tag_stats("b");
     assert_eq!((b.submitted, b.queued, b.running), (1, 1, 0));
@@ -110,24 +118,25 @@ async fn tag_stats_obey_the_conservation_law_per_tag() {
         handle.await.unwrap();
     }
     assert!(b_panics.await.unwrap_err().is_panic());
-    plan.wait_idle().await;
 
+    // A resolved handle is counted: "a" adds up with only its keeper left.
     let a = plan.tag_stats("a");
     assert_eq!(
         (a.submitted, a.completed, a.cancelled, a.running, a.queued),
-        (4, 3, 1, 0, 0)
+        (5, 3, 1, 1, 0)
     );
     assert_conserved(a);
-    let b = plan.tag_stats("b");
-    assert_eq!((b.submitted, b.panicked), (1, 1));
-    assert_conserved(b);
+    keeper.release().await;
+    plan.wait_idle().await;
+    assert_forgotten(&plan, "a");
+    assert_forgotten(&plan, "b");
     let unknown = plan.tag_stats("c");
-    assert_eq!((unknown.workers, unknown.submitted), (2, 0));
-    // The plan's counters include every tag.
+    assert_eq!((unknown.workers, unknown.submitted), (3, 0));
+    // The plan's counters include every tag, in every life.
     let all = plan.stats();
     assert_eq!(
         (all.submitted, all.completed, all.cancelled, all.panicked),
-        (5, 3, 1, 1)
+        (6, 4, 1, 1)
     );
 }
 
@@ -140,7 +149,8 @@ enum Ending {
 /// Runs one tagged task that calls `cancel_tag` on its own tag inside the
 /// poll that then returns its value or panics: the cancel is requested
 /// while the task runs, before its end is decided. Returns the count
-/// `cancel_tag` reported, the handle's result, and the tag's stats.
+/// `cancel_tag` reported, the handle's result, and the plan's stats (its
+/// only task's), once the plan has forgotten the tag.
 async fn cancel_own_tag_then(
     ending: Ending,
 ) -> (usize, Result<u32, taskplan::TaskError>, taskplan::Stats) {
@@ -162,7 +172,8 @@ async fn cancel_own_tag_then(
     let result = handle.await;
     let counted = count_rx.await.unwrap();
     plan.wait_idle().await;
-    (counted, result, plan.tag_stats("own"))
+    assert_forgotten(&plan, "own");
+    (counted, result, plan.stats())
 }
 
 /// Regression (found by loom, `loom_a_requested_cancel_means_the_task_did_not_complete`):
@@ -221,7 +232,8 @@ async fn a_task_counted_by_cancel_tag_as_it_times_out_ends_cancelled() {
         assert!(handle.await.unwrap_err().is_cancelled());
         assert_eq!(count_rx.await.unwrap(), 1);
         plan.wait_idle().await;
-        let stats = plan.tag_stats("own");
+        assert_forgotten(&plan, "own");
+        let stats = plan.stats();
         assert_eq!((stats.cancelled, stats.timed_out), (1, 0), "{stats:?}");
         assert_conserved(stats);
     })
@@ -246,7 +258,9 @@ async fn cancel_tag_counts_a_running_task_once() {
     assert_eq!(plan.cancel_tag("t"), 1);
     assert_eq!(plan.cancel_tag("t"), 0);
     assert!(stuck.await.unwrap_err().is_cancelled());
-    assert_eq!(plan.tag_stats("t").cancelled, 1);
+    assert_eq!(plan.stats().cancelled, 1);
+    plan.wait_idle().await;
+    assert_forgotten(&plan, "t");
 }
 
 on_both_runtimes!(
@@ -304,11 +318,6 @@ async fn tag_stats_add_up_through_timeouts_and_abort() {
         let waiting = plan.task(async {}).tag("t").submit().await.unwrap();
         let late = plan.task(async {}).tag("t").submit().await.unwrap();
         tokio::task::yield_now().await;
-        assert_eq!(plan.cancel_tag("t"), 4);
-        let report = plan.abort().await;
-        for h in [stuck, again, waiting, late] {
-            assert!(h.await.unwrap_err().is_cancelled());
-        }
         let s = plan.tag_stats("t");
         assert_eq!(
             (
@@ -319,10 +328,21 @@ async fn tag_stats_add_up_through_timeouts_and_abort() {
                 s.running,
                 s.queued
             ),
-            (6, 1, 1, 4, 0, 0),
-            "{s:?} {report:?}"
+            (6, 1, 1, 0, 2, 2),
+            "{s:?}"
         );
         assert_conserved(s);
+        assert_eq!(plan.cancel_tag("t"), 4);
+        let report = plan.abort().await;
+        for h in [stuck, again, waiting, late] {
+            assert!(h.await.unwrap_err().is_cancelled());
+        }
+        assert_eq!(
+            (report.completed, report.timed_out, report.cancelled),
+            (1, 1, 4),
+            "{report:?}"
+        );
+        assert_forgotten(&plan, "t");
     })
     .await
 }

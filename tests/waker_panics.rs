@@ -237,8 +237,9 @@ async fn cancel_tag_over_running_and_queued_tasks_returns_normally_and_settles_t
             "running",
         );
         common::the_plan_keeps_working(&plan).await;
-        let stats = plan.tag_stats("doomed");
+        let stats = plan.stats();
         assert_eq!(stats.cancelled, 2, "{stats:?}");
+        common::assert_forgotten(&plan, "doomed");
     })
     .await;
 }

@@ -43,6 +43,7 @@ use crate::engine::panic::{Failure, contain_panic, panic_text};
 use crate::engine::sync::{Arc, Mutex, MutexGuard};
 use crate::engine::sync::{AtomicU8, AtomicU32, AtomicUsize, AtomicWaker, Ordering};
 use crate::engine::tags::TagInfo;
+use crate::tag::Tag;
 
 /// A task's id, unique within its plan and assigned in submission order.
 ///
@@ -440,12 +441,21 @@ pin_project! {
     }
 }
 
+/// A task's tag: its name from submission until the task is queued, then
+/// the plan's entry for the tag, registered in the hold of the plan's lock
+/// that queues the task (see `engine::tags`). A task that is never queued
+/// never registers its tag.
+pub(crate) enum TaskTag {
+    Named(Tag),
+    Registered(Arc<TagInfo>),
+}
+
 /// What a task has beyond the defaults: where it may run and how long.
 ///
 /// Allocated only for a task that sets something, so a plain task is one
 /// allocation.
 pub(crate) struct Setup {
-    pub(crate) tag: Option<Arc<TagInfo>>,
+    pub(crate) tag: Option<TaskTag>,
     /// As queued with; kept for the task's span.
     pub(crate) priority: i32,
     /// `None` takes the plan's default timeout; `Some(None)` runs without
@@ -473,6 +483,14 @@ impl Default for Setup {
 }
 
 impl Setup {
+    /// The plan's entry for the task's tag, once the task is queued.
+    fn tag(&self) -> Option<&Arc<TagInfo>> {
+        match &self.tag {
+            Some(TaskTag::Registered(tag)) => Some(tag),
+            Some(TaskTag::Named(_)) | None => None,
+        }
+    }
+
     /// `None` if everything is the default: then no side part is allocated.
     pub(crate) fn boxed(self) -> Option<Box<Setup>> {
         let is_default = self.tag.is_none()
@@ -594,12 +612,30 @@ where
         self.body().queued_at = Some(now);
     }
 
-    /// The tag the task was submitted with.
-    pub(crate) fn tag(&mut self) -> Option<&Arc<TagInfo>> {
-        self.body()
-            .setup
-            .as_ref()
-            .and_then(|setup| setup.tag.as_ref())
+    /// The name of the task's tag, until the task is queued.
+    pub(crate) fn tag_name(&mut self) -> Option<&str> {
+        match self.body().setup.as_ref()?.tag.as_ref()? {
+            TaskTag::Named(name) => Some(name.as_str()),
+            TaskTag::Registered(_) => None,
+        }
+    }
+
+    /// Swaps the name of the task's tag for the plan's entry for it, which
+    /// `register` returns given the name, as the task is queued; returns
+    /// that entry. Does nothing for a task without a tag, or whose tag is
+    /// registered already.
+    pub(crate) fn register_tag(
+        &mut self,
+        register: impl FnOnce(Tag) -> Arc<TagInfo>,
+    ) -> Option<&Arc<TagInfo>> {
+        let setup = self.body().setup.as_mut()?;
+        if let Some(TaskTag::Named(_)) = setup.tag {
+            let Some(TaskTag::Named(name)) = setup.tag.take() else {
+                unreachable!("matched just above");
+            };
+            setup.tag = Some(TaskTag::Registered(register(name)));
+        }
+        setup.tag()
     }
 
     /// Erases the future's type, to queue the task.
@@ -703,8 +739,9 @@ impl Task {
         unsafe { self.0.setup() }
     }
 
+    /// The plan's entry for the task's tag.
     pub(crate) fn tag(&self) -> Option<&Arc<TagInfo>> {
-        self.setup().and_then(|setup| setup.tag.as_ref())
+        self.setup().and_then(Setup::tag)
     }
 
     /// How long the task may run once started, given the plan's default.
@@ -841,7 +878,7 @@ where
         let body = body.project();
         let setup = body.setup.as_deref();
         discard(body.stage, setup.and_then(|setup| setup.token.as_ref()));
-        let tag = setup.and_then(|setup| setup.tag.as_ref());
+        let tag = setup.and_then(Setup::tag);
         self.resolve_cancelled(*body.id, tag, counters)
     }
 
@@ -874,7 +911,7 @@ where
     ) -> Ended {
         let body = body.project();
         let setup = body.setup.as_deref();
-        let tag = setup.and_then(|setup| setup.tag.as_ref());
+        let tag = setup.and_then(Setup::tag);
         let overruled = match self
             .core
             .conclude(result, || record(tag, counters, &outcome))
@@ -1027,7 +1064,7 @@ where
             return HandleWaker::default();
         }
         let waker = self.core.resolve(Err(Failure::Cancelled));
-        let tag = setup.and_then(|setup| setup.tag.as_ref());
+        let tag = setup.and_then(Setup::tag);
         HandleWaker::new(waker, *body.id, tag)
     }
 
@@ -1405,18 +1442,22 @@ mod tests {
                 assert_eq!(unlimited.timeout(plan_default), None);
             }
 
-            /// Kills `NewTask::tag -> None`, `Task::tag -> None`, `record ->
-            /// ()`, `Task::record -> ()` and
+            /// Kills `NewTask::tag_name -> None`, `Task::tag -> None`,
+            /// `record -> ()`, `Task::record -> ()` and
             /// `record_cancelled_queued_for_tag -> ()`.
             #[test]
             fn a_tagged_task_counts_its_end_for_its_tag_too() {
-                let tag = TagRegistry::new("plan").get_or_insert(Tag::from("jobs"));
                 let setup = Setup {
-                    tag: Some(Arc::clone(&tag)),
+                    tag: Some(TaskTag::Named(Tag::from("jobs"))),
                     ..Setup::default()
                 };
                 let mut new = NewTask::new(async {}, setup);
-                assert!(new.tag().is_some_and(|found| Arc::ptr_eq(found, &tag)));
+                assert_eq!(new.tag_name(), Some("jobs"));
+                let mut registry = TagRegistry::new();
+                let registered =
+                    new.register_tag(|name| registry.register(name, Outcomes::default()));
+                let tag = Arc::clone(registered.expect("a tagged task"));
+                assert_eq!(new.tag_name(), None, "registered as it is queued");
                 let task = new.into_task();
                 assert!(task.tag().is_some_and(|found| Arc::ptr_eq(found, &tag)));
 

@@ -2,8 +2,11 @@
 //! (feature `metrics`), so a service exports them with the exporter it
 //! already uses.
 //!
-//! Each plan and each tag it has seen get their handles once, when they are
-//! made; a task then costs a few calls on those handles and no lookup. The
+//! A plan gets its handles once, when it is made, and a tag at the start of
+//! each of its lives (see `engine::tags`); a task then costs a few calls on
+//! those handles and no lookup. When a tag's life ends the plan drops its
+//! handles; the series are the recorder's, which keeps them (so a tag's
+//! counters count on across its lives) or drops them by its own rules. The
 //! plan's series carry a `plan` label; each tag's carry `plan` and `tag`
 //! under names of their own (`taskplan_tag_*`), so summing a plan's series
 //! never counts a task twice. With no recorder installed the handles do

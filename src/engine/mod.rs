@@ -21,7 +21,8 @@
 //!   lists for promotion and cancellation.
 //! - [`cell`]: one task in one allocation, and its lifecycle; the crate's
 //!   only `unsafe` code.
-//! - [`tags`]: what the plan keeps about each tag it has seen.
+//! - [`tags`]: what the plan keeps about each tag while one of its tasks is
+//!   queued or running.
 //! - [`counters`]: lock-free counts and timings, per supervisor.
 //! - [`panic`]: containing the panics of user code the engine runs.
 //! - [`metrics`]: the same counts published through the `metrics` facade.

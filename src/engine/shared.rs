@@ -22,16 +22,18 @@ use tokio_util::task::TaskTracker;
 use slab::Slab;
 
 use crate::engine::blocking::Blocking;
-use crate::engine::cell::{CancelRequest, Control, Header, Join, NewTask, Setup, Task, TaskId};
+use crate::engine::cell::{
+    CancelRequest, Control, Header, Join, NewTask, Setup, Task, TaskId, TaskTag,
+};
 use crate::engine::counters::{CachePadded, Counters, Outcomes};
 use crate::engine::current;
 use crate::engine::panic::contain_panic;
 use crate::engine::queue::Queue;
-use crate::engine::state::{IdleWaiter, State, TagState, claim, claim_up_to};
+use crate::engine::state::{IdleWaiter, State, claim, claim_up_to};
 use crate::engine::supervisor::{self, TokenAlarm};
 use crate::engine::sync::{Arc, Mutex, MutexGuard};
 use crate::engine::sync::{AtomicBool, AtomicUsize, AtomicWaker, Ordering};
-use crate::engine::tags::{TagInfo, TagRegistry};
+use crate::engine::tags::{self, TagRegistry};
 use crate::stats::{ShutdownReport, Stats, Timing};
 use crate::tag::Tag;
 
@@ -80,7 +82,7 @@ pub(crate) struct Shared {
     live_supervisors: AtomicUsize,
     /// Serializes `set_workers`, so the published `workers` gauge ends at
     /// the last target set. Lock order: `resize` before `state`. Nothing
-    /// takes `resize` while holding `state` or `tags`.
+    /// takes `resize` while holding `state`.
     resize: Mutex<()>,
     /// Applied to tasks that do not set their own timeout.
     pub(crate) default_timeout: Option<Duration>,
@@ -93,8 +95,6 @@ pub(crate) struct Shared {
     /// `workers`, published.
     #[cfg(feature = "metrics")]
     workers_gauge: metrics::Gauge,
-    /// Every tag seen. Lock order: never taken while `state` is held.
-    tags: Mutex<TagRegistry>,
     /// Blocking closures still running on the blocking pool after their task
     /// ended.
     pub(crate) blocking: Arc<Blocking>,
@@ -226,13 +226,14 @@ impl Shared {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let tag = options.tag.map(|tag| self.tag_info(tag));
+        // Only named here: the tag is registered as the task is queued (see
+        // `push`), so a task that never is leaves nothing of its tag behind.
         let placement = Placement {
             priority: options.priority,
-            tag: tag.as_ref().map(|tag| tag.index),
+            tagged: options.tag.is_some(),
         };
         let setup = Setup {
-            tag,
+            tag: options.tag.map(TaskTag::Named),
             priority: options.priority,
             timeout: options.timeout,
             token,
@@ -409,7 +410,6 @@ impl Shared {
             timings,
         } = settings;
         let counters = Counters::new(&name);
-        let tags = TagRegistry::new(&name);
         // Armed here, before any task can be submitted; kept armed by the
         // token's watcher.
         let mut token_cancelled = Box::pin(token.clone().cancelled_owned());
@@ -424,7 +424,7 @@ impl Shared {
             state: CachePadded(Mutex::new(State {
                 // Grows on demand: a large capacity costs nothing up front.
                 queue: Queue::with_capacity(capacity.min(1024)),
-                tags: Vec::new(),
+                tags: TagRegistry::new(),
                 closed: false,
                 started: 0,
                 workers,
@@ -450,7 +450,6 @@ impl Shared {
             default_timeout,
             span_level,
             timings,
-            tags: Mutex::new(tags),
             blocking: Arc::new(Blocking::default()),
             forced: AtomicBool::new(false),
             time_driver_missing: AtomicBool::new(false),
@@ -554,22 +553,6 @@ impl Shared {
         }
     }
 
-    /// Returns the entry of a tag, creating it on first use.
-    fn tag_info(&self, tag: Tag) -> Arc<TagInfo> {
-        self.tags
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert(tag)
-    }
-
-    fn find_tag(&self, tag: &str) -> Option<Arc<TagInfo>> {
-        self.tags
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(tag)
-            .cloned()
-    }
-
     /// Queues a task, or hands it back. With `wait_for_room`, a refusal for
     /// lack of room also counts the caller as a waiting submitter: it must
     /// have registered with `room_available` first.
@@ -590,25 +573,55 @@ impl Shared {
         // The event and the published count below come after the task has
         // moved into the queue; its tag is kept for them only when they
         // need it.
-        let tag = (cfg!(feature = "metrics") || tracing::enabled!(tracing::Level::TRACE))
-            .then(|| task.tag().cloned())
-            .flatten();
-        let mut state = self.lock();
-        if state.closed || self.token_alarm.fired() {
-            return Err(Refused::Closed(task));
-        }
-        if state.queue.len() >= self.capacity {
-            state.waiting_submitters += usize::from(wait_for_room);
-            return Err(Refused::Full(task));
-        }
-        let task = task.into_task();
-        let id = state.queue.push(task, placement.priority, placement.tag);
-        if let Some(tag) = placement.tag {
-            if state.tags.len() <= tag {
-                state.tags.resize_with(tag + 1, TagState::default);
+        let keep_tag = placement.tagged
+            && (cfg!(feature = "metrics") || tracing::enabled!(tracing::Level::TRACE));
+        // The counters of a tag's new life, made outside the lock (with the
+        // `metrics` feature that calls the user's recorder) once a look
+        // under it found the tag unregistered; then the push starts over.
+        let mut new_outcomes = None;
+        let (id, tag, mut state) = loop {
+            let mut state = self.lock();
+            if state.closed || self.token_alarm.fired() {
+                return Err(Refused::Closed(task));
             }
-            state.tags[tag].submitted += 1;
-        }
+            if state.queue.len() >= self.capacity {
+                state.waiting_submitters += usize::from(wait_for_room);
+                return Err(Refused::Full(task));
+            }
+            // Registered in the hold that queues the task, after the checks
+            // that may refuse it: a refused task registers nothing, and the
+            // tag cannot be freed between its registration and the push.
+            let tag = if placement.tagged {
+                let name = task
+                    .tag_name()
+                    .expect("a tagged task is named until queued");
+                match state.tags.find(name).cloned() {
+                    Some(registered) => task.register_tag(|_| registered),
+                    None => match new_outcomes.take() {
+                        Some(outcomes) => {
+                            task.register_tag(|name| state.tags.register(name, outcomes))
+                        }
+                        None => {
+                            drop(state);
+                            let name = task.tag_name().expect("named until queued");
+                            new_outcomes = Some(tags::new_outcomes(&self.name, name));
+                            continue;
+                        }
+                    },
+                }
+            } else {
+                None
+            };
+            let index = tag.map(|tag| tag.index);
+            let tag = tag.filter(|_| keep_tag).cloned();
+            let id = state
+                .queue
+                .push(task.into_task(), placement.priority, index);
+            if let Some(index) = index {
+                state.tags.state_mut(index).submitted += 1;
+            }
+            break (id, tag, state);
+        };
         // Counted under the lock so a supervisor cannot finish the task
         // before it is counted as submitted.
         self.counters.record_submitted();
@@ -692,7 +705,7 @@ impl Shared {
                 state.record_running(supervisor, task.id(), task.downgrade());
                 state.started += 1;
                 if let Some(tag) = tag {
-                    let tag = &mut state.tags[tag];
+                    let tag = state.tags.state_mut(tag);
                     tag.started += 1;
                     let key = tag.running.insert(task.control());
                     task.set_running_key(key);
@@ -768,12 +781,17 @@ impl Shared {
         }
     }
 
-    /// Forgets a tagged task that stopped running.
+    /// Forgets a tagged task that stopped running, and its tag if that was
+    /// the tag's last task.
     pub(crate) fn finished_running(&self, task: &Task) {
         if let Some(tag) = task.tag() {
-            self.lock().tags[tag.index]
+            let mut state = self.lock();
+            state
+                .tags
+                .state_mut(tag.index)
                 .running
                 .remove(task.running_key());
+            state.free_tag_if_idle(tag);
         }
     }
 
@@ -850,30 +868,31 @@ impl Shared {
     }
 
     pub(crate) fn promote(&self, tag: &str) -> usize {
-        let Some(tag) = self.find_tag(tag) else {
+        let mut state = self.lock();
+        let Some(index) = state.tags.find(tag).map(|tag| tag.index) else {
             return 0;
         };
-        self.lock().queue.promote(tag.index)
+        state.queue.promote(index)
     }
 
     pub(crate) fn cancel_tag(&self, tag: &str) -> usize {
-        let Some(tag) = self.find_tag(tag) else {
+        let mut state = self.lock();
+        // Cloned, so that freeing the tag below leaves the last reference
+        // to this, dropped after the lock.
+        let Some(tag) = state.tags.find(tag).cloned() else {
             return 0;
         };
-        let mut state = self.lock();
         let queued = state.queue.drain_tag(tag.index);
         // Cloned out so the supervisors are woken after the lock is released.
         let running: Vec<Arc<dyn Control>> = state
             .tags
-            .get(tag.index)
-            .map(|tag_state| {
-                tag_state
-                    .running
-                    .iter()
-                    .map(|(_, task)| Arc::clone(task))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .state(tag.index)
+            .running
+            .iter()
+            .map(|(_, task)| Arc::clone(task))
+            .collect();
+        // With none running, it was the queued tasks that kept the tag.
+        state.free_tag_if_idle(&tag);
         let wake_submitters = claim_up_to(&mut state.waiting_submitters, queued.len());
         drop(state);
         let cancelled = queued.len();
@@ -908,20 +927,29 @@ impl Shared {
     /// Cancels the task numbered `id`, queued or running; see
     /// `Plan::cancel`.
     pub(crate) fn cancel_by_id(&self, id: TaskId) -> bool {
-        let mut state = self.lock();
+        let state = self.lock();
         if let Some(key) = state.queue.find(id) {
-            let (task, _) = state.queue.remove(key);
-            let wake_submitter = claim(&mut state.waiting_submitters);
-            drop(state);
-            if wake_submitter {
-                self.wake_users(|| self.room_available.notify_one());
-            }
-            self.drop_unstarted(1, [task]);
+            self.unqueue(state, key);
             return true;
         }
         let running = state.find_running(id);
         drop(state);
         running.is_some_and(|task| self.cancel_running(vec![task]) == 1)
+    }
+
+    /// Takes the task at `key` off the queue and drops it unstarted, ending
+    /// the caller's hold of the lock.
+    fn unqueue(&self, mut state: MutexGuard<'_, State>, key: usize) {
+        let (task, _) = state.queue.remove(key);
+        if let Some(tag) = task.tag() {
+            state.free_tag_if_idle(tag);
+        }
+        let wake_submitter = claim(&mut state.waiting_submitters);
+        drop(state);
+        if wake_submitter {
+            self.wake_users(|| self.room_available.notify_one());
+        }
+        self.drop_unstarted(1, [task]);
     }
 
     /// Cancels every queued and running task and leaves the plan open; see
@@ -937,6 +965,13 @@ impl Shared {
         let (queued, running, wake_submitters) = {
             let mut state = self.lock();
             let queued = state.queue.drain();
+            if queued.len() > 0 {
+                // In the same hold as the drain, since the plan may stay
+                // open: a task of a freed tag queued next starts a new life.
+                // Before the tasks drop: their references to their tags are
+                // the last.
+                state.tags.free_all_not_running();
+            }
             let running = state.all_running_except(spared);
             let wake = claim_up_to(&mut state.waiting_submitters, queued.len());
             (queued, running, wake)
@@ -986,22 +1021,23 @@ impl Shared {
     }
 
     pub(crate) fn tag_stats(&self, tag: &str) -> Stats {
-        let Some(tag) = self.find_tag(tag) else {
-            let workers = self.lock().workers;
+        let (workers, counts) = {
+            let state = self.lock();
+            let counts = state.tags.find(tag).map(|tag| {
+                let counts = state.tags.state(tag.index);
+                let queued = state.queue.tag_len(tag.index);
+                // The outcomes are atomics, read after the lock; the clone
+                // keeps them if the tag is freed meanwhile.
+                (Arc::clone(tag), queued, counts.started, counts.submitted)
+            });
+            (state.workers, counts)
+        };
+        // Not registered: never seen, or its last task has ended.
+        let Some((tag, queued, started, submitted)) = counts else {
             return Stats {
                 workers,
                 ..Stats::default()
             };
-        };
-        let (workers, queued, started, submitted) = {
-            let state = self.lock();
-            let counts = state.tags.get(tag.index);
-            (
-                state.workers,
-                state.queue.tag_len(tag.index),
-                counts.map_or(0, |counts| counts.started),
-                counts.map_or(0, |counts| counts.submitted),
-            )
         };
         let stats = tag.outcomes.snapshot(workers, queued, started, submitted);
         self.with_timings_if_measured(stats)
@@ -1011,15 +1047,9 @@ impl Shared {
     pub(crate) fn cancel(&self, header: &Header) {
         let mut request = header.request_cancel();
         if request == CancelRequest::StillQueued {
-            let mut state = self.lock();
+            let state = self.lock();
             if header.is_queued() && state.queue.holds(header.queue_key(), header) {
-                let (task, _) = state.queue.remove(header.queue_key());
-                let wake_submitter = claim(&mut state.waiting_submitters);
-                drop(state);
-                if wake_submitter {
-                    self.wake_users(|| self.room_available.notify_one());
-                }
-                self.drop_unstarted(1, [task]);
+                self.unqueue(state, header.queue_key());
                 return;
             }
             // A supervisor took it between our two looks: cancel it there.
@@ -1078,6 +1108,13 @@ impl Shared {
         };
         if newly_closed {
             self.announce_closed();
+        }
+        if tasks.len() > 0 {
+            // The tags only queued tasks kept are free now. Freed in a hold
+            // of its own, so that the drain's stays O(1); the plan is closed,
+            // so no task of theirs can be queued in between. Before the
+            // tasks drop: their references to their tags are the last.
+            self.lock().tags.free_all_not_running();
         }
         self.drop_unstarted(tasks.len(), tasks.into_tasks());
     }
@@ -1171,7 +1208,9 @@ pub(crate) struct Prepared<F: Future> {
 #[derive(Clone, Copy)]
 pub(crate) struct Placement {
     priority: i32,
-    tag: Option<usize>,
+    /// Whether the task has a tag, which `push` registers: untagged tasks
+    /// never look.
+    tagged: bool,
 }
 
 #[cfg(all(test, not(loom)))]
@@ -1278,5 +1317,79 @@ mod tests {
         let running = plan.submit(std::future::pending::<()>()).await.unwrap();
         assert!(!woken(1));
         running.cancel();
+    }
+
+    /// A refused submit registers nothing, whether the plan is full (a
+    /// `try_submit`, and a `submit` dropped while it waits for room) or
+    /// closed: a tag is registered only in the hold that queues its task.
+    #[tokio::test]
+    async fn a_refused_submit_registers_no_tag() {
+        let plan = Plan::builder().workers(1).capacity(1).build().unwrap();
+        let shared = Arc::clone(plan.shared());
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let running = plan.submit(async move { released.await.ok() }).await;
+        until(|| plan.stats().running == 1).await;
+        let queued = plan.try_submit(async {}).unwrap();
+
+        let full = plan.task(async {}).tag("full").try_submit();
+        assert!(full.unwrap_err().is_full());
+        {
+            let mut waiting = pin!(plan.task(async {}).tag("waiting").submit());
+            let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(waiting.as_mut().poll(&mut context).is_pending());
+        }
+        assert_eq!(shared.lock().tags.len(), 0);
+
+        plan.close();
+        let closed = plan.task(async {}).tag("closed").try_submit();
+        assert!(closed.unwrap_err().is_closed());
+        let closed = plan.task(async {}).tag("closed").submit().await;
+        assert!(closed.unwrap_err().is_closed());
+        assert_eq!(shared.lock().tags.len(), 0);
+        release.send(()).unwrap();
+        running.unwrap().await.unwrap();
+        queued.await.unwrap();
+    }
+
+    /// A tag is freed in the hold of the lock that takes its last task off
+    /// the queue or out of its running set, however that task ends: it
+    /// completes, its handle cancels it queued, `cancel_tag` drains it, an
+    /// abort drains it.
+    #[tokio::test]
+    async fn a_tag_is_freed_with_its_last_task_however_it_ends() {
+        let plan = Plan::builder().workers(1).build().unwrap();
+        let shared = Arc::clone(plan.shared());
+        let registered = |name: &str| shared.lock().tags.find(name).is_some();
+
+        // On this one thread the supervisor is done with the task before
+        // the handle is woken.
+        let done = plan.task(async {}).tag("done").submit().await.unwrap();
+        done.await.unwrap();
+        assert!(!registered("done"));
+
+        // Parks the only worker: what follows stays queued.
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let parked = plan.task(async move { released.await.ok() }).tag("parked");
+        let parked = parked.submit().await.unwrap();
+        until(|| plan.stats().running == 1).await;
+        assert!(registered("parked"));
+
+        let queued = plan.task(async {}).tag("cancelled").submit().await.unwrap();
+        assert!(registered("cancelled"));
+        queued.cancel();
+        assert!(!registered("cancelled"));
+
+        for _ in 0..2 {
+            drop(plan.task(async {}).tag("by-tag").submit().await.unwrap());
+        }
+        assert_eq!(plan.cancel_tag("by-tag"), 2);
+        assert!(!registered("by-tag"));
+
+        drop(plan.task(async {}).tag("drained").submit().await.unwrap());
+        assert!(registered("drained"));
+        plan.abort().await;
+        assert!(parked.await.unwrap_err().is_cancelled());
+        drop(release);
+        assert_eq!(shared.lock().tags.len(), 0, "the running one's tag too");
     }
 }

@@ -7,16 +7,17 @@
 //! counts are plain integers because the lock orders them; the `Notify`s
 //! they pace are in `Shared`.
 
-use slab::Slab;
-
 use crate::engine::cell::{Control, TaskId, WeakTask};
 use crate::engine::queue::Queue;
 use crate::engine::sync::{Arc, AtomicUsize, Ordering};
+use crate::engine::tags::{TagInfo, TagRegistry};
 
 pub(crate) struct State {
     pub(crate) queue: Queue,
-    /// Per-tag counts, by tag index.
-    pub(crate) tags: Vec<TagState>,
+    /// The tags with a task queued or running, and their counts. Under
+    /// this lock with the queue, so that registering a tag, queueing its
+    /// tasks and freeing it agree (see `engine::tags`).
+    pub(crate) tags: TagRegistry,
     pub(crate) closed: bool,
     /// Tasks taken off the queue to run, for `Stats::running`.
     pub(crate) started: usize,
@@ -176,15 +177,18 @@ impl State {
         self.wakeups_in_flight += spawns;
         spawns
     }
-}
 
-/// What the locked state knows of one tag.
-#[derive(Default)]
-pub(crate) struct TagState {
-    pub(crate) submitted: usize,
-    pub(crate) started: usize,
-    /// The tag's running tasks, so `cancel_tag` can reach them.
-    pub(crate) running: Slab<Arc<dyn Control>>,
+    /// Frees `tag` if none of its tasks is queued or running any more.
+    /// Called in the hold of the lock that took one of its tasks off the
+    /// queue or out of its running set, with that task (or a clone of the
+    /// tag) still held, so the registry's reference is not the last.
+    pub(crate) fn free_tag_if_idle(&mut self, tag: &TagInfo) {
+        let idle =
+            self.queue.tag_len(tag.index) == 0 && self.tags.state(tag.index).running.is_empty();
+        if idle {
+            self.tags.free(tag);
+        }
+    }
 }
 
 /// Counts a caller of `wait_idle` for as long as it waits, however it ends.
@@ -234,7 +238,7 @@ mod tests {
         }
         State {
             queue,
-            tags: Vec::new(),
+            tags: TagRegistry::new(),
             closed: false,
             started: 0,
             workers: 1,

@@ -334,6 +334,53 @@ pub fn assert_conserved(stats: taskplan::Stats) {
     );
 }
 
+/// Checks that the plan has forgotten `tag`: it reports as a tag never seen,
+/// as it must once none of its tasks is queued or running.
+pub fn assert_forgotten(plan: &Plan, tag: &str) {
+    let stats = plan.tag_stats(tag);
+    let mut never_seen = taskplan::Stats::default();
+    never_seen.workers = stats.workers;
+    assert_eq!(stats, never_seen, "tag {tag:?} is still counted");
+}
+
+/// A running task of a tag that keeps the tag's counts for a test to read.
+///
+/// A plan keeps a tag only while one of its tasks is queued or running, so a
+/// test that reads a tag's counts once its other tasks have ended keeps one
+/// of these running until then. It takes a worker of its own, and counts in
+/// the tag's stats (and the plan's) as a task submitted and running, whose
+/// queue wait is zero: it starts before [`keep_tag`] returns.
+pub struct TagKeeper {
+    gate: Gate,
+    handle: taskplan::TaskHandle<()>,
+}
+
+/// Submits a [`TagKeeper`] of `tag` and waits until it runs.
+pub async fn keep_tag(plan: &Plan, tag: &'static str) -> TagKeeper {
+    let gate = Gate::closed();
+    let pass = gate.clone();
+    let (started_tx, started_rx) = oneshot::channel();
+    let handle = plan
+        .task(async move {
+            let _ = started_tx.send(());
+            pass.pass().await;
+        })
+        .tag(tag)
+        .submit()
+        .await
+        .expect("the plan takes the keeper");
+    started_rx.await.expect("the keeper starts");
+    TagKeeper { gate, handle }
+}
+
+impl TagKeeper {
+    /// Lets the keeper end, completed, and waits until it has.
+    pub async fn release(self) {
+        self.gate.open();
+        self.handle.await.expect("the keeper completes");
+    }
+}
+
 /// How long a test plan may take to terminate once the test is done with it.
 /// Under paused time this is virtual: a plan that never terminates fails at
 /// once instead of after a real wait.
