@@ -251,6 +251,37 @@ async fn a_blocking_task_is_cancelled_by_cancel_all_and_by_id() {
     release_tx.send(()).unwrap();
 }
 
+/// Issue 12, item 4 with items 1 and 5: a tag whose last tasks go by
+/// `cancel_all` or `Plan::cancel(id)` is freed like any other, and a task
+/// of the same name queued next starts the tag's new life.
+async fn cancel_all_and_cancel_by_id_free_the_tags_they_empty() {
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+    let mut gated = Gated::new();
+    let running = plan.task(gated.task(0)).tag("kept").submit().await.unwrap();
+    gated.started().await;
+    let by_id = plan.task(gated.task(1)).tag("by-id").submit().await.unwrap();
+    assert!(plan.cancel(by_id.id()));
+    assert_eq!(plan.tag_stats("by-id").submitted, 0, "freed with its last task");
+    let queued = plan.task(gated.task(2)).tag("queued").submit().await.unwrap();
+    let also_kept = plan.task(gated.task(3)).tag("kept").submit().await.unwrap();
+    assert_eq!(plan.tag_stats("kept").submitted, 2);
+
+    assert_eq!(plan.cancel_all(), 3);
+    assert!(queued.await.unwrap_err().is_cancelled());
+    assert!(also_kept.await.unwrap_err().is_cancelled());
+    assert!(running.await.unwrap_err().is_cancelled());
+    plan.wait_idle().await;
+    for tag in ["by-id", "queued", "kept"] {
+        let stats = plan.tag_stats(tag);
+        assert_eq!((stats.submitted, stats.cancelled), (0, 0), "{tag} was not freed");
+    }
+    // The same name again: a new life, counted from zero.
+    gated.gate.open();
+    let again = plan.task(gated.task(4)).tag("queued").submit().await.unwrap();
+    assert_eq!(again.await.unwrap(), 4);
+    assert_eq!(plan.stats().cancelled, 4);
+}
+
 on_both_runtimes!(
     a_cancel_handle_cancels_a_running_task_from_another_task,
     a_cancel_handle_cancels_a_queued_task_which_never_starts,
@@ -263,4 +294,5 @@ on_both_runtimes!(
     cancel_all_cancels_every_queued_and_running_task_and_the_plan_stays_open,
     cancel_all_frees_room_for_a_waiting_submitter,
     a_blocking_task_is_cancelled_by_cancel_all_and_by_id,
+    cancel_all_and_cancel_by_id_free_the_tags_they_empty,
 );

@@ -46,8 +46,10 @@ async fn cancel_tag_reaches_a_users_blocking_work() {
     assert!(cpu.await.unwrap_err().is_cancelled());
     assert_eq!(other.await.unwrap(), "untagged");
     plan.wait_idle().await;
-    let tagged = plan.tag_stats("user-7");
-    assert_eq!((tagged.submitted, tagged.cancelled), (1, 1));
+    let stats = plan.stats();
+    assert_eq!((stats.completed, stats.cancelled), (1, 1));
+    // Its last task ended: the tag is forgotten.
+    assert_eq!(plan.tag_stats("user-7").submitted, 0);
 }
 
 async fn a_blocking_task_takes_its_place_by_priority_and_a_promotion() {
