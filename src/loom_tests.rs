@@ -98,9 +98,7 @@ use std::task::{Context, Poll, Waker};
 use loom::future::block_on;
 use loom::thread;
 
-use crate::engine::cell::{
-    CancelRequest, Control, Ended, Header, Join, NewTask, Outcome, Setup, Task,
-};
+use crate::engine::cell::{CancelRequest, Ended, Header, Join, NewTask, Outcome, Setup, Task};
 use crate::engine::counters::{Counters, Outcomes};
 use crate::engine::panic::Failure;
 use crate::engine::queue::Queue;

@@ -259,10 +259,24 @@ async fn cancel_all_and_cancel_by_id_free_the_tags_they_empty() {
     let mut gated = Gated::new();
     let running = plan.task(gated.task(0)).tag("kept").submit().await.unwrap();
     gated.started().await;
-    let by_id = plan.task(gated.task(1)).tag("by-id").submit().await.unwrap();
+    let by_id = plan
+        .task(gated.task(1))
+        .tag("by-id")
+        .submit()
+        .await
+        .unwrap();
     assert!(plan.cancel(by_id.id()));
-    assert_eq!(plan.tag_stats("by-id").submitted, 0, "freed with its last task");
-    let queued = plan.task(gated.task(2)).tag("queued").submit().await.unwrap();
+    assert_eq!(
+        plan.tag_stats("by-id").submitted,
+        0,
+        "freed with its last task"
+    );
+    let queued = plan
+        .task(gated.task(2))
+        .tag("queued")
+        .submit()
+        .await
+        .unwrap();
     let also_kept = plan.task(gated.task(3)).tag("kept").submit().await.unwrap();
     assert_eq!(plan.tag_stats("kept").submitted, 2);
 
@@ -273,11 +287,20 @@ async fn cancel_all_and_cancel_by_id_free_the_tags_they_empty() {
     plan.wait_idle().await;
     for tag in ["by-id", "queued", "kept"] {
         let stats = plan.tag_stats(tag);
-        assert_eq!((stats.submitted, stats.cancelled), (0, 0), "{tag} was not freed");
+        assert_eq!(
+            (stats.submitted, stats.cancelled),
+            (0, 0),
+            "{tag} was not freed"
+        );
     }
     // The same name again: a new life, counted from zero.
     gated.gate.open();
-    let again = plan.task(gated.task(4)).tag("queued").submit().await.unwrap();
+    let again = plan
+        .task(gated.task(4))
+        .tag("queued")
+        .submit()
+        .await
+        .unwrap();
     assert_eq!(again.await.unwrap(), 4);
     assert_eq!(plan.stats().cancelled, 4);
 }

@@ -348,6 +348,17 @@ impl TokenAlarm {
     }
 }
 
+impl Wake for TokenAlarm {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        self.supervisor.wake();
+    }
+}
+
 impl TokenAlarm {
     /// Arms an alarm on `cancelled`, a token's `cancelled()` future: polls
     /// it once with the alarm as its waker, so that from then on, for as
@@ -370,17 +381,6 @@ impl TokenAlarm {
             alarm.fired.store(true, Ordering::Release);
         }
         alarm
-    }
-}
-
-impl Wake for TokenAlarm {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.fired.store(true, Ordering::Release);
-        self.supervisor.wake();
     }
 }
 
