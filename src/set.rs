@@ -446,8 +446,12 @@ impl<T: Send + 'static> TaskSet<T> {
     ///
     /// # Errors
     ///
-    /// As [`Plan::submit`]: [`SubmitError::Closed`] with the future inside if
-    /// the plan is closed, or closes while waiting. The set is unchanged.
+    /// As [`Plan::submit`]: a [`SubmitError`] that
+    /// [`is_closed`](SubmitError::is_closed), with the future inside, if the
+    /// plan is closed or closes while waiting; one that
+    /// [`is_full`](SubmitError::is_full) only when called from one of the
+    /// plan's own tasks that must not wait for room (see [`Plan::submit`]).
+    /// The set is unchanged.
     ///
     /// # Cancel safety
     ///
@@ -489,8 +493,8 @@ impl<T: Send + 'static> TaskSet<T> {
     ///
     /// # Errors
     ///
-    /// As [`Plan::try_submit`]: [`SubmitError::Full`] or
-    /// [`SubmitError::Closed`] with the future inside. The set is unchanged.
+    /// As [`Plan::try_submit`]: a [`SubmitError`], full or closed, with the
+    /// future inside. The set is unchanged.
     ///
     /// # Examples
     ///
