@@ -119,7 +119,8 @@ impl Plan {
     /// that waits for room holds its worker meanwhile, so if every worker
     /// waited, none would ever make room. A task of this plan waits for
     /// room only while fewer than `workers - 1` of its tasks already wait
-    /// in `submit`; otherwise it gets a full [`SubmitError`] at once, with
+    /// in `submit` or in [`wait_idle`](Plan::wait_idle); otherwise it gets
+    /// a full [`SubmitError`] at once, with
     /// its task handed back (so with one worker, a task never waits on its
     /// own plan). A task that waits is refused the same way if
     /// [`set_workers`](Plan::set_workers) lowers the bar meanwhile.

@@ -283,6 +283,95 @@ async fn a_waiting_submit_from_a_task_is_refused_once_fewer_workers_leave_it_stu
     .await
 }
 
+/// From the review of item 9: one task waits in `wait_idle` while another
+/// fills the queue and waits in `submit`. Each check counted only its own
+/// kind of waiter, so both workers were held for good with a task queued.
+/// Now the submitter, the one that would hold the last worker, is refused.
+#[tokio::test(start_paused = true)]
+async fn a_task_in_wait_idle_and_one_in_submit_never_hold_every_worker() {
+    common::harness(async {
+        let plan = common::tracked(Plan::builder().workers(2).capacity(1).build().unwrap());
+        let gate = common::Gate::closed();
+        let inner = plan.clone();
+        let submitter_gate = gate.clone();
+        let submitter = plan
+            .submit(async move {
+                submitter_gate.pass().await;
+                let queued = inner.submit(async { 1 }).await.unwrap();
+                let second = inner.submit(async { 2 }).await;
+                (queued, second.map(|handle| handle.id()))
+            })
+            .await
+            .unwrap();
+        let inner = plan.clone();
+        let waiter = plan
+            .submit(async move { inner.wait_idle().await })
+            .await
+            .unwrap();
+        settle().await;
+        assert!(!waiter.is_finished(), "it waits for the submitter");
+        gate.open();
+        let (queued, second) = common::or_hang(submitter, "a submit beside a wait_idle")
+            .await
+            .unwrap();
+        assert!(
+            second.unwrap_err().is_full(),
+            "it must not take the last worker"
+        );
+        assert_eq!(common::or_hang(queued, "the queued task").await.unwrap(), 1);
+        common::or_hang(waiter, "wait_idle").await.unwrap();
+    })
+    .await
+}
+
+/// The other order: a task waits in `submit` first (another worker could
+/// make room), then the task on that other worker enters `wait_idle` and
+/// holds it: the waiting submitter is told, and refused.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_submit_is_refused_when_a_task_enters_wait_idle_on_the_last_worker() {
+    common::harness(async {
+        let plan = common::tracked(Plan::builder().workers(2).capacity(1).build().unwrap());
+        let gate = common::Gate::closed();
+        let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+        let inner = plan.clone();
+        let task_gate = gate.clone();
+        let waiter = plan
+            .submit(async move {
+                entered_tx.send(()).unwrap();
+                task_gate.pass().await;
+                inner.wait_idle().await;
+            })
+            .await
+            .unwrap();
+        entered_rx.await.unwrap();
+        let inner = plan.clone();
+        let submitter = plan
+            .submit(async move {
+                let queued = inner.submit(async { 1 }).await.unwrap();
+                let second = inner.submit(async { 2 }).await;
+                (queued, second.map(|handle| handle.id()))
+            })
+            .await
+            .unwrap();
+        settle().await;
+        assert!(
+            !submitter.is_finished(),
+            "it waits: the other worker could make room"
+        );
+        gate.open();
+        let (queued, second) = common::or_hang(submitter, "the waiting submit")
+            .await
+            .unwrap();
+        assert!(
+            second.unwrap_err().is_full(),
+            "refused once the other worker parked"
+        );
+        assert_eq!(common::or_hang(queued, "the queued task").await.unwrap(), 1);
+        common::or_hang(waiter, "wait_idle").await.unwrap();
+    })
+    .await
+}
+
 on_both_runtimes!(
     abort_from_a_task_stops_every_task_the_caller_included,
     submit_from_the_only_worker_into_its_full_plan_is_refused_at_once,

@@ -155,7 +155,11 @@ impl InsideSubmitter<'_> {
     fn may_wait(&mut self) -> bool {
         let mut state = self.plan.lock();
         state.inside_submitters += usize::from(!self.counted);
-        self.counted = state.inside_submitters < state.workers;
+        // Tasks in `wait_idle` hold their workers too (see
+        // `wait_others_idle`, which wakes this to look again when one
+        // arrives).
+        let parked = state.inside_submitters + self.plan.inside_idle_waiters.load(Ordering::SeqCst);
+        self.counted = parked < state.workers;
         if !self.counted {
             state.inside_submitters -= 1;
         }
@@ -361,6 +365,12 @@ impl Shared {
         // or sees the count and wakes it (SeqCst, as in `settle`). This
         // arrival may be the one others wait for: they look again.
         self.wake_users(|| self.idle.notify_waiters());
+        // It also holds a worker that tasks waiting in `submit` counted on
+        // to make room: they look again (`InsideSubmitter::may_wait`). One
+        // that counted itself after this look sees this waiter counted.
+        if self.lock().inside_submitters > 0 {
+            self.wake_users(|| self.room_available.notify_waiters());
+        }
         loop {
             let mut idle = pin!(self.idle.notified());
             idle.as_mut().enable();
@@ -493,8 +503,8 @@ impl Shared {
             let wake = surplus.min(state.idle_supervisors);
             state.idle_supervisors -= wake;
             state.wakeups_in_flight += wake;
-            let inside_submitters_stuck =
-                state.inside_submitters > 0 && state.inside_submitters >= workers;
+            let parked = state.inside_submitters + self.inside_idle_waiters.load(Ordering::SeqCst);
+            let inside_submitters_stuck = state.inside_submitters > 0 && parked >= workers;
             (wake, inside_submitters_stuck, self.claim_spawns(&mut state))
         };
         #[cfg(feature = "metrics")]

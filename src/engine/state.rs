@@ -84,8 +84,9 @@ pub(crate) struct State {
     pub(crate) running: Vec<Option<RunningTask>>,
     /// Tasks of this plan waiting inside `submit` for room in it. Room is
     /// made only by a worker starting a task; if every worker waited there,
-    /// none would. So a task may wait only while this stays below
-    /// `workers` (see `Shared::submit`).
+    /// or in `wait_idle` (`Shared::inside_idle_waiters`), none would. So a
+    /// task may wait only while the two together stay below `workers` (see
+    /// `InsideSubmitter`).
     pub(crate) inside_submitters: usize,
 }
 
