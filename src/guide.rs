@@ -524,9 +524,15 @@
 //! service that can be called off. Inside the task's own future there is no
 //! need to watch it: the future is dropped.
 //!
-//! [`Plan::submit_with`] and [`Plan::submit_blocking`] take no per-task
-//! options: such tasks have no tag, priority 0, and the plan's
-//! [default timeout](crate::PlanBuilder::task_timeout), if it has one.
+//! The token also works the other way: cancelled from outside the task
+//! (another task, a thread, or the work it was handed to), it cancels the
+//! task, as [`TaskHandle::cancel`] would. The task's own code may cancel it
+//! to stop what it handed out, and runs on; so may a blocking task's
+//! closure.
+//!
+//! For a tag, a priority or a timeout on such tasks, use the builders:
+//! [`Plan::task_with`](crate::Plan::task_with) and
+//! [`Plan::blocking_task`](crate::Plan::blocking_task).
 //!
 //! ```
 //! use std::time::Duration;

@@ -227,9 +227,9 @@ impl Plan {
     ///
     /// `make` is called at once with a fresh child of the plan's
     /// [token](Plan::token) and returns the task's future. The token works
-    /// both ways: the task's end cancels it (see
-    /// [`submit_with`](Plan::submit_with)), and cancelling it from outside
-    /// cancels the task, as [`TaskHandle::cancel`] does.
+    /// both ways, as described at [`submit_with`](Plan::submit_with): the
+    /// task's end without a value cancels it, and a cancel from outside the
+    /// task cancels the task.
     ///
     /// # Examples
     ///
@@ -311,6 +311,13 @@ impl Plan {
     /// by an abort, so work the task hands elsewhere (a spawned task, a
     /// thread, a request to another service) can watch it and stop too. A
     /// task that completes leaves its token alone.
+    ///
+    /// The other way, cancelling the token from outside the task (another
+    /// task or thread, or work the task handed it to) cancels the task, as
+    /// [`TaskHandle::cancel`] does: a running task is dropped at once; a
+    /// queued one stays queued, and is dropped unpolled, counted as started
+    /// and cancelled, when a worker takes it. The task's own code may cancel
+    /// its token, to stop what it handed out, and runs on.
     ///
     /// # Errors
     ///

@@ -252,6 +252,74 @@ async fn a_completed_task_leaves_its_token_alone() {
     assert_eq!((stats.completed, stats.cancelled), (1, 0));
 }
 
+/// From the review: a task that cancels its own token, to stop the work
+/// it handed out, is not cancelled by it: only a cancel from outside the
+/// task is. (With the first version of item 7 this task ended cancelled.)
+async fn a_task_cancelling_its_own_token_is_not_cancelled_by_it() {
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+    let handle = plan
+        .submit_with(|token| async move {
+            let helper = tokio::spawn({
+                let token = token.clone();
+                async move { token.cancelled().await }
+            });
+            // Done with the helper: stop it, and wait for it to stop.
+            token.cancel();
+            helper.await.unwrap();
+            tokio::task::yield_now().await;
+            42
+        })
+        .await
+        .unwrap();
+    assert_eq!(handle.await.unwrap(), 42);
+    assert_eq!(plan.stats().cancelled, 0);
+}
+
+/// The same for a blocking closure: its thread runs the task.
+async fn a_blocking_closure_cancelling_its_own_token_completes() {
+    let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+    let handle = plan
+        .submit_blocking(|token| {
+            token.cancel();
+            // Give a wrongly fired alarm time to end the task first.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            "done"
+        })
+        .await
+        .unwrap();
+    assert_eq!(handle.await.unwrap(), "done");
+    let report = plan.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(
+        (report.completed, report.cancelled, report.abandoned),
+        (1, 0, 0)
+    );
+}
+
+/// From the review: a blocking closure is one of the plan's tasks for
+/// `wait_idle` too, which waits for the others instead of for itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_idle_from_a_blocking_closure_waits_for_the_others_only() {
+    common::harness(async {
+        let plan = common::tracked(Plan::builder().workers(2).build().unwrap());
+        let mut gated = Gated::new();
+        let other = plan.submit(gated.task(1)).await.unwrap();
+        gated.started().await;
+        let inner = plan.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let blocking = plan
+            .submit_blocking(move |_| {
+                runtime.block_on(inner.wait_idle());
+                inner.stats().completed
+            })
+            .await
+            .unwrap();
+        gated.gate.open();
+        assert_eq!(other.await.unwrap(), 1);
+        assert_eq!(common::bounded(blocking).await.unwrap(), 1);
+    })
+    .await
+}
+
 on_both_runtimes!(
     cancel_tag_reaches_a_users_blocking_work,
     a_blocking_task_takes_its_place_by_priority_and_a_promotion,
@@ -261,4 +329,6 @@ on_both_runtimes!(
     a_task_whose_token_was_cancelled_while_queued_never_starts,
     cancelling_a_blocking_tasks_token_from_outside_frees_its_worker,
     a_completed_task_leaves_its_token_alone,
+    a_task_cancelling_its_own_token_is_not_cancelled_by_it,
+    a_blocking_closure_cancelling_its_own_token_completes,
 );

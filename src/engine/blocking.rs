@@ -15,6 +15,7 @@ use std::task::{Context, Poll, ready};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::current::Mark;
 use crate::engine::sync::{AtomicU8, AtomicUsize, Ordering};
 
 /// Counts blocking closures that outlived their task.
@@ -135,8 +136,13 @@ where
                 counts,
             });
             let guard = ClosureGuard(Arc::clone(&run));
+            // The closure's thread runs the task as much as its supervisor
+            // does: its calls into the plan, and its cancels of its own
+            // token, are the task's (see `engine/current.rs`).
+            let task = Mark::current();
             let join = tokio::task::spawn_blocking(move || {
                 let _guard = guard;
+                let _running = task.map(Mark::enter);
                 closure(token)
             });
             self.stage = Stage::Running(join, run);

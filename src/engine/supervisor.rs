@@ -21,7 +21,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::engine::cell::{Ended, HandleWaker, Outcome, Task};
 use crate::engine::counters::{CachePadded, Outcomes};
-use crate::engine::current;
+use crate::engine::current::Mark;
 use crate::engine::panic::contain_panic;
 use crate::engine::shared::Shared;
 use crate::engine::sync::{AtomicBool, AtomicWaker, Ordering};
@@ -45,7 +45,7 @@ pub(crate) async fn supervise(mut exit: ExitGuard) {
     // with the alarm as its waker, so the supervisor joins the token's
     // waiter list once and from then on looks at the token with one load.
     let mut aborted = pin!(plan.token.cancelled());
-    let alarm = TokenAlarm::arm(aborted.as_mut(), Arc::clone(&exit.waker));
+    let alarm = TokenAlarm::arm(aborted.as_mut(), Arc::clone(&exit.waker), None);
     // One timer for the supervisor's whole life, made at the first task with
     // a timeout (a runtime without a time driver never needs one), and reset
     // for each later one.
@@ -120,23 +120,25 @@ pub(crate) async fn supervise(mut exit: ExitGuard) {
         // an abort or past its deadline a task is not polled again, not even
         // by the wakeup that brought the news.
         let mut first_poll = true;
-        let id = task.id();
-        // A task's own token works both ways: cancelled from outside, it
-        // cancels the task. Polled with this supervisor's waker, before
-        // each poll of the task, so a task whose token was cancelled while
-        // it was queued is never polled at all.
+        let running_task = Mark::new(plan, task.id());
+        // A task's own token works both ways: cancelled from outside the
+        // task, it cancels the task. Watched by an alarm of its own, armed
+        // once, so a task whose token was cancelled while it was queued is
+        // never polled at all; a cancel the task makes itself, while it
+        // runs, is its own business and spared.
         let own_token = task.token().cloned();
         let mut own_token_cancelled = pin!(own_token.as_ref().map(CancellationToken::cancelled));
+        let own_alarm = own_token_cancelled.as_mut().as_pin_mut().map(|cancelled| {
+            TokenAlarm::arm(cancelled, Arc::clone(&exit.waker), Some(running_task))
+        });
         let ending = poll_fn(|cx| {
             // The task's calls into its own plan know it as the caller.
-            let _polling = current::Polling::enter(plan, id);
-            if let Some(cancelled) = own_token_cancelled.as_mut().as_pin_mut() {
-                if cancelled.poll(cx).is_ready() {
-                    // Ends the task as cancelled in the poll just below,
-                    // exactly as `TaskHandle::cancel` would; this supervisor
-                    // is the one to wake, and it is awake.
-                    let _ = task.header().request_cancel();
-                }
+            let _running = running_task.enter();
+            if own_alarm.as_ref().is_some_and(|alarm| alarm.fired()) {
+                // Ends the task as cancelled in the poll just below, exactly
+                // as `TaskHandle::cancel` would; this supervisor is the one
+                // to wake, and it is awake.
+                let _ = task.header().request_cancel();
             }
             // Also registers with the clock, so it wakes us; the token's
             // alarm wakes us through `cancel_waker`, which a pending task
@@ -340,6 +342,9 @@ pub(crate) struct TokenAlarm {
     /// The supervisor's waker, which its running task's pending polls keep
     /// current.
     supervisor: Arc<AtomicWaker>,
+    /// For a task's own token: the task, whose cancels of its own token, on
+    /// a thread running it, do not fire the alarm.
+    spared: Option<Mark>,
 }
 
 impl TokenAlarm {
@@ -354,6 +359,9 @@ impl Wake for TokenAlarm {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        if self.spared.is_some_and(Mark::is_current) {
+            return;
+        }
         self.fired.store(true, Ordering::Release);
         self.supervisor.wake();
     }
@@ -363,14 +371,17 @@ impl TokenAlarm {
     /// Arms an alarm on `cancelled`, a token's `cancelled()` future: polls
     /// it once with the alarm as its waker, so that from then on, for as
     /// long as the future lives, a cancel sets `fired` and wakes `waker`
-    /// before `cancel()` returns.
+    /// before `cancel()` returns; except, with `spared`, a cancel made on a
+    /// thread running that task.
     pub(crate) fn arm(
         cancelled: Pin<&mut impl Future<Output = ()>>,
         waker: Arc<AtomicWaker>,
+        spared: Option<Mark>,
     ) -> Arc<TokenAlarm> {
         let alarm = Arc::new(TokenAlarm {
             fired: AtomicBool::new(false),
             supervisor: waker,
+            spared,
         });
         let alarm_waker = Waker::from(Arc::clone(&alarm));
         if cancelled
