@@ -42,8 +42,8 @@
 //! [`Plan::cancel_tag`] and [`Plan::tag_stats`] act on every task of a tag
 //! at once. A plan keeps a small entry for a tag only while one of its tasks
 //! is queued or running, so a tag may name a kind of work, a user or a
-//! connection alike: a million distinct names cost nothing once their tasks
-//! have ended. The tag's counts go with its entry: [`Plan::tag_stats`]
+//! connection alike: a million distinct names cost the plan nothing once
+//! their tasks have ended (a `metrics` recorder keeps its own series). The tag's counts go with its entry: [`Plan::tag_stats`]
 //! counts a tag's current life, from the task queued while none was to the
 //! end of its last one, and then reports all zeros.
 //!

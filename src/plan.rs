@@ -55,8 +55,9 @@ pub const MAX_WORKERS: usize = 65_536;
 /// run. A plan that is never given more than three tasks at once never
 /// starts more than three, however large `workers` is. Each supervisor
 /// takes the next queued task (promoted tasks first, then by priority, then
-/// oldest first), runs it to the end, and takes the next. Every submitted task gets a [`TaskHandle`] to
-/// await its output or cancel it, and the plan as a whole can be closed,
+/// oldest first), runs it to the end, and takes the next. Every submitted
+/// task gets a [`TaskHandle`] to await its output or cancel it, and the
+/// plan as a whole can be closed,
 /// drained with a deadline ([`shutdown`](Plan::shutdown)) or stopped at once
 /// ([`abort`](Plan::abort)).
 ///
@@ -465,7 +466,8 @@ impl Plan {
     ///
     /// Tasks already queued or running are not affected: they run to the end
     /// and their handles resolve as usual. Submitters waiting for room get
-    /// a [`SubmitError`] that [`is_closed`](SubmitError::is_closed). Once the queue is empty the supervisors exit.
+    /// a [`SubmitError`] that [`is_closed`](SubmitError::is_closed). Once
+    /// the queue is empty the supervisors exit.
     ///
     /// # Examples
     ///
@@ -491,6 +493,11 @@ impl Plan {
     /// The returned future does not borrow the plan, so a loop that feeds
     /// the plan can race it in a `select!` and stop at the moment the plan
     /// stops taking work, while the queued tasks still run.
+    ///
+    /// After a cancel of the plan's token, [`is_closed`](Plan::is_closed)
+    /// is `true` and submits are refused before `cancel()` returns; this
+    /// future resolves a moment later, once the plan's runtime has run the
+    /// abort the cancel starts.
     ///
     /// # Examples
     ///
@@ -544,7 +551,12 @@ impl Plan {
     /// waits up to `grace` for every *other* task to end, then cancels those
     /// left (queued ones never start), waits for them, and reports. It does
     /// not cancel the calling task or the plan's token: the caller runs on,
-    /// and the plan's last supervisor exits once the caller ends.
+    /// and the plan's last supervisor exits once the caller ends. If the
+    /// tasks waiting on the plan (the caller among them) hold every worker
+    /// while tasks are queued, those can never start before the caller
+    /// ends, so they are cancelled at once rather than after the grace. Two
+    /// tasks that shut the plan down at once each count the other among the
+    /// tasks to cancel when the grace runs out.
     ///
     /// A zero `grace` is an [`abort`](Plan::abort), which stops everything,
     /// the calling task included: from inside a task, its future is dropped
@@ -768,6 +780,10 @@ impl Plan {
     /// Cancels the task numbered `id`, queued or running, and returns
     /// whether it did: `false` if no task of this plan by that id is queued
     /// or running (it finished, was cancelled before, or never existed).
+    ///
+    /// Ids are numbered per plan: pass only ids of this plan's tasks, since
+    /// an id from another plan names whichever task of this one has the
+    /// same number.
     ///
     /// The task is cancelled as by [`TaskHandle::cancel`], for a caller that
     /// only has the id: a job service cancelling a job named in a request

@@ -85,9 +85,11 @@ impl<'plan, K> TaskBuilder<'plan, K> {
     ///
     /// The plan keeps what it knows of a tag only while one of its tasks is
     /// queued or running (see [`Plan::tag_stats`]), so a tag may name a
-    /// user, a connection or a request: distinct names cost nothing once
-    /// their tasks have ended. A task the plan refuses leaves nothing of its
-    /// tag behind.
+    /// user, a connection or a request: distinct names cost the plan
+    /// nothing once their tasks have ended. (With the `metrics` feature, a
+    /// recorder that keeps every series it is given keeps each tag's; see
+    /// the guide's metrics section.) A task the plan refuses leaves nothing
+    /// of its tag behind.
     pub fn tag(mut self, tag: impl Into<Tag>) -> Self {
         self.options.tag = Some(tag.into());
         self

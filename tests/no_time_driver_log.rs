@@ -21,14 +21,23 @@ fn a_missing_time_driver_is_logged_once_per_plan() {
     // Not tracked: no time driver for `join_or_fail`'s bound, as above.
     runtime.block_on(common::bounded(async {
         let plan = Plan::builder().workers(2).build().unwrap();
-        for round in 0..5 {
-            let timed = plan
-                .task(async move { round })
-                .timeout(Duration::from_secs(1))
-                .submit()
-                .await
-                .unwrap();
-            assert_eq!(timed.await.unwrap(), round, "it runs without its timeout");
+        // Queued together, so both workers meet timed tasks.
+        let mut timed = Vec::new();
+        for round in 0..6 {
+            let yielding = async move {
+                tokio::task::yield_now().await;
+                round
+            };
+            timed.push(
+                plan.task(yielding)
+                    .timeout(Duration::from_secs(1))
+                    .submit()
+                    .await
+                    .unwrap(),
+            );
+        }
+        for (round, handle) in timed.into_iter().enumerate() {
+            assert_eq!(handle.await.unwrap(), round, "it runs without its timeout");
         }
         plan.abort().await;
     }));

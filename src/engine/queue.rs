@@ -215,21 +215,24 @@ impl Queue {
     }
 
     /// Takes every queued task at once, to be dropped instead of run, and
-    /// leaves the queue empty, its storage handed over with the tasks: only
-    /// a plan that has closed for good drains its queue.
+    /// leaves the queue empty, with fresh storage of its initial capacity:
+    /// the old storage goes with the tasks. An abort drains the queue of a
+    /// plan that has closed for good; `cancel_all` one that stays open.
     ///
     /// O(1) under the caller's lock: nothing is unlinked, and the tasks keep
     /// their QUEUED state until they are dropped, so an abort of a long
     /// queue holds the lock for no longer than a short one. A cancel that
     /// meanwhile sees one of them as QUEUED finds, through
-    /// [`holds`](Queue::holds), that the queue no longer has it, and leaves
-    /// it to the drain, which resolves it.
+    /// [`holds`](Queue::holds), that the queue no longer has it (its key may
+    /// already hold a newer task: `holds` compares the task, not the key),
+    /// and leaves it to the drain, which resolves it.
     pub(crate) fn drain(&mut self) -> Drained {
         self.default_lane = List::EMPTY;
         self.lanes.clear();
         self.tiers.clear();
         self.tags.iter_mut().for_each(|list| *list = List::EMPTY);
-        Drained(std::mem::take(&mut self.nodes))
+        let fresh = Slab::with_capacity(self.retained_capacity);
+        Drained(std::mem::replace(&mut self.nodes, fresh))
     }
 
     /// The key of the queued task numbered `id`.

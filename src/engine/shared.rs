@@ -713,7 +713,7 @@ impl Shared {
         match state.queue.pop() {
             Some((mut task, tag)) => {
                 task.header().mark_started(supervisor);
-                state.record_running(supervisor, task.id(), task.downgrade());
+                let previous_task = state.record_running(supervisor, task.id(), task.downgrade());
                 state.started += 1;
                 if let Some(tag) = tag {
                     let tag = state.tags.state_mut(tag);
@@ -725,6 +725,7 @@ impl Shared {
                 // More queued than supervisors coming: wake another.
                 let wake_supervisor = state.claim_wakeup();
                 drop(state);
+                drop(previous_task);
                 if wake_submitter {
                     self.wake_users(|| self.room_available.notify_one());
                 }
@@ -734,12 +735,16 @@ impl Shared {
                 Some(Some(task))
             }
             None if state.closed => {
-                state.forget_running(supervisor);
+                let previous_task = state.forget_running(supervisor);
+                drop(state);
+                drop(previous_task);
                 Some(None)
             }
             None => {
-                state.forget_running(supervisor);
+                let previous_task = state.forget_running(supervisor);
                 state.idle_supervisors += usize::from(register_idle);
+                drop(state);
+                drop(previous_task);
                 None
             }
         }
@@ -845,6 +850,14 @@ impl Shared {
         if let Some(key) = key {
             wakers.try_remove(key);
         }
+        drop(wakers);
+        // A retiring supervisor's slot would keep its last task's
+        // allocation until the number is reused. (Lock order: `state` alone,
+        // after `supervisor_wakers` is released.)
+        if number != u32::MAX {
+            let previous_task = self.lock().forget_running(number);
+            drop(previous_task);
+        }
     }
 
     /// Wakes the supervisor running a task that was just asked to stop.
@@ -904,14 +917,27 @@ impl Shared {
             .collect();
         // With none running, it was the queued tasks that kept the tag.
         state.free_tag_if_idle(&tag);
-        let wake_submitters = claim_up_to(&mut state.waiting_submitters, queued.len());
+        self.cancel_taken(state, queued.len(), queued, running)
+    }
+
+    /// Ends what a cancel took in its hold of the lock, which this ends:
+    /// the `count` queued tasks dropped unstarted, the room they freed given
+    /// to waiting submitters, the running ones asked to stop. Returns how
+    /// many it cancelled.
+    fn cancel_taken(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        count: usize,
+        queued: impl IntoIterator<Item = Task>,
+        running: Vec<Arc<dyn Control>>,
+    ) -> usize {
+        let wake_submitters = claim_up_to(&mut state.waiting_submitters, count);
         drop(state);
-        let cancelled = queued.len();
-        self.drop_unstarted(queued.len(), queued);
+        self.drop_unstarted(count, queued);
         for _ in 0..wake_submitters {
             self.wake_users(|| self.room_available.notify_one());
         }
-        cancelled + self.cancel_running(running)
+        count + self.cancel_running(running)
     }
 
     /// Asks running tasks to stop and wakes their supervisors; returns how
@@ -973,26 +999,16 @@ impl Shared {
     fn cancel_all_except(&self, spared: Option<TaskId>) -> usize {
         // One hold of the lock: every task queued or running at this
         // instant is found once, as queued or as running, never both.
-        let (queued, running, wake_submitters) = {
-            let mut state = self.lock();
-            let queued = state.queue.drain();
-            if queued.len() > 0 {
-                // In the same hold as the drain, since the plan may stay
-                // open: a task of a freed tag queued next starts a new life.
-                // Before the tasks drop: their references to their tags are
-                // the last.
-                state.tags.free_all_not_running();
-            }
-            let running = state.all_running_except(spared);
-            let wake = claim_up_to(&mut state.waiting_submitters, queued.len());
-            (queued, running, wake)
-        };
-        let cancelled = queued.len();
-        self.drop_unstarted(queued.len(), queued.into_tasks());
-        for _ in 0..wake_submitters {
-            self.wake_users(|| self.room_available.notify_one());
+        let mut state = self.lock();
+        let queued = state.queue.drain();
+        if queued.len() > 0 {
+            // In the same hold as the drain, since the plan may stay open: a
+            // task of a freed tag queued next starts a new life. Before the
+            // tasks drop: their references to their tags are the last.
+            state.tags.free_all_not_running();
         }
-        cancelled + self.cancel_running(running)
+        let running = state.all_running_except(spared);
+        self.cancel_taken(state, queued.len(), queued.into_tasks(), running)
     }
 
     /// Counts, drops and settles tasks taken off the queue unstarted.

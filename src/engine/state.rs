@@ -97,20 +97,30 @@ pub(crate) struct RunningTask {
 }
 
 impl State {
-    /// Records the task `supervisor` just popped.
-    pub(crate) fn record_running(&mut self, supervisor: u32, id: TaskId, task: WeakTask) {
+    /// Records the task `supervisor` just popped. Returns the one it ran
+    /// before, for the caller to drop once it has released the lock: that
+    /// may be the last reference to the task's allocation.
+    #[must_use = "drop it after releasing the lock"]
+    pub(crate) fn record_running(
+        &mut self,
+        supervisor: u32,
+        id: TaskId,
+        task: WeakTask,
+    ) -> Option<RunningTask> {
         let number = supervisor as usize;
         if self.running.len() <= number {
             self.running.resize_with(number + 1, || None);
         }
-        self.running[number] = Some(RunningTask { id, task });
+        self.running[number].replace(RunningTask { id, task })
     }
 
-    /// Forgets the last task of `supervisor`, which found nothing to do.
-    pub(crate) fn forget_running(&mut self, supervisor: u32) {
-        if let Some(slot) = self.running.get_mut(supervisor as usize) {
-            *slot = None;
-        }
+    /// Forgets the last task of `supervisor`, which found nothing to do or
+    /// exited; returns it as `record_running` does.
+    #[must_use = "drop it after releasing the lock"]
+    pub(crate) fn forget_running(&mut self, supervisor: u32) -> Option<RunningTask> {
+        self.running
+            .get_mut(supervisor as usize)
+            .and_then(Option::take)
     }
 
     /// The running task numbered `id`, if it is still alive.
