@@ -24,6 +24,9 @@
 //! - [`tags`]: what the plan keeps about each tag while one of its tasks is
 //!   queued or running.
 //! - [`counters`]: lock-free counts and timings, per supervisor.
+//! - [`current`]: which plan's task the current thread runs, so that a
+//!   task's calls into its own plan, and its cancels of its own token, can
+//!   be told from everyone else's.
 //! - [`panic`]: containing the panics of user code the engine runs.
 //! - [`metrics`]: the same counts published through the `metrics` facade.
 //! - [`sync`]: the atomics and locks, switched to loom's under `--cfg loom`.
