@@ -1040,14 +1040,12 @@ mod idle {
 /// Item 4: the supervisor's token alarm and its waker.
 mod alarm {
     use super::*;
-    use crate::engine::current::Mark;
     use std::task::Wake;
 
     mirror! { TOKEN_ALARM in "engine/supervisor.rs":
         pub(crate) struct TokenAlarm {
             fired: AtomicBool,
             supervisor: Arc<AtomicWaker>,
-            spared: Option<Mark>,
         }
     }
 
@@ -1064,9 +1062,6 @@ mod alarm {
             }
 
             fn wake_by_ref(self: &Arc<Self>) {
-                if self.spared.is_some_and(Mark::is_current) {
-                    return;
-                }
                 self.fired.store(true, Ordering::Release);
                 self.supervisor.wake();
             }
@@ -1117,7 +1112,6 @@ mod alarm {
             let alarm = Arc::new(TokenAlarm {
                 fired: AtomicBool::new(false),
                 supervisor: Arc::clone(&waker),
-                spared: None,
             });
             let cancel_returned = Arc::new(AtomicBool::new(false));
             let (task, _core, _) = probe_task(false);

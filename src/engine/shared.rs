@@ -423,8 +423,7 @@ impl Shared {
         // Armed here, before any task can be submitted; kept armed by the
         // token's watcher.
         let mut token_cancelled = Box::pin(token.clone().cancelled_owned());
-        let token_alarm =
-            TokenAlarm::arm(token_cancelled.as_mut(), Arc::new(AtomicWaker::new()), None);
+        let token_alarm = TokenAlarm::arm(token_cancelled.as_mut(), Arc::new(AtomicWaker::new()));
         #[cfg(feature = "metrics")]
         let workers_gauge = crate::engine::metrics::workers_gauge(&name);
         #[cfg(feature = "metrics")]

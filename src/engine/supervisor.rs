@@ -19,7 +19,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::engine::cell::{Ended, HandleWaker, Outcome, Task};
+use crate::engine::cell::{CancelRequest, Control, Ended, HandleWaker, Outcome, Task};
 use crate::engine::counters::{CachePadded, Outcomes};
 use crate::engine::current::Mark;
 use crate::engine::panic::contain_panic;
@@ -45,7 +45,7 @@ pub(crate) async fn supervise(mut exit: ExitGuard) {
     // with the alarm as its waker, so the supervisor joins the token's
     // waiter list once and from then on looks at the token with one load.
     let mut aborted = pin!(plan.token.cancelled());
-    let alarm = TokenAlarm::arm(aborted.as_mut(), Arc::clone(&exit.waker), None);
+    let alarm = TokenAlarm::arm(aborted.as_mut(), Arc::clone(&exit.waker));
     // One timer for the supervisor's whole life, made at the first task with
     // a timeout (a runtime without a time driver never needs one), and reset
     // for each later one.
@@ -122,24 +122,16 @@ pub(crate) async fn supervise(mut exit: ExitGuard) {
         let mut first_poll = true;
         let running_task = Mark::new(plan, task.id());
         // A task's own token works both ways: cancelled from outside the
-        // task, it cancels the task. Watched by an alarm of its own, armed
-        // once, so a task whose token was cancelled while it was queued is
-        // never polled at all; a cancel the task makes itself, while it
-        // runs, is its own business and spared.
+        // task, it cancels the task (see `OwnTokenWatch`). Watched for this
+        // iteration: the `cancelled()` future lives on this stack frame.
         let own_token = task.token().cloned();
         let mut own_token_cancelled = pin!(own_token.as_ref().map(CancellationToken::cancelled));
-        let own_alarm = own_token_cancelled.as_mut().as_pin_mut().map(|cancelled| {
-            TokenAlarm::arm(cancelled, Arc::clone(&exit.waker), Some(running_task))
-        });
+        if let Some(cancelled) = own_token_cancelled.as_mut().as_pin_mut() {
+            OwnTokenWatch::arm(cancelled, task, Arc::clone(&exit.waker), running_task);
+        }
         let ending = poll_fn(|cx| {
             // The task's calls into its own plan know it as the caller.
             let _running = running_task.enter();
-            if own_alarm.as_ref().is_some_and(|alarm| alarm.fired()) {
-                // Ends the task as cancelled in the poll just below, exactly
-                // as `TaskHandle::cancel` would; this supervisor is the one
-                // to wake, and it is awake.
-                let _ = task.header().request_cancel();
-            }
             // Also registers with the clock, so it wakes us; the token's
             // alarm wakes us through `cancel_waker`, which a pending task
             // poll has just registered.
@@ -177,6 +169,9 @@ pub(crate) async fn supervise(mut exit: ExitGuard) {
             Poll::Pending
         })
         .await;
+        // The race is decided: the task's own token stops being watched
+        // before anything below ends the task and cancels that token itself.
+        own_token_cancelled.set(None);
         let _entered = span.enter();
         let mut ending = match ending {
             Ending::Expired => Ending::Ran(task.time_out(outcomes)),
@@ -342,9 +337,6 @@ pub(crate) struct TokenAlarm {
     /// The supervisor's waker, which its running task's pending polls keep
     /// current.
     supervisor: Arc<AtomicWaker>,
-    /// For a task's own token: the task, whose cancels of its own token, on
-    /// a thread running it, do not fire the alarm.
-    spared: Option<Mark>,
 }
 
 impl TokenAlarm {
@@ -359,9 +351,6 @@ impl Wake for TokenAlarm {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if self.spared.is_some_and(Mark::is_current) {
-            return;
-        }
         self.fired.store(true, Ordering::Release);
         self.supervisor.wake();
     }
@@ -371,17 +360,14 @@ impl TokenAlarm {
     /// Arms an alarm on `cancelled`, a token's `cancelled()` future: polls
     /// it once with the alarm as its waker, so that from then on, for as
     /// long as the future lives, a cancel sets `fired` and wakes `waker`
-    /// before `cancel()` returns; except, with `spared`, a cancel made on a
-    /// thread running that task.
+    /// before `cancel()` returns.
     pub(crate) fn arm(
         cancelled: Pin<&mut impl Future<Output = ()>>,
         waker: Arc<AtomicWaker>,
-        spared: Option<Mark>,
     ) -> Arc<TokenAlarm> {
         let alarm = Arc::new(TokenAlarm {
             fired: AtomicBool::new(false),
             supervisor: waker,
-            spared,
         });
         let alarm_waker = Waker::from(Arc::clone(&alarm));
         if cancelled
@@ -392,6 +378,62 @@ impl TokenAlarm {
             alarm.fired.store(true, Ordering::Release);
         }
         alarm
+    }
+}
+
+/// Watches a task's own token (`task_with`, blocking tasks) for a cancel
+/// from outside the task, which cancels the task exactly as
+/// `TaskHandle::cancel` does: it sets the cancel bit in the task's header
+/// and wakes the supervisor, so the poll protocol that makes a handle's
+/// cancel reliable (`Task::poll_run` registers, then looks at the bit)
+/// covers this one too. A cancel made on a thread running the task (its
+/// own code, or its blocking closure: see `engine/current.rs`) is spared:
+/// the task stopping what it handed out is its own business.
+///
+/// The token's `cancelled()` future holds this as its waker for the
+/// task's run, as the plan's token holds `TokenAlarm`.
+struct OwnTokenWatch {
+    task: Arc<dyn Control>,
+    supervisor: Arc<AtomicWaker>,
+    spared: Mark,
+}
+
+impl OwnTokenWatch {
+    /// Polls `cancelled`, the task's token's `cancelled()` future, once
+    /// with a watch as its waker: from then on, for as long as the future
+    /// lives, a cancel from outside cancels the task. A token cancelled
+    /// already (while the task was queued) cancels it now, before its first
+    /// poll.
+    fn arm(
+        cancelled: Pin<&mut impl Future<Output = ()>>,
+        task: &Task,
+        supervisor: Arc<AtomicWaker>,
+        spared: Mark,
+    ) {
+        let watch = Arc::new(OwnTokenWatch {
+            task: task.control(),
+            supervisor,
+            spared,
+        });
+        let waker = Waker::from(Arc::clone(&watch));
+        if cancelled.poll(&mut Context::from_waker(&waker)).is_ready() {
+            watch.wake_by_ref();
+        }
+    }
+}
+
+impl Wake for OwnTokenWatch {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.spared.is_current() {
+            return;
+        }
+        if self.task.header().request_cancel() == CancelRequest::Requested {
+            self.supervisor.wake();
+        }
     }
 }
 
