@@ -77,6 +77,7 @@ struct Keys {
 struct Scripts {
     enqueue: Script,
     claim: Script,
+    maintain: Script,
     ack: Script,
     fail: Script,
     release: Script,
@@ -96,6 +97,7 @@ impl Keys {
             scripts: Scripts {
                 enqueue: scripts::enqueue(),
                 claim: scripts::claim(),
+                maintain: scripts::maintain(),
                 ack: scripts::ack(),
                 fail: scripts::fail(),
                 release: scripts::release(),
@@ -298,6 +300,27 @@ impl Client {
                 }
             },
         ))
+    }
+
+    /// Moves due delayed jobs to the ready set and puts jobs whose lease ran
+    /// out back in their place (at most 100 of each per call), as every
+    /// [`claim`](Client::claim) does first. Hosts need not call it; it is for
+    /// tools and tests that watch the queue without claiming.
+    pub async fn maintain(&self) -> Result<(), Error> {
+        let mut con = self.con.clone();
+        let keys = &self.keys;
+        let _: i64 = keys
+            .scripts
+            .maintain
+            .key(&keys.ready)
+            .key(&keys.leased)
+            .key(&keys.delayed)
+            .key(&keys.dead)
+            .arg(&keys.prefix)
+            .arg(TICK_LIMIT)
+            .invoke_async(&mut con)
+            .await?;
+        Ok(())
     }
 
     /// Acknowledges a finished job: it leaves the queue, and its record

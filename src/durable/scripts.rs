@@ -138,6 +138,17 @@ fn fenced(body: &str) -> Script {
     Script::new(&format!("{HELPERS}\n{HOLDS}\n{body}"))
 }
 
+/// Runs the due-work step alone. KEYS: ready, leased, delayed, dead. ARGV:
+/// prefix, tick limit.
+pub(crate) fn maintain() -> Script {
+    script(
+        r#"
+tick(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], now_ms(), tonumber(ARGV[2]))
+return 1
+"#,
+    )
+}
+
 /// Acknowledges a finished job. KEYS: leased. ARGV: prefix, id, fence,
 /// ttl_s. Returns 1, or 0 if the fence is stale.
 pub(crate) fn ack() -> Script {

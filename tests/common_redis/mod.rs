@@ -1,0 +1,146 @@
+//! A real `redis-server` per test, on a free loopback port, stopped when
+//! dropped; and bounded polling for state that Redis changes.
+//!
+//! Each test starts its own server (`--save "" --appendonly no`: nothing
+//! on disk), so tests never share state and run in parallel. Readiness is
+//! polled with PING, a bounded number of times, never assumed after a sleep.
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use taskplan::durable::Client;
+
+/// How many times to poll before a wait fails the test.
+const POLLS: u32 = 500;
+/// The pause between polls: 500 polls bound a wait at about 10 s.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// A `redis-server` child process, killed on drop.
+pub struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts a server on a free loopback port, retrying with another port
+    /// if the one found is taken before the server binds it.
+    pub fn start() -> RedisServer {
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server is not installed: `apt-get install redis-server`");
+            if wait_for_ping(&mut child, port) {
+                return RedisServer { child, port };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.url())
+            .await
+            .expect("connect to the test redis")
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a fresh, empty server on the same port after [`kill`](Self::kill).
+    pub fn restart(&mut self) {
+        self.kill();
+        for _ in 0..50 {
+            let mut child = Command::new("redis-server")
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server is not installed");
+            if wait_for_ping(&mut child, self.port) {
+                self.child = child;
+                return;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(POLL_EVERY);
+        }
+        panic!("redis-server did not restart on port {}", self.port);
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Polls PING until the server answers, or it exits, or the bound passes.
+fn wait_for_ping(child: &mut Child, port: u16) -> bool {
+    for _ in 0..POLLS {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false; // It exited: most likely the port was taken.
+        }
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut reply = [0u8; 7];
+            if s.write_all(b"PING\r\n").is_ok()
+                && s.read_exact(&mut reply).is_ok()
+                && &reply == b"+PONG\r\n"
+            {
+                return true;
+            }
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+    false
+}
+
+/// Polls `check` until it returns `Some`, failing the test after the bound.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    for _ in 0..POLLS {
+        if let Some(value) = check().await {
+            return value;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Runs a test body with a bound of 60 s, so a hang fails instead of
+/// hanging CI.
+pub async fn bounded<F: Future>(body: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(60), body)
+        .await
+        .expect("the test body took more than 60 s")
+}
