@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -23,26 +24,37 @@ const POLL_EVERY: Duration = Duration::from_millis(20);
 pub struct RedisServer {
     child: Child,
     port: u16,
+    /// With persistence: the data directory, removed on drop.
+    dir: Option<PathBuf>,
 }
 
 impl RedisServer {
     /// Starts a server on a free loopback port, retrying with another port
     /// if the one found is taken before the server binds it.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(None)
+    }
+
+    /// Starts a server that writes every change to an append-only file
+    /// (`appendfsync always`) in a fresh directory, so that it keeps its
+    /// data across [`restart`](Self::restart), even after a SIGKILL.
+    pub fn start_persistent() -> RedisServer {
+        let dir = std::env::temp_dir().join(format!(
+            "taskplan-redis-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a redis data dir");
+        RedisServer::start_with(Some(dir))
+    }
+
+    fn start_with(dir: Option<PathBuf>) -> RedisServer {
         for _ in 0..5 {
             let port = free_port();
-            let mut child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server is not installed: `apt-get install redis-server`");
-            if wait_for_ping(&mut child, port) {
-                return RedisServer { child, port };
+            if let Some(child) = spawn(port, dir.as_deref()) {
+                return RedisServer { child, port, dir };
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         panic!("redis-server did not start on any of 5 free ports");
     }
@@ -67,23 +79,15 @@ impl RedisServer {
         let _ = self.child.wait();
     }
 
-    /// Starts a fresh, empty server on the same port after [`kill`](Self::kill).
+    /// Starts the server again on the same port (with the same data, if
+    /// persistent), after [`kill`](Self::kill).
     pub fn restart(&mut self) {
         self.kill();
         for _ in 0..50 {
-            let mut child = Command::new("redis-server")
-                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server is not installed");
-            if wait_for_ping(&mut child, self.port) {
+            if let Some(child) = spawn(self.port, self.dir.as_deref()) {
                 self.child = child;
                 return;
             }
-            let _ = child.kill();
-            let _ = child.wait();
             std::thread::sleep(POLL_EVERY);
         }
         panic!("redis-server did not restart on port {}", self.port);
@@ -93,7 +97,44 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
+}
+
+static NEXT_DIR: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Spawns a server on `port` and waits for it to answer; `None` if it
+/// exited or never answered (it is killed then).
+fn spawn(port: u16, dir: Option<&Path>) -> Option<Child> {
+    let mut command = Command::new("redis-server");
+    command
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    match dir {
+        Some(dir) => command
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(dir),
+        None => command.args(["--appendonly", "no"]),
+    };
+    let mut child = command
+        .spawn()
+        .expect("redis-server is not installed: `apt-get install redis-server`");
+    if wait_for_ping(&mut child, port) {
+        return Some(child);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
 
 fn free_port() -> u16 {
