@@ -185,3 +185,35 @@ pub async fn bounded<F: Future>(body: F) -> F::Output {
         .await
         .expect("the test body took more than 60 s")
 }
+
+/// Builds example `name` with this test's features and profile (as
+/// `tests/common`'s `example_binary` does) and returns its path.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let test_binary = std::env::current_exe().unwrap();
+    let profile_dir = test_binary.parent().unwrap().parent().unwrap();
+    let target_dir = profile_dir.parent().unwrap();
+    let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {
+        "debug" => "dev",
+        other => other,
+    };
+    let features: Vec<&str> = [
+        ("default", cfg!(feature = "default")),
+        ("signal", cfg!(feature = "signal")),
+        ("metrics", cfg!(feature = "metrics")),
+        ("redis", cfg!(feature = "redis")),
+    ]
+    .into_iter()
+    .filter_map(|(feature, enabled)| enabled.then_some(feature))
+    .collect();
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--example", name])
+        .args(["--profile", profile])
+        .args(["--no-default-features", "--features", &features.join(",")])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the example failed: {status}");
+    profile_dir.join("examples").join(name)
+}
