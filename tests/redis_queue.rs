@@ -409,6 +409,16 @@ async fn failing_jobs_retry_then_go_to_the_dead_letters_and_can_be_retried() {
     .await
 }
 
+/// A payload type whose `Deserialize` panics: user code the host must
+/// contain.
+struct Explodes;
+
+impl<'de> serde::Deserialize<'de> for Explodes {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("a Deserialize impl that panics")
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_kinds_and_bad_payloads_go_to_the_dead_letters_at_once() {
     let redis = RedisServer::start();
@@ -426,6 +436,7 @@ async fn unknown_kinds_and_bad_payloads_go_to_the_dead_letters_at_once() {
             .enqueue()
             .await
             .unwrap();
+        let explodes = client.job("explodes", &()).enqueue().await.unwrap();
         let good = client.job("add", &(1, 2)).enqueue().await.unwrap();
         let plan = Plan::builder().workers(1).build().unwrap();
         let host = host(&plan, &client)
@@ -433,10 +444,12 @@ async fn unknown_kinds_and_bad_payloads_go_to_the_dead_letters_at_once() {
                 let _ = a + b;
                 Ok::<(), String>(())
             })
+            .register("explodes", |_: Explodes, _| async { Ok::<(), String>(()) })
             .start();
         until_state(&client, good, JobState::Done).await;
         until_state(&client, unknown, JobState::Dead).await;
         until_state(&client, bad, JobState::Dead).await;
+        until_state(&client, explodes, JobState::Dead).await;
         let dead = client.dead_letters().await.unwrap();
         let reason = |id| dead.iter().find(|d| d.id == id).unwrap();
         assert_eq!(reason(unknown).attempts, 1, "not retried");

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -347,7 +348,17 @@ async fn start(host: &Arc<HostShared>, job: Claimed) {
         settle_failed(host, &job, reason, true).await;
         return;
     };
-    let run = match handler(job.payload()) {
+    // A `Deserialize` impl is user code: a panic in it must not end the
+    // claim loop, and the job must not be lost.
+    let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| handler(job.payload())))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "decoding the payload of this `{}` job panicked; fix the payload type's \
+                 `Deserialize`, then re-enqueue it with `Client::retry_dead`",
+                job.kind()
+            ))
+        });
+    let run = match decoded {
         Ok(run) => run,
         Err(reason) => {
             settle_failed(host, &job, reason, true).await;

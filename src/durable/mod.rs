@@ -33,6 +33,15 @@
 //! that claimed it, or a payload that does not decode) goes to the dead
 //! letters at once. Nothing is dropped and nothing panics in a worker.
 //!
+//! A lease that runs out counts as an attempt (the job may have been what
+//! killed its host): if it was the job's last allowed attempt, the job goes
+//! to the dead letters with that reason instead of back to the queue. A job
+//! put back unstarted or cancelled by its host's shutdown
+//! ([`Client::release`], [`Host::shutdown`]) does not count an attempt.
+//! An acknowledgement is accepted while the job's fence is current and the
+//! job is still leased, even if its lease time has just passed and no host
+//! has put it back yet.
+//!
 //! # The Redis data model
 //!
 //! All keys start with a prefix (`taskplan` by default):
