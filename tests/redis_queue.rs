@@ -218,17 +218,10 @@ async fn lease_that_runs_out_puts_the_job_back_in_its_place_and_fences_the_old_o
         assert!(client.release(&old).await.unwrap_err().is_stale());
         let fail = client.fail(&old, "late", Duration::ZERO, false).await;
         assert!(fail.unwrap_err().is_stale());
-        assert_eq!(
-            client.renew(&[(first, old.fence())], LEASE).await.unwrap(),
-            [first]
-        );
-        assert!(
-            client
-                .renew(&[(first, new.fence())], LEASE)
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        let renewed = client.renew(&[(first, old.fence())], LEASE).await.unwrap();
+        assert_eq!(renewed.lost, [first]);
+        let renewed = client.renew(&[(first, new.fence())], LEASE).await.unwrap();
+        assert!(renewed.lost.is_empty() && renewed.cancelled.is_empty());
         client.ack(&new).await.unwrap();
         assert_eq!(state_of(&client, first).await, Some(JobState::Done));
 
@@ -534,4 +527,135 @@ async fn bad_input_and_a_missing_server_are_clear_errors() {
         down.to_string().contains("check that the server is up"),
         "{down}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_moves_a_tag_in_front_newest_promotion_first() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let high = client
+            .job("log", "high")
+            .priority(5)
+            .enqueue()
+            .await
+            .unwrap();
+        let ui_1 = client.job("log", "ui 1").tag("ui").enqueue().await.unwrap();
+        let plain = client.job("log", "plain").enqueue().await.unwrap();
+        let ui_2 = client
+            .job("log", "ui 2")
+            .tag("ui")
+            .priority(-1)
+            .enqueue()
+            .await
+            .unwrap();
+        let bg = client.job("log", "bg").tag("bg").enqueue().await.unwrap();
+        let ui_3 = client
+            .job("log", "ui 3")
+            .tag("ui")
+            .priority(3)
+            .enqueue()
+            .await
+            .unwrap();
+
+        assert_eq!(client.promote("ui").await.unwrap(), 3);
+        assert_eq!(client.promote("bg").await.unwrap(), 1);
+        assert_eq!(client.promote("nothing").await.unwrap(), 0);
+        let mut order = Vec::new();
+        while let Some(job) = client.claim(LEASE, "t").await.unwrap() {
+            order.push(job.id());
+        }
+        // bg (newest promotion), then ui by priority then FIFO, then the rest.
+        assert_eq!(order, [bg, ui_3, ui_1, ui_2, high, plain]);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_and_cancel_tag_work_in_chunks_on_a_large_tag() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let first = client.job("log", "plain").enqueue().await.unwrap();
+        let mut bulk = Vec::new();
+        for i in 0..1200 {
+            bulk.push(client.job("log", &i).tag("bulk").enqueue().await.unwrap());
+        }
+        assert_eq!(client.promote("bulk").await.unwrap(), 1200);
+        let next = client.claim(LEASE, "t").await.unwrap().unwrap();
+        assert_eq!(next.id(), bulk[0], "the oldest of the promoted tag");
+        assert_eq!(client.cancel_tag("bulk").await.unwrap(), 1200);
+        let counts = client.counts().await.unwrap();
+        assert_eq!(
+            (counts.ready, counts.leased),
+            (1, 1),
+            "only the untagged job is ready"
+        );
+        assert_eq!(
+            state_of(&client, bulk[1199]).await,
+            Some(JobState::Cancelled)
+        );
+        assert_eq!(client.claim(LEASE, "t").await.unwrap().unwrap().id(), first);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_tag_stops_a_job_running_on_a_host_within_a_second() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let plan = Plan::builder().workers(1).build().unwrap();
+        let host = host(&plan, &client)
+            .lease(Duration::from_secs(30)) // Renewals still come every 500 ms.
+            .register("stuck", |_: (), _| async {
+                std::future::pending::<()>().await;
+                Ok::<(), String>(())
+            })
+            .register("quick", |_: (), _| async { Ok::<(), String>(()) })
+            .start();
+        let running = client
+            .job("stuck", &())
+            .tag("user-7")
+            .enqueue()
+            .await
+            .unwrap();
+        until_state(&client, running, JobState::Running).await;
+        let queued = client
+            .job("quick", &())
+            .tag("user-7")
+            .enqueue()
+            .await
+            .unwrap();
+        let delayed = client
+            .job("quick", &())
+            .tag("user-7")
+            .run_after(Duration::from_secs(60))
+            .enqueue()
+            .await
+            .unwrap();
+        let other = client
+            .job("quick", &())
+            .tag("user-8")
+            .priority(-1)
+            .enqueue()
+            .await
+            .unwrap();
+
+        let asked = Instant::now();
+        assert_eq!(client.cancel_tag("user-7").await.unwrap(), 3);
+        assert_eq!(state_of(&client, queued).await, Some(JobState::Cancelled));
+        assert_eq!(state_of(&client, delayed).await, Some(JobState::Cancelled));
+        until_state(&client, running, JobState::Cancelled).await;
+        let took = asked.elapsed();
+        eprintln!("cancel_tag stopped the running job in {took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        assert_eq!(plan.stats().cancelled, 1, "stopped on its host");
+        // The host goes on with other work.
+        until_state(&client, other, JobState::Done).await;
+        let counts = client.counts().await.unwrap();
+        assert_eq!((counts.ready, counts.delayed, counts.leased), (0, 0, 0));
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
 }

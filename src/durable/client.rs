@@ -20,6 +20,10 @@ use super::scripts;
 /// How many due delayed jobs and expired leases one claim moves at most.
 const TICK_LIMIT: u32 = 100;
 
+/// How many of a tag's jobs one `cancel_tag` or `promote` script handles,
+/// so that a large tag never blocks Redis for long.
+const CHUNK: u32 = 500;
+
 /// How long an acknowledged job's record stays by default: one day.
 const FINISHED_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -83,6 +87,8 @@ struct Scripts {
     release: Script,
     renew: Script,
     retry_dead: Script,
+    cancel_tag: Script,
+    promote: Script,
 }
 
 impl Keys {
@@ -103,6 +109,8 @@ impl Keys {
                 release: scripts::release(),
                 renew: scripts::renew(),
                 retry_dead: scripts::retry_dead(),
+                cancel_tag: scripts::cancel_tag(),
+                promote: scripts::promote(),
             },
         }
     }
@@ -154,9 +162,10 @@ impl Client {
         })
     }
 
-    /// Sets how long an acknowledged job's record stays in Redis (default
-    /// one day), for calls made through this client and its clones made
-    /// after this call. Rounded up to whole seconds.
+    /// Sets how long a finished (acknowledged or cancelled) job's record
+    /// stays in Redis (default one day), for jobs enqueued through this
+    /// client and its clones made after this call. Rounded up to whole
+    /// seconds.
     pub fn finished_ttl(mut self, ttl: Duration) -> Client {
         self.finished_ttl = ttl;
         self
@@ -332,7 +341,6 @@ impl Client {
     /// means.
     pub async fn ack(&self, job: &Claimed) -> Result<(), Error> {
         let mut con = self.con.clone();
-        let ttl = self.finished_ttl.as_secs_f64().ceil().max(1.0) as u64;
         let done: i64 = self
             .keys
             .scripts
@@ -341,7 +349,6 @@ impl Client {
             .arg(&self.keys.prefix)
             .arg(job.id.0)
             .arg(job.fence)
-            .arg(ttl)
             .invoke_async(&mut con)
             .await?;
         if done == 1 {
@@ -382,6 +389,7 @@ impl Client {
         match outcome.as_str() {
             "retry" => Ok(Failed::Retry),
             "dead" => Ok(Failed::Dead),
+            "cancelled" => Ok(Failed::Cancelled),
             "stale" => Err(Error::stale(job.id)),
             other => Err(Error::corrupt(format!("fail returned {other:?}"))),
         }
@@ -389,7 +397,9 @@ impl Client {
 
     /// Puts a claimed job back in its place in the ready set at once, its
     /// attempt not counted: for a job claimed but not run (a host stopping,
-    /// a plan with no room). Refused as [`ack`](Client::ack) is.
+    /// a plan with no room). A job whose tag was cancelled meanwhile
+    /// ([`cancel_tag`](Client::cancel_tag)) ends as cancelled instead.
+    /// Refused as [`ack`](Client::ack) is.
     pub async fn release(&self, job: &Claimed) -> Result<(), Error> {
         let mut con = self.con.clone();
         let done: i64 = self
@@ -403,19 +413,20 @@ impl Client {
             .arg(job.fence)
             .invoke_async(&mut con)
             .await?;
-        if done == 1 {
+        if done >= 1 {
             Ok(())
         } else {
             Err(Error::stale(job.id))
         }
     }
 
-    /// Extends to `lease` from now the leases of `jobs` (id and fence),
-    /// and returns the ids whose lease was already lost: their results will
-    /// be refused, so a host stops running them.
-    pub async fn renew(&self, jobs: &[(JobId, u64)], lease: Duration) -> Result<Vec<JobId>, Error> {
+    /// Extends to `lease` from now the leases of `jobs` (id and fence).
+    /// Returns the ids whose lease was already lost (their results will be
+    /// refused, so a host stops running them) and those whose tag was
+    /// cancelled (a host stops them too; they then end as cancelled).
+    pub async fn renew(&self, jobs: &[(JobId, u64)], lease: Duration) -> Result<Renewed, Error> {
         if jobs.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Renewed::default());
         }
         let mut con = self.con.clone();
         let mut call = self.keys.scripts.renew.key(&self.keys.leased);
@@ -424,8 +435,78 @@ impl Client {
         for &(id, fence) in jobs {
             call.arg(id.0).arg(fence);
         }
-        let lost: Vec<u64> = call.invoke_async(&mut con).await?;
-        Ok(lost.into_iter().map(JobId).collect())
+        let (lost, cancel): (Vec<u64>, Vec<u64>) = call.invoke_async(&mut con).await?;
+        Ok(Renewed {
+            lost: lost.into_iter().map(JobId).collect(),
+            cancelled: cancel.into_iter().map(JobId).collect(),
+        })
+    }
+
+    /// Cancels every unfinished job tagged `tag`, on every host: ready and
+    /// delayed jobs end as cancelled at once; a running job is flagged, and
+    /// its host stops it when it next renews its leases (at most every
+    /// 500 ms) and then records it as cancelled. Returns how many jobs were
+    /// cancelled or flagged.
+    ///
+    /// Works in chunks of 500 jobs, each one atomic script, so a large tag
+    /// never blocks Redis for long. A job tagged `tag` and enqueued while
+    /// this runs may or may not be cancelled. A flagged job that finishes
+    /// before its host sees the flag is recorded as done.
+    pub async fn cancel_tag(&self, tag: &str) -> Result<usize, Error> {
+        let mut con = self.con.clone();
+        let keys = &self.keys;
+        let mut total = 0;
+        loop {
+            let (n, left): (usize, usize) = keys
+                .scripts
+                .cancel_tag
+                .key(&keys.ready)
+                .key(&keys.delayed)
+                .arg(&keys.prefix)
+                .arg(tag)
+                .arg(CHUNK)
+                .invoke_async(&mut con)
+                .await?;
+            total += n;
+            if left == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Moves every ready or delayed job tagged `tag` in front of every job
+    /// not promoted since, on every host, keeping their order (priority,
+    /// then FIFO): the newest promotion comes first, as with
+    /// [`Plan::promote`](crate::Plan::promote). Running jobs are not moved.
+    /// Returns how many jobs moved.
+    ///
+    /// Works in chunks of about 500 jobs, each one atomic script, so a
+    /// large tag never blocks Redis for long; between chunks, a host may
+    /// claim a job of the tag not yet moved.
+    pub async fn promote(&self, tag: &str) -> Result<usize, Error> {
+        let mut con = self.con.clone();
+        let keys = &self.keys;
+        let tier: u64 = con.incr(format!("{}:promotions", keys.prefix), 1).await?;
+        let mut cursor = "0".to_owned();
+        let mut total = 0;
+        loop {
+            let (next, moved): (String, usize) = keys
+                .scripts
+                .promote
+                .key(&keys.ready)
+                .arg(&keys.prefix)
+                .arg(tag)
+                .arg(tier)
+                .arg(&cursor)
+                .arg(CHUNK)
+                .invoke_async(&mut con)
+                .await?;
+            total += moved;
+            if next == "0" {
+                return Ok(total);
+            }
+            cursor = next;
+        }
     }
 
     /// How many jobs are ready, delayed (or backing off), leased and dead.
@@ -445,6 +526,18 @@ impl Client {
             dead,
         })
     }
+}
+
+/// What a lease renewal found, from [`Client::renew`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Renewed {
+    /// Jobs whose lease was already lost: stop them, their results will be
+    /// refused.
+    pub lost: Vec<JobId>,
+    /// Jobs whose tag was cancelled: stop them; releasing or failing them
+    /// then records them as cancelled.
+    pub cancelled: Vec<JobId>,
 }
 
 /// How many jobs are in each of the queue's sets, from [`Client::counts`].
@@ -555,6 +648,7 @@ impl JobBuilder<'_> {
             .arg(timeout_ms)
             .arg(self.max_attempts)
             .arg(self.run_after.as_millis() as u64)
+            .arg(client.finished_ttl.as_secs_f64().ceil().max(1.0) as u64)
             .invoke_async(&mut con)
             .await?;
         Ok(JobId(id))

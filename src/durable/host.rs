@@ -446,6 +446,8 @@ async fn settle_failed(host: &HostShared, job: &Claimed, reason: String, dead_no
             kind = %job.kind, %reason, "durable: job moved to the dead letters"),
         Some(Ok(Failed::Retry)) => tracing::info!(host = %host.name, job = %job.id,
             kind = %job.kind, %reason, ?backoff, "durable: attempt failed; will retry"),
+        Some(Ok(Failed::Cancelled)) => tracing::debug!(host = %host.name, job = %job.id,
+            "durable: failed attempt of a cancelled job; recorded as cancelled"),
         Some(Err(e)) => tracing::info!(host = %host.name, job = %job.id, error = %e,
             "durable: failure not recorded"),
         None => {}
@@ -486,7 +488,8 @@ where
 }
 
 async fn renew_loop(host: Arc<HostShared>) {
-    let every = host.lease / 3;
+    // Often enough to keep leases, and to see a cancelled tag within 500 ms.
+    let every = (host.lease / 3).min(Duration::from_millis(500));
     loop {
         tokio::time::sleep(every).await;
         let jobs: Vec<(JobId, u64)> = host
@@ -496,9 +499,15 @@ async fn renew_loop(host: Arc<HostShared>) {
             .map(|(id, h)| (*id, h.fence))
             .collect();
         match host.client.renew(&jobs, host.lease).await {
-            Ok(lost) => {
+            Ok(renewed) => {
                 let mut held = host.held();
-                for id in lost {
+                for id in renewed.cancelled {
+                    if let Some(h) = held.get(&id) {
+                        tracing::debug!(host = %host.name, job = %id, "durable: tag cancelled; stopping the job");
+                        h.cancel.cancel();
+                    }
+                }
+                for id in renewed.lost {
                     if let Some(h) = held.get_mut(&id) {
                         tracing::warn!(host = %host.name, job = %id,
                             "durable: lease lost; stopping the job here (it runs again elsewhere)");

@@ -132,6 +132,9 @@ pub enum JobState {
     Done,
     /// In the dead letters: out of attempts, or it could not be run.
     Dead,
+    /// Cancelled by [`Client::cancel_tag`](super::Client::cancel_tag); its
+    /// record expires after the finished-job TTL.
+    Cancelled,
 }
 
 impl JobState {
@@ -142,6 +145,7 @@ impl JobState {
             "running" => JobState::Running,
             "done" => JobState::Done,
             "dead" => JobState::Dead,
+            "cancelled" => JobState::Cancelled,
             _ => return None,
         })
     }
@@ -194,6 +198,8 @@ pub enum Failed {
     Retry,
     /// The job is out of attempts (or cannot run) and is in the dead letters.
     Dead,
+    /// The job's tag was cancelled: it ended as cancelled.
+    Cancelled,
 }
 
 /// A durable-queue operation failed.

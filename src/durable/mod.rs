@@ -49,11 +49,13 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `<p>:seq` | string | the last job id given (`INCR`) |
-//! | `<p>:job:<id>` | hash | the job: `kind`, `payload`, `tag`, `priority`, `timeout_ms`, `max_attempts`, `attempts`, `fence`, `rank`, `state`, `owner`, `last_error`, times |
+//! | `<p>:job:<id>` | hash | the job: `kind`, `payload`, `tag`, `priority`, `timeout_ms`, `max_attempts`, `attempts`, `fence`, `rank`, `state`, `owner`, `last_error`, `cancel` (a cancel asked while it runs), `ttl_s` (how long its record stays once finished), times |
 //! | `<p>:ready` | sorted set | ready jobs, by **rank** (all scores 0; members ordered as strings) |
 //! | `<p>:leased` | sorted set | claimed job ids, scored by lease expiry (ms, Redis's clock) |
 //! | `<p>:delayed` | sorted set | job ids waiting for their run-after time or a retry's backoff, scored by due time |
 //! | `<p>:dead` | sorted set | dead-letter job ids, scored by time of death |
+//! | `<p>:tag:<tag>` | set | ids of the tag's unfinished jobs (ready, delayed or running), for `promote` and `cancel_tag` |
+//! | `<p>:promotions` | string | the last promotion number given (`INCR`) |
 //!
 //! A job's **rank** is a fixed-width hex string made once at enqueue and
 //! kept in its hash: `tier (14 digits) . 2^31 - 1 - priority (8 digits) .
@@ -61,10 +63,11 @@
 //! Redis orders as byte strings, so the first member is the next job: the
 //! lowest tier, then the highest priority, then the oldest id (FIFO).
 //! String ranks keep full 64-bit room for each field, where packing them
-//! into one score (a double, 53 bits) would not. Every job now has the base
-//! tier `2^53`; promoting a tag is meant to rewrite its ready jobs' tier to
-//! `2^53 - n` for the `n`th promotion, so newer promotions come first and
-//! jobs keep their priority and FIFO order within a tier. Because a job
+//! into one score (a double, 53 bits) would not. A job starts in the base
+//! tier `2^53`; [`Client::promote`] rewrites the tier of the tag's ready and
+//! delayed jobs to `2^53 - n` for the `n`th promotion, so newer promotions
+//! come first and jobs keep their priority and FIFO order within a tier,
+//! as [`Plan::promote`](crate::Plan::promote) does in one plan. Because a job
 //! keeps its rank, a job put back (its lease ran out, a host released it, a
 //! retry's backoff ended, or a dead letter retried) returns to **its
 //! original place**, not to the back.
@@ -76,7 +79,9 @@
 //! queue moving); ack (fenced; the record then expires, one day by
 //! default); fail (fenced: to the delayed set with backoff, or to the dead
 //! letters); release (fenced: back to its place, attempt not counted);
-//! renew (fenced, per job; reports lost leases); retry of a dead letter.
+//! renew (fenced, per job; reports lost leases and cancelled jobs); retry
+//! of a dead letter; and `cancel_tag` and `promote`, 500 jobs of the tag
+//! per script call.
 //! Times come from Redis's `TIME`, so hosts' clocks need not agree.
 //!
 //! # Examples
@@ -106,12 +111,22 @@
 //! # }
 //! ```
 //!
+//! # Cancelling a tag across hosts
+//!
+//! [`Client::cancel_tag`] ends the tag's ready and delayed jobs at once and
+//! flags its running ones. Each host renews its leases at least every
+//! 500 ms, and the renewal reports flagged jobs, so a running job stops on
+//! whatever host runs it within about half a second, and is then recorded
+//! as cancelled. This path needs no pub/sub delivery; a pub/sub fast path
+//! is not built yet.
+//!
 //! # Not yet
 //!
-//! This is the queue's first slice. Not built yet: cluster-wide `promote`
-//! and `cancel_tag`, cluster-wide stats per tag, a wakeup on enqueue
-//! (idle hosts poll), and draining on SIGTERM by signal (call
-//! [`Host::shutdown`] from your signal handler).
+//! This is the queue's first slice. Not built yet: the pub/sub fast path
+//! for cancellation, cluster-wide stats per tag, a wakeup on enqueue (idle
+//! hosts poll, every 200 ms by default), and draining on SIGTERM by itself
+//! (call [`Host::shutdown`] from your signal handler, as the
+//! `durable_host` example does).
 #![cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 
 mod client;
@@ -119,6 +134,6 @@ mod host;
 mod job;
 mod scripts;
 
-pub use client::{Client, JobBuilder, QueueCounts};
+pub use client::{Client, JobBuilder, QueueCounts, Renewed};
 pub use host::{Host, HostBuilder};
 pub use job::{Claimed, DeadLetter, Error, Failed, JobContext, JobId, JobInfo, JobState};

@@ -29,6 +29,18 @@ end
 local function job_key(prefix, id)
   return prefix .. ':job:' .. id
 end
+local function untag(prefix, key, id)
+  local tag = redis.call('HGET', key, 'tag')
+  if tag and tag ~= '' then
+    redis.call('SREM', prefix .. ':tag:' .. tag, id)
+  end
+end
+local function finish(prefix, key, id, state, now)
+  untag(prefix, key, id)
+  redis.call('HDEL', key, 'owner')
+  redis.call('HSET', key, 'state', state, 'finished_ms', now)
+  redis.call('EXPIRE', key, tonumber(redis.call('HGET', key, 'ttl_s') or '86400'))
+end
 local function tick(prefix, ready, leased, delayed, dead, now, limit)
   local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(due) do
@@ -44,10 +56,13 @@ local function tick(prefix, ready, leased, delayed, dead, now, limit)
   for _, id in ipairs(expired) do
     redis.call('ZREM', leased, id)
     local key = job_key(prefix, id)
-    local f = redis.call('HMGET', key, 'rank', 'attempts', 'max_attempts')
+    local f = redis.call('HMGET', key, 'rank', 'attempts', 'max_attempts', 'cancel')
     if f[1] then
       redis.call('HDEL', key, 'owner')
-      if tonumber(f[2]) >= tonumber(f[3]) then
+      if f[4] == '1' then
+        finish(prefix, key, id, 'cancelled', now)
+      elseif tonumber(f[2]) >= tonumber(f[3]) then
+        untag(prefix, key, id)
         redis.call('ZADD', dead, now, id)
         redis.call('HSET', key, 'state', 'dead', 'last_error',
           'its lease ran out on its last allowed attempt (the host running it stopped renewing: it died, stalled or lost Redis)')
@@ -66,7 +81,8 @@ fn script(body: &str) -> Script {
 }
 
 /// Enqueues a job. KEYS: seq, ready, delayed. ARGV: prefix, kind, payload,
-/// tag, priority, timeout_ms, max_attempts, delay_ms. Returns the new id.
+/// tag, priority, timeout_ms, max_attempts, delay_ms, ttl_s. Returns the
+/// new id.
 ///
 /// The rank is `tier (14 hex) . inverted priority (8 hex) . id (14 hex)`:
 /// the base tier is `2^53`, a later promotion `n` would use `2^53 - n`.
@@ -84,7 +100,10 @@ if delay > 0 then state = 'delayed' end
 redis.call('HSET', job_key(prefix, id),
   'kind', ARGV[2], 'payload', ARGV[3], 'tag', ARGV[4], 'priority', ARGV[5],
   'timeout_ms', ARGV[6], 'max_attempts', ARGV[7], 'attempts', 0, 'fence', 0,
-  'rank', rank, 'state', state, 'enqueued_ms', now)
+  'rank', rank, 'state', state, 'enqueued_ms', now, 'ttl_s', ARGV[9])
+if ARGV[4] ~= '' then
+  redis.call('SADD', prefix .. ':tag:' .. ARGV[4], id)
+end
 if delay > 0 then
   redis.call('ZADD', KEYS[3], now + delay, id)
 else
@@ -149,18 +168,15 @@ return 1
     )
 }
 
-/// Acknowledges a finished job. KEYS: leased. ARGV: prefix, id, fence,
-/// ttl_s. Returns 1, or 0 if the fence is stale.
+/// Acknowledges a finished job. KEYS: leased. ARGV: prefix, id, fence.
+/// Returns 1, or 0 if the fence is stale.
 pub(crate) fn ack() -> Script {
     fenced(
         r#"
 local prefix, id = ARGV[1], ARGV[2]
 if not holds(prefix, KEYS[1], id, ARGV[3]) then return 0 end
-local key = job_key(prefix, id)
 redis.call('ZREM', KEYS[1], id)
-redis.call('HDEL', key, 'owner')
-redis.call('HSET', key, 'state', 'done', 'finished_ms', now_ms())
-redis.call('EXPIRE', key, tonumber(ARGV[4]))
+finish(prefix, job_key(prefix, id), id, 'done', now_ms())
 return 1
 "#,
     )
@@ -168,7 +184,7 @@ return 1
 
 /// Records a failed attempt. KEYS: leased, delayed, dead. ARGV: prefix, id,
 /// fence, reason, backoff_ms, final (1: dead at once). Returns `retry`,
-/// `dead`, or `stale`.
+/// `dead`, `cancelled` (a cancel was asked for), or `stale`.
 pub(crate) fn fail() -> Script {
     fenced(
         r#"
@@ -178,8 +194,14 @@ local key = job_key(prefix, id)
 local now = now_ms()
 redis.call('ZREM', KEYS[1], id)
 redis.call('HDEL', key, 'owner')
-local f = redis.call('HMGET', key, 'attempts', 'max_attempts')
+local f = redis.call('HMGET', key, 'attempts', 'max_attempts', 'cancel')
+if f[3] == '1' then
+  redis.call('HSET', key, 'last_error', ARGV[4])
+  finish(prefix, key, id, 'cancelled', now)
+  return 'cancelled'
+end
 if ARGV[6] == '1' or tonumber(f[1]) >= tonumber(f[2]) then
+  untag(prefix, key, id)
   redis.call('ZADD', KEYS[3], now, id)
   redis.call('HSET', key, 'state', 'dead', 'last_error', ARGV[4])
   return 'dead'
@@ -192,8 +214,9 @@ return 'retry'
 }
 
 /// Puts a claimed job back in its place in the ready set, its attempt not
-/// counted. KEYS: leased, ready. ARGV: prefix, id, fence. Returns 1, or 0 if
-/// the fence is stale.
+/// counted. KEYS: leased, ready. ARGV: prefix, id, fence. Returns 1, 2 if
+/// a cancel was asked for (the job ends as cancelled instead), or 0 if the
+/// fence is stale.
 pub(crate) fn release() -> Script {
     fenced(
         r#"
@@ -201,6 +224,10 @@ local prefix, id = ARGV[1], ARGV[2]
 if not holds(prefix, KEYS[1], id, ARGV[3]) then return 0 end
 local key = job_key(prefix, id)
 redis.call('ZREM', KEYS[1], id)
+if redis.call('HGET', key, 'cancel') == '1' then
+  finish(prefix, key, id, 'cancelled', now_ms())
+  return 2
+end
 redis.call('HDEL', key, 'owner')
 redis.call('HINCRBY', key, 'attempts', -1)
 redis.call('ZADD', KEYS[2], 0, redis.call('HGET', key, 'rank'))
@@ -211,22 +238,25 @@ return 1
 }
 
 /// Extends leases. KEYS: leased. ARGV: prefix, lease_ms, then id, fence
-/// pairs. Returns the ids whose lease was lost.
+/// pairs. Returns `{lost ids, ids asked to cancel}`.
 pub(crate) fn renew() -> Script {
     fenced(
         r#"
 local prefix = ARGV[1]
 local until_ms = now_ms() + tonumber(ARGV[2])
-local lost = {}
+local lost, cancel = {}, {}
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]
   if holds(prefix, KEYS[1], id, ARGV[i + 1]) then
     redis.call('ZADD', KEYS[1], 'XX', until_ms, id)
+    if redis.call('HGET', job_key(prefix, id), 'cancel') == '1' then
+      table.insert(cancel, id)
+    end
   else
     table.insert(lost, id)
   end
 end
-return lost
+return {lost, cancel}
 "#,
     )
 }
@@ -243,7 +273,75 @@ local rank = redis.call('HGET', key, 'rank')
 if not rank then return 0 end
 redis.call('HSET', key, 'attempts', 0, 'state', 'ready')
 redis.call('ZADD', KEYS[2], 0, rank)
+local tag = redis.call('HGET', key, 'tag')
+if tag and tag ~= '' then
+  redis.call('SADD', prefix .. ':tag:' .. tag, id)
+end
 return 1
+"#,
+    )
+}
+
+/// Cancels up to `batch` of a tag's unfinished jobs: ready and delayed ones
+/// end as cancelled at once, running ones are flagged for their host (which
+/// learns it on its next renewal). KEYS: ready, delayed. ARGV: prefix, tag,
+/// batch. Returns `{jobs cancelled or flagged, jobs of the tag left}`.
+pub(crate) fn cancel_tag() -> Script {
+    script(
+        r#"
+local prefix = ARGV[1]
+local tagkey = prefix .. ':tag:' .. ARGV[2]
+local ids = redis.call('SPOP', tagkey, tonumber(ARGV[3]))
+local now = now_ms()
+local n = 0
+for _, id in ipairs(ids) do
+  local key = job_key(prefix, id)
+  local f = redis.call('HMGET', key, 'state', 'rank')
+  if f[1] == 'ready' then
+    redis.call('ZREM', KEYS[1], f[2])
+    finish(prefix, key, id, 'cancelled', now)
+    n = n + 1
+  elseif f[1] == 'delayed' then
+    redis.call('ZREM', KEYS[2], id)
+    finish(prefix, key, id, 'cancelled', now)
+    n = n + 1
+  elseif f[1] == 'running' then
+    redis.call('HSET', key, 'cancel', 1)
+    n = n + 1
+  end
+end
+return {n, redis.call('SCARD', tagkey)}
+"#,
+    )
+}
+
+/// Moves up to about `batch` of a tag's ready and delayed jobs into
+/// promotion tier `n` (rank prefix `2^53 - n`), keeping the rest of their
+/// rank. KEYS: ready. ARGV: prefix, tag, n, SSCAN cursor, batch. Returns
+/// `{next cursor, jobs moved}`; a job seen twice by SSCAN is moved once.
+pub(crate) fn promote() -> Script {
+    script(
+        r#"
+local prefix = ARGV[1]
+local tier = string.format('%014x', 9007199254740992 - tonumber(ARGV[3]))
+local scan = redis.call('SSCAN', prefix .. ':tag:' .. ARGV[2], ARGV[4], 'COUNT', tonumber(ARGV[5]))
+local moved = 0
+for _, id in ipairs(scan[2]) do
+  local key = job_key(prefix, id)
+  local f = redis.call('HMGET', key, 'state', 'rank')
+  if f[2] and (f[1] == 'ready' or f[1] == 'delayed') then
+    local rank = tier .. string.sub(f[2], 15)
+    if rank ~= f[2] then
+      if f[1] == 'ready' then
+        redis.call('ZREM', KEYS[1], f[2])
+        redis.call('ZADD', KEYS[1], 0, rank)
+      end
+      redis.call('HSET', key, 'rank', rank)
+      moved = moved + 1
+    end
+  end
+end
+return {scan[1], moved}
 "#,
     )
 }
