@@ -148,3 +148,46 @@ async fn shutdown_puts_unfinished_jobs_back_in_their_place() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_puts_a_claimed_but_unstarted_job_back_without_running_it() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let plan = Plan::builder().workers(1).build().unwrap();
+        // Other work holds the plan's one worker, so the claimed job waits
+        // in the plan's queue.
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let local = plan.submit(async { released.await.ok() }).await.unwrap();
+        let ran = Arc::new(Mutex::new(false));
+        let flag = Arc::clone(&ran);
+        let host = host(&plan, &client)
+            .register("job", move |_: (), _| {
+                *flag.lock().unwrap() = true;
+                async { Ok::<(), String>(()) }
+            })
+            .start();
+        let id = client.job("job", &()).enqueue().await.unwrap();
+        eventually("the job to be claimed and queued in the plan", || async {
+            (plan.stats().queued == 1).then_some(())
+        })
+        .await;
+        assert_eq!(
+            client.job_info(id).await.unwrap().unwrap().state,
+            JobState::Running
+        );
+
+        let drain = tokio::spawn(host.shutdown(Duration::from_secs(5)));
+        eventually("the drain to begin", || async {
+            plan.is_closed().then_some(())
+        })
+        .await;
+        release.send(()).unwrap();
+        local.await.unwrap();
+        drain.await.unwrap();
+        assert!(!*ran.lock().unwrap(), "the handler never ran");
+        let info = client.job_info(id).await.unwrap().unwrap();
+        assert_eq!((info.state, info.attempts), (JobState::Ready, 0));
+    })
+    .await
+}

@@ -273,7 +273,10 @@ impl Host {
     /// Drains: stops claiming, shuts the plan down with `grace` (running
     /// jobs may finish until then; the rest are cancelled), puts every job
     /// whose task was cancelled back in its place in the queue, and returns
-    /// the plan's report once every job of this host is settled.
+    /// the plan's report once every job of this host is settled. A job
+    /// claimed but still queued in the plan (behind other tasks) does not
+    /// start once the drain has begun: it goes back to the queue at once,
+    /// its attempt not counted (the plan counts its task as completed).
     pub async fn shutdown(mut self, grace: Duration) -> crate::ShutdownReport {
         self.shared.stop.cancel();
         // The claim loop may be inside a claim; let it submit or release.
@@ -371,7 +374,16 @@ async fn start(host: &Arc<HostShared>, job: Claimed) {
         max_attempts: job.max_attempts,
         tag: job.tag.clone(),
     };
-    let mut task = host.plan.task(run(cx)).priority(job.priority);
+    // A job that waited in the plan's queue (behind other work) and whose
+    // turn comes once the host drains does not start: it goes back at once.
+    let draining = host.stop.clone();
+    let job_task = async move {
+        if draining.is_cancelled() {
+            return None;
+        }
+        Some(run(cx).await)
+    };
+    let mut task = host.plan.task(job_task).priority(job.priority);
     if let Some(tag) = &job.tag {
         task = task.tag(tag.clone());
     }
@@ -408,20 +420,29 @@ async fn start(host: &Arc<HostShared>, job: Claimed) {
     }
 }
 
-async fn settle(host: &HostShared, job: Claimed, outcome: Result<Result<(), String>, TaskError>) {
+/// Settles a job by its plan task's outcome: `Ok(None)` is a job that did
+/// not start because the host is draining.
+async fn settle(
+    host: &HostShared,
+    job: Claimed,
+    outcome: Result<Option<Result<(), String>>, TaskError>,
+) {
     let lost = host.held().remove(&job.id).is_some_and(|h| h.lost);
     if lost {
         tracing::debug!(host = %host.name, job = %job.id, "durable: lease was lost; result dropped");
         return;
     }
     match outcome {
-        Ok(Ok(())) => {
+        Ok(None) => settle_release(host, &job).await,
+        Ok(Some(Ok(()))) => {
             let ok = retry_redis(host, || host.client.ack(&job)).await;
             if let Some(Err(e)) = ok {
                 tracing::info!(host = %host.name, job = %job.id, error = %e, "durable: ack refused");
             }
         }
-        Ok(Err(reason)) => settle_failed(host, &job, format!("failed: {reason}"), false).await,
+        Ok(Some(Err(reason))) => {
+            settle_failed(host, &job, format!("failed: {reason}"), false).await
+        }
         Err(e) if e.is_cancelled() => settle_release(host, &job).await,
         Err(e) if e.is_timeout() => {
             let after = job.timeout.unwrap_or_default();
