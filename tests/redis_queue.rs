@@ -659,3 +659,69 @@ async fn cancel_tag_stops_a_job_running_on_a_host_within_a_second() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_every_host_per_tag_and_in_all() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let plan = Plan::builder().workers(2).build().unwrap();
+        let host = host(&plan, &client)
+            .register("ok", |_: (), _| async { Ok::<(), String>(()) })
+            .register("fails", |_: (), _| async { Err("no") })
+            .start();
+        let a_1 = client.job("ok", &()).tag("a").enqueue().await.unwrap();
+        let a_2 = client.job("ok", &()).tag("a").enqueue().await.unwrap();
+        let a_3 = client
+            .job("fails", &())
+            .tag("a")
+            .max_attempts(2)
+            .enqueue()
+            .await
+            .unwrap();
+        let b = client
+            .job("ok", &())
+            .tag("b")
+            .run_after(Duration::from_secs(60))
+            .enqueue()
+            .await
+            .unwrap();
+        let plain = client.job("ok", &()).enqueue().await.unwrap();
+        for id in [a_1, a_2, plain] {
+            until_state(&client, id, JobState::Done).await;
+        }
+        until_state(&client, a_3, JobState::Dead).await;
+        assert_eq!(client.cancel_tag("b").await.unwrap(), 1);
+        assert_eq!(state_of(&client, b).await, Some(JobState::Cancelled));
+
+        let a = client.tag_stats("a").await.unwrap();
+        assert_eq!(
+            (
+                a.enqueued,
+                a.claimed,
+                a.completed,
+                a.failed,
+                a.dead,
+                a.cancelled
+            ),
+            (3, 4, 2, 2, 1, 0)
+        );
+        let b = client.tag_stats("b").await.unwrap();
+        assert_eq!((b.enqueued, b.claimed, b.cancelled), (1, 0, 1));
+        assert_eq!(client.tag_stats("never").await.unwrap(), Default::default());
+        let all = client.stats().await.unwrap();
+        assert_eq!(
+            (
+                all.enqueued,
+                all.claimed,
+                all.completed,
+                all.failed,
+                all.dead,
+                all.cancelled
+            ),
+            (5, 5, 3, 2, 1, 1)
+        );
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}

@@ -509,6 +509,51 @@ impl Client {
         }
     }
 
+    /// Counts of what happened to every job of the queue, from all hosts.
+    pub async fn stats(&self) -> Result<ClusterStats, Error> {
+        self.read_stats(format!("{}:stats", self.keys.prefix)).await
+    }
+
+    /// Counts of what happened to the jobs tagged `tag`, from all hosts.
+    ///
+    /// A tag's counts are forgotten once none of its jobs has done anything
+    /// for a finished-job TTL (one day by default), so tags per user cost
+    /// nothing in Redis after their work ends; all zero then.
+    pub async fn tag_stats(&self, tag: &str) -> Result<ClusterStats, Error> {
+        self.read_stats(format!("{}:stats:{tag}", self.keys.prefix))
+            .await
+    }
+
+    async fn read_stats(&self, key: String) -> Result<ClusterStats, Error> {
+        let mut con = self.con.clone();
+        let fields: Vec<Option<u64>> = redis::cmd("HMGET")
+            .arg(key)
+            .arg(&[
+                "enqueued",
+                "claimed",
+                "completed",
+                "failed",
+                "expired",
+                "released",
+                "dead",
+                "cancelled",
+            ])
+            .query_async(&mut con)
+            .await?;
+        let mut f = fields.into_iter().map(Option::unwrap_or_default);
+        let mut next = || f.next().unwrap_or_default();
+        Ok(ClusterStats {
+            enqueued: next(),
+            claimed: next(),
+            completed: next(),
+            failed: next(),
+            expired: next(),
+            released: next(),
+            dead: next(),
+            cancelled: next(),
+        })
+    }
+
     /// How many jobs are ready, delayed (or backing off), leased and dead.
     pub async fn counts(&self) -> Result<QueueCounts, Error> {
         let mut con = self.con.clone();
@@ -526,6 +571,36 @@ impl Client {
             dead,
         })
     }
+}
+
+/// Counts of what happened to a queue's jobs (or one tag's), summed over
+/// every host, from [`Client::stats`] and [`Client::tag_stats`].
+///
+/// Each field counts events since the counts began: a job retried twice
+/// adds 3 to `claimed` and 2 to `failed`. Every enqueued job ends, or is
+/// still unfinished, so at a quiet point `enqueued >= completed + dead +
+/// cancelled`, and a dead letter retried with [`Client::retry_dead`] can
+/// count in `dead` and then again in `completed`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterStats {
+    /// Jobs enqueued.
+    pub enqueued: u64,
+    /// Attempts claimed by hosts.
+    pub claimed: u64,
+    /// Jobs acknowledged.
+    pub completed: u64,
+    /// Attempts that failed: an error, a panic, a timeout, or a job that
+    /// could not run.
+    pub failed: u64,
+    /// Leases that ran out (their host died, stalled or lost Redis).
+    pub expired: u64,
+    /// Claimed jobs put back unstarted or cancelled by their host's drain.
+    pub released: u64,
+    /// Jobs moved to the dead letters.
+    pub dead: u64,
+    /// Jobs cancelled by [`Client::cancel_tag`].
+    pub cancelled: u64,
 }
 
 /// What a lease renewal found, from [`Client::renew`].

@@ -56,6 +56,7 @@
 //! | `<p>:dead` | sorted set | dead-letter job ids, scored by time of death |
 //! | `<p>:tag:<tag>` | set | ids of the tag's unfinished jobs (ready, delayed or running), for `promote` and `cancel_tag` |
 //! | `<p>:promotions` | string | the last promotion number given (`INCR`) |
+//! | `<p>:stats`, `<p>:stats:<tag>` | hash | event counts for [`Client::stats`] and [`Client::tag_stats`], kept by the scripts; a tag's expire once it is idle |
 //!
 //! A job's **rank** is a fixed-width hex string made once at enqueue and
 //! kept in its hash: `tier (14 digits) . 2^31 - 1 - priority (8 digits) .
@@ -123,7 +124,8 @@
 //! # Not yet
 //!
 //! This is the queue's first slice. Not built yet: the pub/sub fast path
-//! for cancellation, cluster-wide stats per tag, a wakeup on enqueue (idle
+//! for cancellation, gauges per tag (how many of a tag's jobs are ready or
+//! running now; [`Client::tag_stats`] has event counts), a wakeup on enqueue (idle
 //! hosts poll, every 200 ms by default), and draining on SIGTERM by itself
 //! (call [`Host::shutdown`] from your signal handler, as the
 //! `durable_host` example does).
@@ -134,6 +136,6 @@ mod host;
 mod job;
 mod scripts;
 
-pub use client::{Client, JobBuilder, QueueCounts, Renewed};
+pub use client::{Client, ClusterStats, JobBuilder, QueueCounts, Renewed};
 pub use host::{Host, HostBuilder};
 pub use job::{Claimed, DeadLetter, Error, Failed, JobContext, JobId, JobInfo, JobState};

@@ -35,7 +35,19 @@ local function untag(prefix, key, id)
     redis.call('SREM', prefix .. ':tag:' .. tag, id)
   end
 end
+-- Counts an event of a job in the queue's stats and its tag's; a tag's
+-- stats expire once the tag has been idle for a finished-job TTL.
+local function count(prefix, key, field)
+  redis.call('HINCRBY', prefix .. ':stats', field, 1)
+  local f = redis.call('HMGET', key, 'tag', 'ttl_s')
+  if f[1] and f[1] ~= '' then
+    local stats = prefix .. ':stats:' .. f[1]
+    redis.call('HINCRBY', stats, field, 1)
+    redis.call('EXPIRE', stats, tonumber(f[2] or '86400'))
+  end
+end
 local function finish(prefix, key, id, state, now)
+  if state == 'done' then count(prefix, key, 'completed') else count(prefix, key, state) end
   untag(prefix, key, id)
   redis.call('HDEL', key, 'owner')
   redis.call('HSET', key, 'state', state, 'finished_ms', now)
@@ -59,9 +71,11 @@ local function tick(prefix, ready, leased, delayed, dead, now, limit)
     local f = redis.call('HMGET', key, 'rank', 'attempts', 'max_attempts', 'cancel')
     if f[1] then
       redis.call('HDEL', key, 'owner')
+      count(prefix, key, 'expired')
       if f[4] == '1' then
         finish(prefix, key, id, 'cancelled', now)
       elseif tonumber(f[2]) >= tonumber(f[3]) then
+        count(prefix, key, 'dead')
         untag(prefix, key, id)
         redis.call('ZADD', dead, now, id)
         redis.call('HSET', key, 'state', 'dead', 'last_error',
@@ -104,6 +118,7 @@ redis.call('HSET', job_key(prefix, id),
 if ARGV[4] ~= '' then
   redis.call('SADD', prefix .. ':tag:' .. ARGV[4], id)
 end
+count(prefix, job_key(prefix, id), 'enqueued')
 if delay > 0 then
   redis.call('ZADD', KEYS[3], now + delay, id)
 else
@@ -134,6 +149,7 @@ for _ = 1, 16 do
     local attempt = redis.call('HINCRBY', key, 'attempts', 1)
     local fence = redis.call('HINCRBY', key, 'fence', 1)
     redis.call('HSET', key, 'state', 'running', 'owner', ARGV[3])
+    count(prefix, key, 'claimed')
     redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), id)
     local f = redis.call('HMGET', key, 'kind', 'payload', 'tag', 'priority', 'timeout_ms', 'max_attempts')
     return {id, fence, attempt, f[1], f[2], f[3], f[4], f[5], f[6]}
@@ -195,12 +211,14 @@ local now = now_ms()
 redis.call('ZREM', KEYS[1], id)
 redis.call('HDEL', key, 'owner')
 local f = redis.call('HMGET', key, 'attempts', 'max_attempts', 'cancel')
+count(prefix, key, 'failed')
 if f[3] == '1' then
   redis.call('HSET', key, 'last_error', ARGV[4])
   finish(prefix, key, id, 'cancelled', now)
   return 'cancelled'
 end
 if ARGV[6] == '1' or tonumber(f[1]) >= tonumber(f[2]) then
+  count(prefix, key, 'dead')
   untag(prefix, key, id)
   redis.call('ZADD', KEYS[3], now, id)
   redis.call('HSET', key, 'state', 'dead', 'last_error', ARGV[4])
@@ -229,6 +247,7 @@ if redis.call('HGET', key, 'cancel') == '1' then
   return 2
 end
 redis.call('HDEL', key, 'owner')
+count(prefix, key, 'released')
 redis.call('HINCRBY', key, 'attempts', -1)
 redis.call('ZADD', KEYS[2], 0, redis.call('HGET', key, 'rank'))
 redis.call('HSET', key, 'state', 'ready')
