@@ -13,13 +13,13 @@
 //! of workers (default 2). It prints `ready`, then `start <id> <attempt>`
 //! and `done <id> <attempt>` for each job, and `drained completed <n>
 //! cancelled <n>` at the end; the host's own log lines go to stderr. The
+//! drain is `Host::shutdown_on_signal` (features `redis` and `signal`). The
 //! multi-process tests in `tests/redis_processes.rs` drive it.
 
 use std::time::Duration;
 
 use taskplan::Plan;
 use taskplan::durable::{Client, Host, JobContext};
-use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -44,7 +44,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let grace = Duration::from_millis(number(3, 2000)?);
     let workers = number(4, 2)? as usize;
 
-    let mut term = signal(SignalKind::terminate())?;
     let plan = Plan::builder()
         .workers(workers)
         .name(name.clone())
@@ -61,14 +60,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok::<(), String>(())
         })
         .start();
+    // Listens for signals from this call on, so `ready` comes after it: a
+    // signal sent on seeing `ready` is not missed.
+    let drained = host.shutdown_on_signal(grace);
     println!("ready");
-
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    println!("draining");
-    let report = host.shutdown(grace).await;
+    let report = drained.await;
     println!(
         "drained completed {} cancelled {}",
         report.completed, report.cancelled

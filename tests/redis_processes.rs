@@ -2,7 +2,8 @@
 //! example): a host SIGKILLed mid-job, a host SIGSTOPped past its lease and
 //! resumed, and a host drained by SIGTERM. Each test starts its own
 //! `redis-server` (see `common_redis`).
-#![cfg(feature = "redis")]
+// The example drains through `Host::shutdown_on_signal`.
+#![cfg(all(feature = "redis", feature = "signal"))]
 
 mod common_redis;
 

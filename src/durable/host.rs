@@ -144,13 +144,11 @@ impl HostBuilder {
             stop: CancellationToken::new(),
             settlers: TaskTracker::new(),
         });
-        let claimer = tokio::spawn(claim_loop(Arc::clone(&shared)));
+        // Tracked with the settlers: waiting for them waits for claiming to
+        // end too, so no job is claimed after the wait.
+        shared.settlers.spawn(claim_loop(Arc::clone(&shared)));
         let renewer = tokio::spawn(renew_loop(Arc::clone(&shared)));
-        Host {
-            shared,
-            claimer: Some(claimer),
-            renewer,
-        }
+        Host { shared, renewer }
     }
 }
 
@@ -191,7 +189,6 @@ impl HostBuilder {
 /// ```
 pub struct Host {
     shared: Arc<HostShared>,
-    claimer: Option<JoinHandle<()>>,
     renewer: JoinHandle<()>,
 }
 
@@ -277,17 +274,45 @@ impl Host {
     /// claimed but still queued in the plan (behind other tasks) does not
     /// start once the drain has begun: it goes back to the queue at once,
     /// its attempt not counted (the plan counts its task as completed).
-    pub async fn shutdown(mut self, grace: Duration) -> crate::ShutdownReport {
+    pub async fn shutdown(self, grace: Duration) -> crate::ShutdownReport {
         self.shared.stop.cancel();
-        // The claim loop may be inside a claim; let it submit or release.
-        if let Some(claimer) = self.claimer.take() {
-            let _ = claimer.await;
-        }
         let report = self.shared.plan.shutdown(grace).await;
+        self.settle_all().await;
+        report
+    }
+
+    /// Waits for SIGTERM or Ctrl-C, then drains as
+    /// [`shutdown(grace)`](Host::shutdown) does, through
+    /// [`Plan::shutdown_on_signal`] (so a second signal aborts at once), and
+    /// returns the plan's report once every job of this host is settled:
+    /// finished jobs acknowledged or failed, the rest back in their place in
+    /// the queue.
+    ///
+    /// The signals are listened for from the moment this is called, as
+    /// with the plan's. The host stops claiming as soon as the plan closes,
+    /// at the first signal; a job claimed but not yet started by then goes
+    /// back at once.
+    #[cfg(feature = "signal")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
+    pub fn shutdown_on_signal(
+        &self,
+        grace: Duration,
+    ) -> impl Future<Output = crate::ShutdownReport> + Send + '_ {
+        let drain = self.shared.plan.shutdown_on_signal(grace);
+        async move {
+            let report = drain.await;
+            self.shared.stop.cancel();
+            self.settle_all().await;
+            report
+        }
+    }
+
+    /// Waits until claiming has stopped and every job this host claimed is
+    /// settled in Redis, then stops renewing.
+    async fn settle_all(&self) {
         self.shared.settlers.close();
         self.shared.settlers.wait().await;
         self.renewer.abort();
-        report
     }
 }
 
@@ -377,8 +402,9 @@ async fn start(host: &Arc<HostShared>, job: Claimed) {
     // A job that waited in the plan's queue (behind other work) and whose
     // turn comes once the host drains does not start: it goes back at once.
     let draining = host.stop.clone();
+    let plan = host.plan.clone();
     let job_task = async move {
-        if draining.is_cancelled() {
+        if draining.is_cancelled() || plan.is_closed() {
             return None;
         }
         Some(run(cx).await)

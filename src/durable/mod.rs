@@ -125,10 +125,9 @@
 //!
 //! This is the queue's first slice. Not built yet: the pub/sub fast path
 //! for cancellation, gauges per tag (how many of a tag's jobs are ready or
-//! running now; [`Client::tag_stats`] has event counts), a wakeup on enqueue (idle
-//! hosts poll, every 200 ms by default), and draining on SIGTERM by itself
-//! (call [`Host::shutdown`] from your signal handler, as the
-//! `durable_host` example does).
+//! running now; [`Client::tag_stats`] has event counts), a wakeup on
+//! enqueue (idle hosts poll, every 200 ms by default), and a benchmark.
+//! Draining on SIGTERM is [`Host::shutdown_on_signal`] (feature `signal`).
 #![cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 
 mod client;
