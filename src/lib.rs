@@ -168,6 +168,8 @@
 //! - `signal` (default): [`Plan::shutdown_on_signal`], through `tokio/signal`.
 //! - `metrics`: publish counts, gauges and timings through the
 //!   [`metrics`](https://docs.rs/metrics) facade.
+//! - `redis`: [`durable`], a job queue in Redis shared by plans on many
+//!   hosts, with leases, retries and dead letters; delivery is at least once.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 // `unsafe` lives in one module, `task`, which opts in: the task cell that
@@ -177,6 +179,8 @@
 #![warn(rust_2018_idioms, unreachable_pub, missing_debug_implementations)]
 
 mod builder;
+#[cfg(feature = "redis")]
+pub mod durable;
 mod engine;
 mod error;
 pub mod guide;

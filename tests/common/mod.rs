@@ -440,6 +440,7 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
         ("default", cfg!(feature = "default")),
         ("signal", cfg!(feature = "signal")),
         ("metrics", cfg!(feature = "metrics")),
+        ("redis", cfg!(feature = "redis")),
     ]
     .into_iter()
     .filter_map(|(feature, enabled)| enabled.then_some(feature))

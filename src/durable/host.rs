@@ -1,0 +1,571 @@
+//! The claiming side: a [`Host`] claims jobs from Redis while its plan has
+//! room and runs each as an ordinary plan task.
+//!
+//! Three kinds of Tokio task make a host: one claim loop, one lease
+//! renewer, and one small settler per running job that awaits the job's
+//! [`TaskHandle`](crate::TaskHandle) and acknowledges, fails or releases
+//! the job by its outcome. The settlers are separate tasks so that a slow
+//! Redis call for one job never holds up claiming or the others.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::client::Client;
+use super::job::{Claimed, Failed, JobContext, JobId};
+use crate::{CancelHandle, Plan, TaskError};
+
+type JobFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+type Start = Box<dyn FnOnce(JobContext) -> JobFuture + Send + 'static>;
+/// Decodes a payload and returns what starts the job, or why it cannot run.
+type Handler = Arc<dyn Fn(&str) -> Result<Start, String> + Send + Sync + 'static>;
+
+/// Builds a [`Host`]: its handlers and lease settings. Made by
+/// [`Host::builder`].
+pub struct HostBuilder {
+    plan: Plan,
+    client: Client,
+    handlers: HashMap<String, Handler>,
+    name: Option<String>,
+    lease: Duration,
+    poll: Duration,
+    backoff: (Duration, Duration),
+}
+
+impl fmt::Debug for HostBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostBuilder")
+            .field("kinds", &self.handlers.keys().collect::<Vec<_>>())
+            .field("lease", &self.lease)
+            .field("poll", &self.poll)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostBuilder {
+    /// Registers `handler` for jobs of `kind`, whose payload decodes as `P`.
+    ///
+    /// The handler's future runs as a plan task with the job's tag,
+    /// priority and timeout. `Ok(())` acknowledges the job; an `Err` (its
+    /// `Display` is kept as the reason), a panic or a timeout fails the
+    /// attempt, which is retried with backoff until the job's attempts run
+    /// out, and then the job goes to the dead letters. A job whose kind no
+    /// handler is registered for, or whose payload does not decode as `P`,
+    /// goes to the dead letters at once with the reason: every host of a
+    /// queue should register every kind. Registering a kind again replaces
+    /// its handler.
+    pub fn register<P, F, Fut, E>(mut self, kind: &str, handler: F) -> Self
+    where
+        P: DeserializeOwned + Send + 'static,
+        F: Fn(P, JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display + 'static,
+    {
+        let handler = Arc::new(handler);
+        let kind_name = kind.to_owned();
+        let erased: Handler = Arc::new(move |payload: &str| {
+            let input: P = serde_json::from_str(payload).map_err(|e| {
+                format!(
+                    "the payload of this `{kind_name}` job does not decode: {e}; fix it and \
+                     enqueue it again"
+                )
+            })?;
+            let handler = Arc::clone(&handler);
+            let start: Start = Box::new(move |cx: JobContext| {
+                Box::pin(async move { handler(input, cx).await.map_err(|e| e.to_string()) })
+            });
+            Ok(start)
+        });
+        self.handlers.insert(kind.to_owned(), erased);
+        self
+    }
+
+    /// Names this host in logs and in the records of the jobs it runs. The
+    /// default is `pid-<process id>`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the lease on a claimed job (default 30 s): if this host does not
+    /// renew it in time (it died, stalled or lost Redis), the job goes back
+    /// to its place in the queue for another host. The host renews every
+    /// third of it. Short leases find dead hosts sooner and cost more
+    /// renewals.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(30));
+        self
+    }
+
+    /// Sets how often an idle host asks Redis for work (default 200 ms);
+    /// a host that just claimed a job, or has room again, asks at once.
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.poll = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets the retry backoff: attempt `n` failed waits `base * 2^(n-1)`,
+    /// at most `max` (defaults 1 s and 5 min).
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.backoff = (base, max.max(base));
+        self
+    }
+
+    /// Starts claiming: spawns the claim loop and the lease renewer on the
+    /// current Tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Panics if called outside a Tokio runtime, as `tokio::spawn` does.
+    pub fn start(self) -> Host {
+        let name = self
+            .name
+            .unwrap_or_else(|| format!("pid-{}", std::process::id()));
+        let shared = Arc::new(HostShared {
+            plan: self.plan,
+            client: self.client,
+            handlers: self.handlers,
+            name,
+            lease: self.lease,
+            poll: self.poll,
+            backoff: self.backoff,
+            held: Mutex::new(HashMap::new()),
+            room: Notify::new(),
+            stop: CancellationToken::new(),
+            settlers: TaskTracker::new(),
+        });
+        // Tracked with the settlers: waiting for them waits for claiming to
+        // end too, so no job is claimed after the wait.
+        shared.settlers.spawn(claim_loop(Arc::clone(&shared)));
+        let renewer = tokio::spawn(renew_loop(Arc::clone(&shared)));
+        Host { shared, renewer }
+    }
+}
+
+/// A host: claims jobs from a durable queue and runs them on a [`Plan`].
+///
+/// It claims only while the plan has room: while fewer of its jobs are
+/// running than the plan has workers. Each claimed job becomes a plan task
+/// with the job's tag, priority and timeout, so the plan's stats,
+/// `cancel_tag`, `promote` and `shutdown` see it like any other task. A job
+/// whose task is cancelled on this host (by the plan's shutdown or abort, or
+/// a local cancel) is put back in its place in the queue, its attempt not
+/// counted.
+///
+/// Delivery is **at least once**; see [`Client`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use taskplan::Plan;
+/// use taskplan::durable::{Client, Host};
+///
+/// let plan = Plan::builder().workers(8).name("mail").build()?;
+/// let client = Client::connect("redis://127.0.0.1:6379/").await?;
+/// let host = Host::builder(&plan, &client)
+///     .register("send_email", |(to, template): (String, String), _cx| async move {
+///         println!("sending {template} to {to}");
+///         Ok::<(), std::io::Error>(())
+///     })
+///     .start();
+/// // ... on SIGTERM:
+/// let report = host.shutdown(Duration::from_secs(10)).await;
+/// println!("{} jobs completed", report.completed);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Host {
+    shared: Arc<HostShared>,
+    renewer: JoinHandle<()>,
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Host")
+            .field("name", &self.shared.name)
+            .field("running", &self.running())
+            .finish_non_exhaustive()
+    }
+}
+
+struct HostShared {
+    plan: Plan,
+    client: Client,
+    handlers: HashMap<String, Handler>,
+    name: String,
+    lease: Duration,
+    poll: Duration,
+    backoff: (Duration, Duration),
+    /// The jobs this host holds a lease on, by id: the renewer's list.
+    /// A leaf lock, never held across an `.await`.
+    held: Mutex<HashMap<JobId, Held>>,
+    /// Woken when a job of this host ends, so the claim loop looks again.
+    room: Notify,
+    /// Stops the claim loop (and, once the settlers are done, the renewer).
+    stop: CancellationToken,
+    settlers: TaskTracker,
+}
+
+struct Held {
+    fence: u64,
+    cancel: CancelHandle,
+    lost: bool,
+}
+
+impl HostShared {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Held>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn backoff_for(&self, attempt: u32) -> Duration {
+        let (base, max) = self.backoff;
+        let factor = 1u32 << attempt.saturating_sub(1).min(20);
+        base.saturating_mul(factor).min(max)
+    }
+}
+
+impl Host {
+    /// Starts building a host that runs jobs on `plan`, claimed through
+    /// `client`.
+    pub fn builder(plan: &Plan, client: &Client) -> HostBuilder {
+        HostBuilder {
+            plan: plan.clone(),
+            client: client.clone(),
+            handlers: HashMap::new(),
+            name: None,
+            lease: Duration::from_secs(30),
+            poll: Duration::from_millis(200),
+            backoff: (Duration::from_secs(1), Duration::from_secs(300)),
+        }
+    }
+
+    /// How many jobs this host holds a lease on now.
+    pub fn running(&self) -> usize {
+        self.shared.held().len()
+    }
+
+    /// This host's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Stops claiming; jobs already running go on and are settled as usual.
+    pub fn stop_claiming(&self) {
+        self.shared.stop.cancel();
+    }
+
+    /// Drains: stops claiming, shuts the plan down with `grace` (running
+    /// jobs may finish until then; the rest are cancelled), puts every job
+    /// whose task was cancelled back in its place in the queue, and returns
+    /// the plan's report once every job of this host is settled. A job
+    /// claimed but still queued in the plan (behind other tasks) does not
+    /// start once the drain has begun: it goes back to the queue at once,
+    /// its attempt not counted (the plan counts its task as completed).
+    pub async fn shutdown(self, grace: Duration) -> crate::ShutdownReport {
+        self.shared.stop.cancel();
+        let report = self.shared.plan.shutdown(grace).await;
+        self.settle_all().await;
+        report
+    }
+
+    /// Waits for SIGTERM or Ctrl-C, then drains as
+    /// [`shutdown(grace)`](Host::shutdown) does, through
+    /// [`Plan::shutdown_on_signal`] (so a second signal aborts at once), and
+    /// returns the plan's report once every job of this host is settled:
+    /// finished jobs acknowledged or failed, the rest back in their place in
+    /// the queue.
+    ///
+    /// The signals are listened for from the moment this is called, as
+    /// with the plan's. The host stops claiming as soon as the plan closes,
+    /// at the first signal; a job claimed but not yet started by then goes
+    /// back at once.
+    #[cfg(feature = "signal")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
+    pub fn shutdown_on_signal(
+        &self,
+        grace: Duration,
+    ) -> impl Future<Output = crate::ShutdownReport> + Send + '_ {
+        let drain = self.shared.plan.shutdown_on_signal(grace);
+        async move {
+            let report = drain.await;
+            self.shared.stop.cancel();
+            self.settle_all().await;
+            report
+        }
+    }
+
+    /// Waits until claiming has stopped and every job this host claimed is
+    /// settled in Redis, then stops renewing.
+    async fn settle_all(&self) {
+        self.shared.settlers.close();
+        self.shared.settlers.wait().await;
+        self.renewer.abort();
+    }
+}
+
+impl Drop for Host {
+    /// Stops claiming and renewing. Jobs already running go on as plan
+    /// tasks and are still acknowledged or failed when they end; one that
+    /// outlives its lease is put back by Redis for another host.
+    fn drop(&mut self) {
+        self.shared.stop.cancel();
+        self.renewer.abort();
+    }
+}
+
+async fn claim_loop(host: Arc<HostShared>) {
+    let mut failures = 0u32;
+    while !host.stop.is_cancelled() {
+        let room = host.held().len() < host.plan.stats().workers;
+        if !room || host.plan.is_closed() {
+            if host.plan.is_closed() {
+                return;
+            }
+            wait(&host, host.poll).await;
+            continue;
+        }
+        match host.client.claim(host.lease, &host.name).await {
+            Ok(Some(job)) => {
+                failures = 0;
+                start(&host, job).await;
+            }
+            Ok(None) => {
+                failures = 0;
+                wait(&host, host.poll).await;
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(host = %host.name, error = %e, "durable: claim failed; retrying");
+                let pause = host.poll.saturating_mul(failures.min(10));
+                wait(&host, pause).await;
+            }
+        }
+    }
+}
+
+async fn wait(host: &HostShared, pause: Duration) {
+    tokio::select! {
+        _ = host.stop.cancelled() => {}
+        _ = host.room.notified() => {}
+        _ = tokio::time::sleep(pause) => {}
+    }
+}
+
+/// Runs a claimed job as a plan task, or settles it at once if it cannot run.
+async fn start(host: &Arc<HostShared>, job: Claimed) {
+    let Some(handler) = host.handlers.get(job.kind()) else {
+        let reason = format!(
+            "no handler is registered for kind `{}` on host {}; register one with \
+             `HostBuilder::register`, then re-enqueue it with `Client::retry_dead`",
+            job.kind(),
+            host.name
+        );
+        settle_failed(host, &job, reason, true).await;
+        return;
+    };
+    // A `Deserialize` impl is user code: a panic in it must not end the
+    // claim loop, and the job must not be lost.
+    let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| handler(job.payload())))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "decoding the payload of this `{}` job panicked; fix the payload type's \
+                 `Deserialize`, then re-enqueue it with `Client::retry_dead`",
+                job.kind()
+            ))
+        });
+    let run = match decoded {
+        Ok(run) => run,
+        Err(reason) => {
+            settle_failed(host, &job, reason, true).await;
+            return;
+        }
+    };
+    let cx = JobContext {
+        id: job.id,
+        attempt: job.attempt,
+        max_attempts: job.max_attempts,
+        tag: job.tag.clone(),
+    };
+    // A job that waited in the plan's queue (behind other work) and whose
+    // turn comes once the host drains does not start: it goes back at once.
+    let draining = host.stop.clone();
+    let plan = host.plan.clone();
+    let job_task = async move {
+        if draining.is_cancelled() || plan.is_closed() {
+            return None;
+        }
+        Some(run(cx).await)
+    };
+    let mut task = host.plan.task(job_task).priority(job.priority);
+    if let Some(tag) = &job.tag {
+        task = task.tag(tag.clone());
+    }
+    if let Some(timeout) = job.timeout {
+        task = task.timeout(timeout);
+    }
+    match task.try_submit() {
+        Ok(handle) => {
+            host.held().insert(
+                job.id,
+                Held {
+                    fence: job.fence,
+                    cancel: handle.cancel_handle(),
+                    lost: false,
+                },
+            );
+            let host2 = Arc::clone(host);
+            host.settlers.spawn(async move {
+                let outcome = handle.await;
+                settle(&host2, job, outcome).await;
+                host2.room.notify_one();
+            });
+        }
+        Err(refused) => {
+            // The plan is full of other work or closed: put the job back.
+            tracing::debug!(host = %host.name, job = %job.id, closed = refused.is_closed(),
+                "durable: plan refused a claimed job; putting it back");
+            drop(refused);
+            settle_release(host, &job).await;
+            if !host.plan.is_closed() {
+                wait(host, host.poll).await;
+            }
+        }
+    }
+}
+
+/// Settles a job by its plan task's outcome: `Ok(None)` is a job that did
+/// not start because the host is draining.
+async fn settle(
+    host: &HostShared,
+    job: Claimed,
+    outcome: Result<Option<Result<(), String>>, TaskError>,
+) {
+    let lost = host.held().remove(&job.id).is_some_and(|h| h.lost);
+    if lost {
+        tracing::debug!(host = %host.name, job = %job.id, "durable: lease was lost; result dropped");
+        return;
+    }
+    match outcome {
+        Ok(None) => settle_release(host, &job).await,
+        Ok(Some(Ok(()))) => {
+            let ok = retry_redis(host, || host.client.ack(&job)).await;
+            if let Some(Err(e)) = ok {
+                tracing::info!(host = %host.name, job = %job.id, error = %e, "durable: ack refused");
+            }
+        }
+        Ok(Some(Err(reason))) => {
+            settle_failed(host, &job, format!("failed: {reason}"), false).await
+        }
+        Err(e) if e.is_cancelled() => settle_release(host, &job).await,
+        Err(e) if e.is_timeout() => {
+            let after = job.timeout.unwrap_or_default();
+            settle_failed(host, &job, format!("timed out after {after:?}"), false).await;
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            let reason = match reason.split_once("panicked") {
+                Some((_, rest)) => format!("panicked{rest}"),
+                None => reason,
+            };
+            settle_failed(host, &job, reason, false).await;
+        }
+    }
+}
+
+async fn settle_failed(host: &HostShared, job: &Claimed, reason: String, dead_now: bool) {
+    let backoff = host.backoff_for(job.attempt);
+    let outcome = retry_redis(host, || host.client.fail(job, &reason, backoff, dead_now)).await;
+    match outcome {
+        Some(Ok(Failed::Dead)) => tracing::warn!(host = %host.name, job = %job.id,
+            kind = %job.kind, %reason, "durable: job moved to the dead letters"),
+        Some(Ok(Failed::Retry)) => tracing::info!(host = %host.name, job = %job.id,
+            kind = %job.kind, %reason, ?backoff, "durable: attempt failed; will retry"),
+        Some(Ok(Failed::Cancelled)) => tracing::debug!(host = %host.name, job = %job.id,
+            "durable: failed attempt of a cancelled job; recorded as cancelled"),
+        Some(Err(e)) => tracing::info!(host = %host.name, job = %job.id, error = %e,
+            "durable: failure not recorded"),
+        None => {}
+    }
+}
+
+async fn settle_release(host: &HostShared, job: &Claimed) {
+    if let Some(Err(e)) = retry_redis(host, || host.client.release(job)).await {
+        tracing::debug!(host = %host.name, job = %job.id, error = %e, "durable: release refused");
+    }
+}
+
+/// Runs a settling call, retrying Redis errors for about one lease; after
+/// that the lease has run out and Redis puts the job back by itself, so
+/// giving up loses nothing. Returns `None` if it gave up.
+async fn retry_redis<T, F, Fut>(host: &HostShared, mut call: F) -> Option<Result<T, super::Error>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, super::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + host.lease;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match call().await {
+            Err(e) if e.is_redis() => {
+                if tokio::time::Instant::now() + pause > deadline {
+                    tracing::warn!(host = %host.name, error = %e,
+                        "durable: giving up settling a job; its lease will put it back");
+                    return None;
+                }
+                tracing::debug!(host = %host.name, error = %e, "durable: settling failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            other => return Some(other),
+        }
+    }
+}
+
+async fn renew_loop(host: Arc<HostShared>) {
+    // Often enough to keep leases, and to see a cancelled tag within 500 ms.
+    let every = (host.lease / 3).min(Duration::from_millis(500));
+    loop {
+        tokio::time::sleep(every).await;
+        let jobs: Vec<(JobId, u64)> = host
+            .held()
+            .iter()
+            .filter(|(_, h)| !h.lost)
+            .map(|(id, h)| (*id, h.fence))
+            .collect();
+        match host.client.renew(&jobs, host.lease).await {
+            Ok(renewed) => {
+                let mut held = host.held();
+                for id in renewed.cancelled {
+                    if let Some(h) = held.get(&id) {
+                        tracing::debug!(host = %host.name, job = %id, "durable: tag cancelled; stopping the job");
+                        h.cancel.cancel();
+                    }
+                }
+                for id in renewed.lost {
+                    if let Some(h) = held.get_mut(&id) {
+                        tracing::warn!(host = %host.name, job = %id,
+                            "durable: lease lost; stopping the job here (it runs again elsewhere)");
+                        h.lost = true;
+                        h.cancel.cancel();
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(host = %host.name, error = %e, "durable: renewing leases failed")
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! A durable job queue in Redis, shared by plans on many hosts (feature
+//! `redis`).
+//!
+//! A [`Client`] enqueues jobs from any process: a named kind with a JSON
+//! payload (any `serde::Serialize`), and a tag, priority, timeout, maximum
+//! number of attempts and run-after delay. A [`Host`] on each machine claims
+//! jobs while its [`Plan`](crate::Plan) has room and runs each as an
+//! ordinary plan task, so tags, priorities, timeouts, cancellation and stats
+//! keep their meaning; the handler for each kind is registered on the host.
+//!
+//! # Delivery is at least once
+//!
+//! A job leaves the queue only when the host that ran it acknowledges it.
+//! A host holds each claimed job under a **lease** that it renews while the
+//! job runs; if the host dies, stalls or loses Redis, the lease runs out and
+//! the job goes back to its place in the queue, for another host. So a job
+//! can run more than once (its first run may have done its work and died
+//! before the acknowledgement): **handlers should be idempotent**. A job is
+//! never lost once [`JobBuilder::enqueue`] returned `Ok`, short of losing
+//! Redis's data (run Redis with persistence for that).
+//!
+//! Each claim bumps the job's **fence**. Acknowledging, failing, releasing
+//! and renewing carry the fence, and Redis refuses them once another claim
+//! has taken the job ([`Error::is_stale`]): a host that comes back after
+//! its lease ran out cannot overwrite the newer attempt's result. A host
+//! that learns on renewal that it lost a lease stops running that job.
+//!
+//! A failed attempt (the handler's `Err`, a panic, or the job's timeout) is
+//! retried after an exponential backoff until the job's attempts run out,
+//! then the job goes to the **dead letters**, with the reason:
+//! [`Client::dead_letters`] lists them and [`Client::retry_dead`] puts one
+//! back. A job that cannot run at all (no handler for its kind on the host
+//! that claimed it, or a payload that does not decode) goes to the dead
+//! letters at once. Nothing is dropped and nothing panics in a worker.
+//!
+//! A lease that runs out counts as an attempt (the job may have been what
+//! killed its host): if it was the job's last allowed attempt, the job goes
+//! to the dead letters with that reason instead of back to the queue. A job
+//! put back unstarted or cancelled by its host's shutdown
+//! ([`Client::release`], [`Host::shutdown`]) does not count an attempt.
+//! An acknowledgement is accepted while the job's fence is current and the
+//! job is still leased, even if its lease time has just passed and no host
+//! has put it back yet.
+//!
+//! # The Redis data model
+//!
+//! All keys start with a prefix (`taskplan` by default):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `<p>:seq` | string | the last job id given (`INCR`) |
+//! | `<p>:job:<id>` | hash | the job: `kind`, `payload`, `tag`, `priority`, `timeout_ms`, `max_attempts`, `attempts`, `fence`, `rank`, `state`, `owner`, `last_error`, `cancel` (a cancel asked while it runs), `ttl_s` (how long its record stays once finished), times |
+//! | `<p>:ready` | sorted set | ready jobs, by **rank** (all scores 0; members ordered as strings) |
+//! | `<p>:leased` | sorted set | claimed job ids, scored by lease expiry (ms, Redis's clock) |
+//! | `<p>:delayed` | sorted set | job ids waiting for their run-after time or a retry's backoff, scored by due time |
+//! | `<p>:dead` | sorted set | dead-letter job ids, scored by time of death |
+//! | `<p>:tag:<tag>` | set | ids of the tag's unfinished jobs (ready, delayed or running), for `promote` and `cancel_tag` |
+//! | `<p>:promotions` | string | the last promotion number given (`INCR`) |
+//! | `<p>:stats`, `<p>:stats:<tag>` | hash | event counts for [`Client::stats`] and [`Client::tag_stats`], kept by the scripts; a tag's expire once it is idle |
+//!
+//! A job's **rank** is a fixed-width hex string made once at enqueue and
+//! kept in its hash: `tier (14 digits) . 2^31 - 1 - priority (8 digits) .
+//! id (14 digits)`. The ready set holds ranks with equal scores, which
+//! Redis orders as byte strings, so the first member is the next job: the
+//! lowest tier, then the highest priority, then the oldest id (FIFO).
+//! String ranks keep full 64-bit room for each field, where packing them
+//! into one score (a double, 53 bits) would not. A job starts in the base
+//! tier `2^53`; [`Client::promote`] rewrites the tier of the tag's ready and
+//! delayed jobs to `2^53 - n` for the `n`th promotion, so newer promotions
+//! come first and jobs keep their priority and FIFO order within a tier,
+//! as [`Plan::promote`](crate::Plan::promote) does in one plan. Because a job
+//! keeps its rank, a job put back (its lease ran out, a host released it, a
+//! retry's backoff ended, or a dead letter retried) returns to **its
+//! original place**, not to the back.
+//!
+//! Every change that touches more than one key is one Lua script
+//! (`scripts.rs`), so it is atomic: enqueue; claim (which first moves due
+//! delayed jobs and expired leases, at most 100 of each per call, so a
+//! backlog never blocks Redis for long; any host that claims keeps the
+//! queue moving); ack (fenced; the record then expires, one day by
+//! default); fail (fenced: to the delayed set with backoff, or to the dead
+//! letters); release (fenced: back to its place, attempt not counted);
+//! renew (fenced, per job; reports lost leases and cancelled jobs); retry
+//! of a dead letter; and `cancel_tag` and `promote`, 500 jobs of the tag
+//! per script call.
+//! Times come from Redis's `TIME`, so hosts' clocks need not agree.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use taskplan::Plan;
+//! use taskplan::durable::{Client, Host};
+//!
+//! // Any process: enqueue.
+//! let client = Client::connect("redis://127.0.0.1:6379/").await?;
+//! let id = client.job("resize", &("photo-7.jpg", 640)).tag("photos").enqueue().await?;
+//!
+//! // Each host: run jobs on a plan.
+//! let plan = Plan::builder().workers(4).name("photos").build()?;
+//! let host = Host::builder(&plan, &client)
+//!     .register("resize", |(file, width): (String, u32), cx| async move {
+//!         println!("job {}: resizing {file} to {width}", cx.id());
+//!         Ok::<(), String>(())
+//!     })
+//!     .start();
+//! # let _ = id;
+//! host.shutdown(Duration::from_secs(10)).await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Cancelling a tag across hosts
+//!
+//! [`Client::cancel_tag`] ends the tag's ready and delayed jobs at once and
+//! flags its running ones. Each host renews its leases at least every
+//! 500 ms, and the renewal reports flagged jobs, so a running job stops on
+//! whatever host runs it within about half a second, and is then recorded
+//! as cancelled. This path needs no pub/sub delivery; a pub/sub fast path
+//! is not built yet.
+//!
+//! # Not yet
+//!
+//! This is the queue's first slice. Not built yet: the pub/sub fast path
+//! for cancellation, gauges per tag (how many of a tag's jobs are ready or
+//! running now; [`Client::tag_stats`] has event counts), a wakeup on
+//! enqueue (idle hosts poll, every 200 ms by default), and a benchmark.
+//! Draining on SIGTERM is [`Host::shutdown_on_signal`] (feature `signal`).
+#![cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+
+mod client;
+mod host;
+mod job;
+mod scripts;
+
+pub use client::{Client, ClusterStats, JobBuilder, QueueCounts, Renewed};
+pub use host::{Host, HostBuilder};
+pub use job::{Claimed, DeadLetter, Error, Failed, JobContext, JobId, JobInfo, JobState};

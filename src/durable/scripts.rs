@@ -1,0 +1,366 @@
+//! The Lua scripts that change the queue's state in Redis.
+//!
+//! Every change that touches more than one key runs as one script, so Redis
+//! applies it atomically: no other client sees a job in two sets or in none.
+//! The key layout and the rank format the scripts share are written down in
+//! the [module docs](super#the-redis-data-model); the helpers below are
+//! pasted into each script that needs them (a script cannot call another).
+//!
+//! Conventions: `KEYS` are the queue's sorted sets and counter, in the order
+//! [`Keys`](super::client) passes them; `ARGV[1]` is the key prefix, from
+//! which a script derives a job's hash key `<prefix>:job:<id>`. Times are
+//! Redis's own clock (`TIME`, in milliseconds), so hosts with skewed clocks
+//! agree on when a lease runs out.
+
+use redis::Script;
+
+/// Helpers shared by the scripts: the clock, the job key, the due-work step.
+///
+/// `tick` moves due delayed jobs to the ready set and expired leases back to
+/// the ready set at their rank, at most `limit` of each per call, so one call
+/// never blocks Redis for long; every claim runs it, so any host that claims
+/// keeps the queue moving. A lease that runs out on the job's last allowed
+/// attempt sends the job to the dead letters instead.
+const HELPERS: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function job_key(prefix, id)
+  return prefix .. ':job:' .. id
+end
+local function untag(prefix, key, id)
+  local tag = redis.call('HGET', key, 'tag')
+  if tag and tag ~= '' then
+    redis.call('SREM', prefix .. ':tag:' .. tag, id)
+  end
+end
+-- Counts an event of a job in the queue's stats and its tag's; a tag's
+-- stats expire once the tag has been idle for a finished-job TTL.
+local function count(prefix, key, field)
+  redis.call('HINCRBY', prefix .. ':stats', field, 1)
+  local f = redis.call('HMGET', key, 'tag', 'ttl_s')
+  if f[1] and f[1] ~= '' then
+    local stats = prefix .. ':stats:' .. f[1]
+    redis.call('HINCRBY', stats, field, 1)
+    redis.call('EXPIRE', stats, tonumber(f[2] or '86400'))
+  end
+end
+local function finish(prefix, key, id, state, now)
+  if state == 'done' then count(prefix, key, 'completed') else count(prefix, key, state) end
+  untag(prefix, key, id)
+  redis.call('HDEL', key, 'owner')
+  redis.call('HSET', key, 'state', state, 'finished_ms', now)
+  redis.call('EXPIRE', key, tonumber(redis.call('HGET', key, 'ttl_s') or '86400'))
+end
+local function tick(prefix, ready, leased, delayed, dead, now, limit)
+  local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', delayed, id)
+    local key = job_key(prefix, id)
+    local rank = redis.call('HGET', key, 'rank')
+    if rank then
+      redis.call('ZADD', ready, 0, rank)
+      redis.call('HSET', key, 'state', 'ready')
+    end
+  end
+  local expired = redis.call('ZRANGEBYSCORE', leased, '-inf', '(' .. now, 'LIMIT', 0, limit)
+  for _, id in ipairs(expired) do
+    redis.call('ZREM', leased, id)
+    local key = job_key(prefix, id)
+    local f = redis.call('HMGET', key, 'rank', 'attempts', 'max_attempts', 'cancel')
+    if f[1] then
+      redis.call('HDEL', key, 'owner')
+      count(prefix, key, 'expired')
+      if f[4] == '1' then
+        finish(prefix, key, id, 'cancelled', now)
+      elseif tonumber(f[2]) >= tonumber(f[3]) then
+        count(prefix, key, 'dead')
+        untag(prefix, key, id)
+        redis.call('ZADD', dead, now, id)
+        redis.call('HSET', key, 'state', 'dead', 'last_error',
+          'its lease ran out on its last allowed attempt (the host running it stopped renewing: it died, stalled or lost Redis)')
+      else
+        redis.call('ZADD', ready, 0, f[1])
+        redis.call('HSET', key, 'state', 'ready', 'last_error',
+          'its lease ran out (the host running it stopped renewing: it died, stalled or lost Redis)')
+      end
+    end
+  end
+end
+"#;
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{HELPERS}\n{body}"))
+}
+
+/// Enqueues a job. KEYS: seq, ready, delayed. ARGV: prefix, kind, payload,
+/// tag, priority, timeout_ms, max_attempts, delay_ms, ttl_s. Returns the
+/// new id.
+///
+/// The rank is `tier (14 hex) . inverted priority (8 hex) . id (14 hex)`:
+/// the base tier is `2^53`, a later promotion `n` would use `2^53 - n`.
+pub(crate) fn enqueue() -> Script {
+    script(
+        r#"
+local prefix = ARGV[1]
+local id = redis.call('INCR', KEYS[1])
+local priority = tonumber(ARGV[5])
+local rank = string.format('%014x%08x%014x', 9007199254740992, 2147483647 - priority, id)
+local now = now_ms()
+local delay = tonumber(ARGV[8])
+local state = 'ready'
+if delay > 0 then state = 'delayed' end
+redis.call('HSET', job_key(prefix, id),
+  'kind', ARGV[2], 'payload', ARGV[3], 'tag', ARGV[4], 'priority', ARGV[5],
+  'timeout_ms', ARGV[6], 'max_attempts', ARGV[7], 'attempts', 0, 'fence', 0,
+  'rank', rank, 'state', state, 'enqueued_ms', now, 'ttl_s', ARGV[9])
+if ARGV[4] ~= '' then
+  redis.call('SADD', prefix .. ':tag:' .. ARGV[4], id)
+end
+count(prefix, job_key(prefix, id), 'enqueued')
+if delay > 0 then
+  redis.call('ZADD', KEYS[3], now + delay, id)
+else
+  redis.call('ZADD', KEYS[2], 0, rank)
+end
+return id
+"#,
+    )
+}
+
+/// Runs the due-work step, then claims the best ready job. KEYS: ready,
+/// leased, delayed, dead. ARGV: prefix, lease_ms, owner, tick limit.
+/// Returns nil, or `{id, fence, attempt, kind, payload, tag, priority,
+/// timeout_ms, max_attempts}`.
+pub(crate) fn claim() -> Script {
+    script(
+        r#"
+local prefix = ARGV[1]
+local now = now_ms()
+tick(prefix, KEYS[1], KEYS[2], KEYS[3], KEYS[4], now, tonumber(ARGV[4]))
+for _ = 1, 16 do
+  local best = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+  if not best then return false end
+  redis.call('ZREM', KEYS[1], best)
+  local id = tonumber(string.sub(best, 23), 16)
+  local key = job_key(prefix, id)
+  if redis.call('EXISTS', key) == 1 then
+    local attempt = redis.call('HINCRBY', key, 'attempts', 1)
+    local fence = redis.call('HINCRBY', key, 'fence', 1)
+    redis.call('HSET', key, 'state', 'running', 'owner', ARGV[3])
+    count(prefix, key, 'claimed')
+    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), id)
+    local f = redis.call('HMGET', key, 'kind', 'payload', 'tag', 'priority', 'timeout_ms', 'max_attempts')
+    return {id, fence, attempt, f[1], f[2], f[3], f[4], f[5], f[6]}
+  end
+end
+return false
+"#,
+    )
+}
+
+/// The fence check every lease-holder script starts with: the job's fence
+/// is the caller's and the job is still in the lease set.
+const HOLDS: &str = r#"
+local function holds(prefix, leased, id, fence)
+  return redis.call('HGET', job_key(prefix, id), 'fence') == fence
+    and redis.call('ZSCORE', leased, id) ~= false
+end
+"#;
+
+fn fenced(body: &str) -> Script {
+    Script::new(&format!("{HELPERS}\n{HOLDS}\n{body}"))
+}
+
+/// Runs the due-work step alone. KEYS: ready, leased, delayed, dead. ARGV:
+/// prefix, tick limit.
+pub(crate) fn maintain() -> Script {
+    script(
+        r#"
+tick(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], now_ms(), tonumber(ARGV[2]))
+return 1
+"#,
+    )
+}
+
+/// Acknowledges a finished job. KEYS: leased. ARGV: prefix, id, fence.
+/// Returns 1, or 0 if the fence is stale.
+pub(crate) fn ack() -> Script {
+    fenced(
+        r#"
+local prefix, id = ARGV[1], ARGV[2]
+if not holds(prefix, KEYS[1], id, ARGV[3]) then return 0 end
+redis.call('ZREM', KEYS[1], id)
+finish(prefix, job_key(prefix, id), id, 'done', now_ms())
+return 1
+"#,
+    )
+}
+
+/// Records a failed attempt. KEYS: leased, delayed, dead. ARGV: prefix, id,
+/// fence, reason, backoff_ms, final (1: dead at once). Returns `retry`,
+/// `dead`, `cancelled` (a cancel was asked for), or `stale`.
+pub(crate) fn fail() -> Script {
+    fenced(
+        r#"
+local prefix, id = ARGV[1], ARGV[2]
+if not holds(prefix, KEYS[1], id, ARGV[3]) then return 'stale' end
+local key = job_key(prefix, id)
+local now = now_ms()
+redis.call('ZREM', KEYS[1], id)
+redis.call('HDEL', key, 'owner')
+local f = redis.call('HMGET', key, 'attempts', 'max_attempts', 'cancel')
+count(prefix, key, 'failed')
+if f[3] == '1' then
+  redis.call('HSET', key, 'last_error', ARGV[4])
+  finish(prefix, key, id, 'cancelled', now)
+  return 'cancelled'
+end
+if ARGV[6] == '1' or tonumber(f[1]) >= tonumber(f[2]) then
+  count(prefix, key, 'dead')
+  untag(prefix, key, id)
+  redis.call('ZADD', KEYS[3], now, id)
+  redis.call('HSET', key, 'state', 'dead', 'last_error', ARGV[4])
+  return 'dead'
+end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), id)
+redis.call('HSET', key, 'state', 'delayed', 'last_error', ARGV[4])
+return 'retry'
+"#,
+    )
+}
+
+/// Puts a claimed job back in its place in the ready set, its attempt not
+/// counted. KEYS: leased, ready. ARGV: prefix, id, fence. Returns 1, 2 if
+/// a cancel was asked for (the job ends as cancelled instead), or 0 if the
+/// fence is stale.
+pub(crate) fn release() -> Script {
+    fenced(
+        r#"
+local prefix, id = ARGV[1], ARGV[2]
+if not holds(prefix, KEYS[1], id, ARGV[3]) then return 0 end
+local key = job_key(prefix, id)
+redis.call('ZREM', KEYS[1], id)
+if redis.call('HGET', key, 'cancel') == '1' then
+  finish(prefix, key, id, 'cancelled', now_ms())
+  return 2
+end
+redis.call('HDEL', key, 'owner')
+count(prefix, key, 'released')
+redis.call('HINCRBY', key, 'attempts', -1)
+redis.call('ZADD', KEYS[2], 0, redis.call('HGET', key, 'rank'))
+redis.call('HSET', key, 'state', 'ready')
+return 1
+"#,
+    )
+}
+
+/// Extends leases. KEYS: leased. ARGV: prefix, lease_ms, then id, fence
+/// pairs. Returns `{lost ids, ids asked to cancel}`.
+pub(crate) fn renew() -> Script {
+    fenced(
+        r#"
+local prefix = ARGV[1]
+local until_ms = now_ms() + tonumber(ARGV[2])
+local lost, cancel = {}, {}
+for i = 3, #ARGV, 2 do
+  local id = ARGV[i]
+  if holds(prefix, KEYS[1], id, ARGV[i + 1]) then
+    redis.call('ZADD', KEYS[1], 'XX', until_ms, id)
+    if redis.call('HGET', job_key(prefix, id), 'cancel') == '1' then
+      table.insert(cancel, id)
+    end
+  else
+    table.insert(lost, id)
+  end
+end
+return {lost, cancel}
+"#,
+    )
+}
+
+/// Re-enqueues a dead job at its rank, attempts reset. KEYS: dead, ready.
+/// ARGV: prefix, id. Returns 1, or 0 if the job is not a dead letter.
+pub(crate) fn retry_dead() -> Script {
+    script(
+        r#"
+local prefix, id = ARGV[1], ARGV[2]
+if redis.call('ZREM', KEYS[1], id) == 0 then return 0 end
+local key = job_key(prefix, id)
+local rank = redis.call('HGET', key, 'rank')
+if not rank then return 0 end
+redis.call('HSET', key, 'attempts', 0, 'state', 'ready')
+redis.call('ZADD', KEYS[2], 0, rank)
+local tag = redis.call('HGET', key, 'tag')
+if tag and tag ~= '' then
+  redis.call('SADD', prefix .. ':tag:' .. tag, id)
+end
+return 1
+"#,
+    )
+}
+
+/// Cancels up to `batch` of a tag's unfinished jobs: ready and delayed ones
+/// end as cancelled at once, running ones are flagged for their host (which
+/// learns it on its next renewal). KEYS: ready, delayed. ARGV: prefix, tag,
+/// batch. Returns `{jobs cancelled or flagged, jobs of the tag left}`.
+pub(crate) fn cancel_tag() -> Script {
+    script(
+        r#"
+local prefix = ARGV[1]
+local tagkey = prefix .. ':tag:' .. ARGV[2]
+local ids = redis.call('SPOP', tagkey, tonumber(ARGV[3]))
+local now = now_ms()
+local n = 0
+for _, id in ipairs(ids) do
+  local key = job_key(prefix, id)
+  local f = redis.call('HMGET', key, 'state', 'rank')
+  if f[1] == 'ready' then
+    redis.call('ZREM', KEYS[1], f[2])
+    finish(prefix, key, id, 'cancelled', now)
+    n = n + 1
+  elseif f[1] == 'delayed' then
+    redis.call('ZREM', KEYS[2], id)
+    finish(prefix, key, id, 'cancelled', now)
+    n = n + 1
+  elseif f[1] == 'running' then
+    redis.call('HSET', key, 'cancel', 1)
+    n = n + 1
+  end
+end
+return {n, redis.call('SCARD', tagkey)}
+"#,
+    )
+}
+
+/// Moves up to about `batch` of a tag's ready and delayed jobs into
+/// promotion tier `n` (rank prefix `2^53 - n`), keeping the rest of their
+/// rank. KEYS: ready. ARGV: prefix, tag, n, SSCAN cursor, batch. Returns
+/// `{next cursor, jobs moved}`; a job seen twice by SSCAN is moved once.
+pub(crate) fn promote() -> Script {
+    script(
+        r#"
+local prefix = ARGV[1]
+local tier = string.format('%014x', 9007199254740992 - tonumber(ARGV[3]))
+local scan = redis.call('SSCAN', prefix .. ':tag:' .. ARGV[2], ARGV[4], 'COUNT', tonumber(ARGV[5]))
+local moved = 0
+for _, id in ipairs(scan[2]) do
+  local key = job_key(prefix, id)
+  local f = redis.call('HMGET', key, 'state', 'rank')
+  if f[2] and (f[1] == 'ready' or f[1] == 'delayed') then
+    local rank = tier .. string.sub(f[2], 15)
+    if rank ~= f[2] then
+      if f[1] == 'ready' then
+        redis.call('ZREM', KEYS[1], f[2])
+        redis.call('ZADD', KEYS[1], 0, rank)
+      end
+      redis.call('HSET', key, 'rank', rank)
+      moved = moved + 1
+    end
+  end
+end
+return {scan[1], moved}
+"#,
+    )
+}

@@ -1,0 +1,219 @@
+//! A real `redis-server` per test, on a free loopback port, stopped when
+//! dropped; and bounded polling for state that Redis changes.
+//!
+//! Each test starts its own server (`--save "" --appendonly no`: nothing
+//! on disk), so tests never share state and run in parallel. Readiness is
+//! polled with PING, a bounded number of times, never assumed after a sleep.
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use taskplan::durable::Client;
+
+/// How many times to poll before a wait fails the test.
+const POLLS: u32 = 500;
+/// The pause between polls: 500 polls bound a wait at about 10 s.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// A `redis-server` child process, killed on drop.
+pub struct RedisServer {
+    child: Child,
+    port: u16,
+    /// With persistence: the data directory, removed on drop.
+    dir: Option<PathBuf>,
+}
+
+impl RedisServer {
+    /// Starts a server on a free loopback port, retrying with another port
+    /// if the one found is taken before the server binds it.
+    pub fn start() -> RedisServer {
+        RedisServer::start_with(None)
+    }
+
+    /// Starts a server that writes every change to an append-only file
+    /// (`appendfsync always`) in a fresh directory, so that it keeps its
+    /// data across [`restart`](Self::restart), even after a SIGKILL.
+    pub fn start_persistent() -> RedisServer {
+        let dir = std::env::temp_dir().join(format!(
+            "taskplan-redis-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a redis data dir");
+        RedisServer::start_with(Some(dir))
+    }
+
+    fn start_with(dir: Option<PathBuf>) -> RedisServer {
+        for _ in 0..5 {
+            let port = free_port();
+            if let Some(child) = spawn(port, dir.as_deref()) {
+                return RedisServer { child, port, dir };
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.url())
+            .await
+            .expect("connect to the test redis")
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port (with the same data, if
+    /// persistent), after [`kill`](Self::kill).
+    pub fn restart(&mut self) {
+        self.kill();
+        for _ in 0..50 {
+            if let Some(child) = spawn(self.port, self.dir.as_deref()) {
+                self.child = child;
+                return;
+            }
+            std::thread::sleep(POLL_EVERY);
+        }
+        panic!("redis-server did not restart on port {}", self.port);
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+static NEXT_DIR: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Spawns a server on `port` and waits for it to answer; `None` if it
+/// exited or never answered (it is killed then).
+fn spawn(port: u16, dir: Option<&Path>) -> Option<Child> {
+    let mut command = Command::new("redis-server");
+    command
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    match dir {
+        Some(dir) => command
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(dir),
+        None => command.args(["--appendonly", "no"]),
+    };
+    let mut child = command
+        .spawn()
+        .expect("redis-server is not installed: `apt-get install redis-server`");
+    if wait_for_ping(&mut child, port) {
+        return Some(child);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Polls PING until the server answers, or it exits, or the bound passes.
+fn wait_for_ping(child: &mut Child, port: u16) -> bool {
+    for _ in 0..POLLS {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false; // It exited: most likely the port was taken.
+        }
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut reply = [0u8; 7];
+            if s.write_all(b"PING\r\n").is_ok()
+                && s.read_exact(&mut reply).is_ok()
+                && &reply == b"+PONG\r\n"
+            {
+                return true;
+            }
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+    false
+}
+
+/// Polls `check` until it returns `Some`, failing the test after the bound.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    for _ in 0..POLLS {
+        if let Some(value) = check().await {
+            return value;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Runs a test body with a bound of 60 s, so a hang fails instead of
+/// hanging CI.
+pub async fn bounded<F: Future>(body: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(60), body)
+        .await
+        .expect("the test body took more than 60 s")
+}
+
+/// Builds example `name` with this test's features and profile (as
+/// `tests/common`'s `example_binary` does) and returns its path.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let test_binary = std::env::current_exe().unwrap();
+    let profile_dir = test_binary.parent().unwrap().parent().unwrap();
+    let target_dir = profile_dir.parent().unwrap();
+    let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {
+        "debug" => "dev",
+        other => other,
+    };
+    let features: Vec<&str> = [
+        ("default", cfg!(feature = "default")),
+        ("signal", cfg!(feature = "signal")),
+        ("metrics", cfg!(feature = "metrics")),
+        ("redis", cfg!(feature = "redis")),
+    ]
+    .into_iter()
+    .filter_map(|(feature, enabled)| enabled.then_some(feature))
+    .collect();
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--example", name])
+        .args(["--profile", profile])
+        .args(["--no-default-features", "--features", &features.join(",")])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the example failed: {status}");
+    profile_dir.join("examples").join(name)
+}

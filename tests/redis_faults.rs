@@ -1,0 +1,193 @@
+//! The durable queue when things go wrong around it: Redis killed and
+//! restarted under running hosts, and a host drained while jobs run.
+//! Each test starts its own `redis-server` (see `common_redis`).
+#![cfg(feature = "redis")]
+
+mod common_redis;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common_redis::{RedisServer, bounded, eventually};
+use taskplan::Plan;
+use taskplan::durable::{Client, Host, JobId, JobState};
+
+fn host(plan: &Plan, client: &Client) -> taskplan::durable::HostBuilder {
+    Host::builder(plan, client)
+        .lease(Duration::from_millis(600))
+        .poll_interval(Duration::from_millis(20))
+        .backoff(Duration::from_millis(10), Duration::from_millis(40))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_mid_run_loses_no_job() {
+    let mut redis = RedisServer::start_persistent();
+    let client = redis.client().await;
+    bounded(async {
+        let runs: Arc<Mutex<HashMap<JobId, u32>>> = Arc::default();
+        let counted = Arc::clone(&runs);
+        let plan = Plan::builder().workers(4).build().unwrap();
+        let host = host(&plan, &client)
+            .register("work", move |_: (), cx: taskplan::durable::JobContext| {
+                let counted = Arc::clone(&counted);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    *counted.lock().unwrap().entry(cx.id()).or_default() += 1;
+                    Ok::<(), String>(())
+                }
+            })
+            .start();
+        let mut ids = Vec::new();
+        for _ in 0..40 {
+            ids.push(
+                client
+                    .job("work", &())
+                    .max_attempts(10)
+                    .enqueue()
+                    .await
+                    .unwrap(),
+            );
+        }
+        eventually("some jobs to run", || async {
+            (runs.lock().unwrap().len() >= 5).then_some(())
+        })
+        .await;
+
+        // SIGKILL, down for longer than a lease (so settling calls give up
+        // and leases run out), then back with its data (the AOF).
+        tokio::task::block_in_place(|| redis.kill());
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        tokio::task::block_in_place(|| redis.restart());
+
+        for &id in &ids {
+            eventually(&format!("job {id} to be done"), || async {
+                let info = client.job_info(id).await.ok().flatten()?;
+                (info.state == JobState::Done).then_some(())
+            })
+            .await;
+        }
+        let runs = runs.lock().unwrap().clone();
+        assert!(
+            ids.iter().all(|id| runs.get(id).copied().unwrap_or(0) >= 1),
+            "every job ran"
+        );
+        let counts = client.counts().await.unwrap();
+        assert_eq!(
+            (counts.ready, counts.leased, counts.delayed, counts.dead),
+            (0, 0, 0, 0)
+        );
+        assert_eq!(plan.stats().panicked, 0);
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_puts_unfinished_jobs_back_in_their_place() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let stuck_1 = client.job("stuck", &()).enqueue().await.unwrap();
+        let stuck_2 = client.job("stuck", &()).enqueue().await.unwrap();
+        let quick = client
+            .job("quick", &())
+            .priority(-1)
+            .enqueue()
+            .await
+            .unwrap();
+        let plan = Plan::builder().workers(2).build().unwrap();
+        let host = host(&plan, &client)
+            .register("stuck", |_: (), _| async {
+                std::future::pending::<()>().await;
+                Ok::<(), String>(())
+            })
+            .register("quick", |_: (), _| async { Ok::<(), String>(()) })
+            .start();
+        for id in [stuck_1, stuck_2] {
+            eventually("both stuck jobs to run", || async {
+                let info = client.job_info(id).await.unwrap()?;
+                (info.state == JobState::Running).then_some(())
+            })
+            .await;
+        }
+        // Running jobs get the grace, then are cancelled and put back.
+        let report = host.shutdown(Duration::from_millis(100)).await;
+        assert_eq!((report.cancelled, report.completed), (2, 0));
+        for id in [stuck_1, stuck_2] {
+            let info = client.job_info(id).await.unwrap().unwrap();
+            assert_eq!(
+                (info.state, info.attempts),
+                (JobState::Ready, 0),
+                "job {id}"
+            );
+        }
+        // Back in their places: before the lower-priority job, in order.
+        let next: Vec<JobId> = [
+            client
+                .claim(Duration::from_secs(5), "t")
+                .await
+                .unwrap()
+                .unwrap()
+                .id(),
+            client
+                .claim(Duration::from_secs(5), "t")
+                .await
+                .unwrap()
+                .unwrap()
+                .id(),
+            client
+                .claim(Duration::from_secs(5), "t")
+                .await
+                .unwrap()
+                .unwrap()
+                .id(),
+        ]
+        .into();
+        assert_eq!(next, [stuck_1, stuck_2, quick]);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_puts_a_claimed_but_unstarted_job_back_without_running_it() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let plan = Plan::builder().workers(1).build().unwrap();
+        // Other work holds the plan's one worker, so the claimed job waits
+        // in the plan's queue.
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let local = plan.submit(async { released.await.ok() }).await.unwrap();
+        let ran = Arc::new(Mutex::new(false));
+        let flag = Arc::clone(&ran);
+        let host = host(&plan, &client)
+            .register("job", move |_: (), _| {
+                *flag.lock().unwrap() = true;
+                async { Ok::<(), String>(()) }
+            })
+            .start();
+        let id = client.job("job", &()).enqueue().await.unwrap();
+        eventually("the job to be claimed and queued in the plan", || async {
+            (plan.stats().queued == 1).then_some(())
+        })
+        .await;
+        assert_eq!(
+            client.job_info(id).await.unwrap().unwrap().state,
+            JobState::Running
+        );
+
+        let drain = tokio::spawn(host.shutdown(Duration::from_secs(5)));
+        eventually("the drain to begin", || async {
+            plan.is_closed().then_some(())
+        })
+        .await;
+        release.send(()).unwrap();
+        local.await.unwrap();
+        drain.await.unwrap();
+        assert!(!*ran.lock().unwrap(), "the handler never ran");
+        let info = client.job_info(id).await.unwrap().unwrap();
+        assert_eq!((info.state, info.attempts), (JobState::Ready, 0));
+    })
+    .await
+}

@@ -1,0 +1,727 @@
+//! The durable queue against a real Redis: enqueue, claim, run, ack; order
+//! by priority then FIFO; leases that run out; fencing; retries to the dead
+//! letters; jobs that cannot run; delayed jobs. Each test starts its own
+//! `redis-server` (see `common_redis`).
+#![cfg(feature = "redis")]
+
+mod common_redis;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common_redis::{RedisServer, bounded, eventually};
+use taskplan::Plan;
+use taskplan::durable::{Client, Host, JobContext, JobId, JobState};
+use tokio::sync::{Semaphore, mpsc};
+
+/// Short settings so tests stay fast.
+const LEASE: Duration = Duration::from_millis(600);
+const POLL: Duration = Duration::from_millis(20);
+
+fn host(plan: &Plan, client: &Client) -> taskplan::durable::HostBuilder {
+    Host::builder(plan, client)
+        .lease(LEASE)
+        .poll_interval(POLL)
+        .backoff(Duration::from_millis(10), Duration::from_millis(40))
+}
+
+async fn state_of(client: &Client, id: JobId) -> Option<JobState> {
+    client.job_info(id).await.unwrap().map(|i| i.state)
+}
+
+async fn until_state(client: &Client, id: JobId, state: JobState) {
+    eventually(&format!("job {id} to be {state:?}"), || async {
+        (state_of(client, id).await == Some(state)).then_some(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_claim_run_ack() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let plan = Plan::builder().workers(2).name("ack").build().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let host = host(&plan, &client)
+            .register("add", move |(a, b): (u32, u32), cx: JobContext| {
+                let tx = tx.clone();
+                async move {
+                    tx.send((cx.id(), cx.attempt(), a + b)).unwrap();
+                    Ok::<(), String>(())
+                }
+            })
+            .start();
+
+        let id = client
+            .job("add", &(2, 3))
+            .tag("math")
+            .enqueue()
+            .await
+            .unwrap();
+        let (ran, attempt, sum) = rx.recv().await.unwrap();
+        assert_eq!((ran, attempt, sum), (id, 1, 5));
+        until_state(&client, id, JobState::Done).await;
+
+        let info = client.job_info(id).await.unwrap().unwrap();
+        assert_eq!(
+            (info.attempts, info.fence, info.tag.as_deref()),
+            (1, 1, Some("math"))
+        );
+        let counts = client.counts().await.unwrap();
+        assert_eq!(
+            (counts.ready, counts.leased, counts.delayed, counts.dead),
+            (0, 0, 0, 0)
+        );
+        // The job ran as an ordinary plan task, with its tag.
+        let report = host.shutdown(Duration::from_secs(1)).await;
+        assert_eq!(report.completed, 1);
+        assert!(rx.try_recv().is_err(), "ran once");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_host_runs_by_priority_then_fifo() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        // Enqueued before any host runs: (name, priority).
+        let jobs = [("a", 0), ("b", 5), ("c", 0), ("d", -3), ("e", 5), ("f", 1)];
+        for (name, priority) in jobs {
+            client
+                .job("log", name)
+                .priority(priority)
+                .enqueue()
+                .await
+                .unwrap();
+        }
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&order);
+        let plan = Plan::builder().workers(1).build().unwrap();
+        let host = host(&plan, &client)
+            .register("log", move |name: String, _| {
+                seen.lock().unwrap().push(name);
+                async { Ok::<(), String>(()) }
+            })
+            .start();
+        eventually("all six jobs to run", || async {
+            (order.lock().unwrap().len() == 6).then_some(())
+        })
+        .await;
+        assert_eq!(*order.lock().unwrap(), ["b", "e", "f", "a", "c", "d"]);
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_claim_in_cluster_order() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        // Claim order: b e | f a | c d (priority, then FIFO across pairs).
+        let jobs = [("a", 0), ("b", 5), ("c", 0), ("d", -3), ("e", 5), ("f", 1)];
+        for (name, priority) in jobs {
+            client
+                .job("log", name)
+                .priority(priority)
+                .enqueue()
+                .await
+                .unwrap();
+        }
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(Semaphore::new(0));
+        let make_host = |name: &str| {
+            let plan = Plan::builder().workers(1).name(name).build().unwrap();
+            let (started, gate) = (Arc::clone(&started), Arc::clone(&gate));
+            let host = host(&plan, &client)
+                .name(name)
+                .register("log", move |job: String, _| {
+                    let (started, gate) = (Arc::clone(&started), Arc::clone(&gate));
+                    async move {
+                        started.lock().unwrap().push(job);
+                        gate.acquire().await.unwrap().forget();
+                        Ok::<(), String>(())
+                    }
+                })
+                .start();
+            (plan, host)
+        };
+        let (plan_1, host_1) = make_host("host-1");
+        let (plan_2, host_2) = make_host("host-2");
+        // Each host holds one job at a time, so the jobs start in pairs, and
+        // each pair is the next two in cluster order.
+        for (round, expected) in [["b", "e"], ["a", "f"], ["c", "d"]].iter().enumerate() {
+            let pair = eventually("two more jobs to start", || async {
+                let started = started.lock().unwrap();
+                (started.len() == 2 * (round + 1)).then(|| started[2 * round..].to_vec())
+            })
+            .await;
+            let mut pair = pair;
+            pair.sort();
+            assert_eq!(pair, expected, "round {round}");
+            gate.add_permits(2);
+        }
+        eventually("both plans to be idle", || async {
+            let done = plan_1.stats().completed + plan_2.stats().completed;
+            (done == 6).then_some(())
+        })
+        .await;
+        // Both hosts took part.
+        assert!(plan_1.stats().completed > 0 && plan_2.stats().completed > 0);
+        host_1.shutdown(Duration::from_secs(1)).await;
+        host_2.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_that_runs_out_puts_the_job_back_in_its_place_and_fences_the_old_owner() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let first = client.job("log", "first").enqueue().await.unwrap();
+        let old = client
+            .claim(Duration::from_millis(300), "dead-host")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((old.id(), old.fence(), old.attempt()), (first, 1, 1));
+        // Enqueued after the claim: it would run first if the expired job
+        // went to the back of the queue.
+        let second = client.job("log", "second").enqueue().await.unwrap();
+
+        // The old owner never renews; Redis puts the job back.
+        eventually("the lease to run out", || async {
+            client.maintain().await.unwrap();
+            (state_of(&client, first).await == Some(JobState::Ready)).then_some(())
+        })
+        .await;
+        let info = client.job_info(first).await.unwrap().unwrap();
+        assert!(info.last_error.unwrap().contains("lease ran out"));
+
+        let new = client
+            .claim(Duration::from_secs(30), "live-host")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (new.id(), new.fence(), new.attempt()),
+            (first, 2, 2),
+            "back in its place"
+        );
+
+        // Every call of the old owner is refused; the new owner's are not.
+        assert!(client.ack(&old).await.unwrap_err().is_stale());
+        assert!(client.release(&old).await.unwrap_err().is_stale());
+        let fail = client.fail(&old, "late", Duration::ZERO, false).await;
+        assert!(fail.unwrap_err().is_stale());
+        let renewed = client.renew(&[(first, old.fence())], LEASE).await.unwrap();
+        assert_eq!(renewed.lost, [first]);
+        let renewed = client.renew(&[(first, new.fence())], LEASE).await.unwrap();
+        assert!(renewed.lost.is_empty() && renewed.cancelled.is_empty());
+        client.ack(&new).await.unwrap();
+        assert_eq!(state_of(&client, first).await, Some(JobState::Done));
+
+        let next = client.claim(LEASE, "live-host").await.unwrap().unwrap();
+        assert_eq!(next.id(), second);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_dies_mid_job_loses_it_to_another_host() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    // The dying host runs on its own runtime, in its own thread; dropping
+    // that runtime drops the host mid-job with no ack and no release, as a
+    // killed process would.
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (die_tx, die_rx) = std::sync::mpsc::channel::<()>();
+    let dying = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let client = Client::connect(&url).await.unwrap();
+            let plan = Plan::builder().workers(1).build().unwrap();
+            let host = host(&plan, &client)
+                .name("dying")
+                .register("work", move |_: (), cx: JobContext| {
+                    started_tx.send(cx.attempt()).unwrap();
+                    std::future::pending::<Result<(), String>>()
+                })
+                .start();
+            std::mem::forget(host); // No drop logic runs either.
+        });
+        die_rx.recv().unwrap();
+        rt.shutdown_background();
+    });
+
+    bounded(async {
+        let client = redis.client().await;
+        let id = client.job("work", &()).enqueue().await.unwrap();
+        assert_eq!(
+            tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
+                .await
+                .unwrap(),
+            1
+        );
+        die_tx.send(()).unwrap();
+        dying.join().unwrap();
+
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let plan = Plan::builder().workers(1).build().unwrap();
+        let host = host(&plan, &client)
+            .name("survivor")
+            .register("work", move |_: (), cx: JobContext| {
+                let tx = tx.clone();
+                async move {
+                    tx.send(cx.attempt()).unwrap();
+                    Ok::<(), String>(())
+                }
+            })
+            .start();
+        assert_eq!(
+            rx.recv().await.unwrap(),
+            2,
+            "the survivor runs the second attempt"
+        );
+        until_state(&client, id, JobState::Done).await;
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_job_keeps_its_lease_by_renewal() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let runs = Arc::new(AtomicU32::new(0));
+        let counted = Arc::clone(&runs);
+        let plan = Plan::builder().workers(2).build().unwrap();
+        let host = host(&plan, &client)
+            .lease(Duration::from_millis(300))
+            .register("slow", move |_: (), _| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async {
+                    // Four leases long.
+                    tokio::time::sleep(Duration::from_millis(1200)).await;
+                    Ok::<(), String>(())
+                }
+            })
+            .start();
+        let id = client.job("slow", &()).enqueue().await.unwrap();
+        until_state(&client, id, JobState::Done).await;
+        let info = client.job_info(id).await.unwrap().unwrap();
+        assert_eq!((info.attempts, runs.load(Ordering::SeqCst)), (1, 1));
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_jobs_retry_then_go_to_the_dead_letters_and_can_be_retried() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let calls = Arc::new(AtomicU32::new(0));
+        let counted = Arc::clone(&calls);
+        let plan = Plan::builder().workers(2).build().unwrap();
+        let host = host(&plan, &client)
+            .register("flaky", move |fail_until: u32, _| {
+                let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    if n <= fail_until {
+                        Err(format!("boom {n}"))
+                    } else {
+                        Ok(())
+                    }
+                }
+            })
+            .register("panics", |_: (), _| async {
+                panic!("kaboom");
+                #[allow(unreachable_code)]
+                Ok::<(), String>(())
+            })
+            .register("slow", |_: (), _| async {
+                std::future::pending::<()>().await;
+                Ok::<(), String>(())
+            })
+            .start();
+
+        // Fails on its 3 attempts: dead, with the last reason.
+        let id = client
+            .job("flaky", &3u32)
+            .max_attempts(3)
+            .enqueue()
+            .await
+            .unwrap();
+        until_state(&client, id, JobState::Dead).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        let dead = client.dead_letters().await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].id, dead[0].attempts), (id, 3));
+        assert_eq!(dead[0].reason, "failed: boom 3");
+
+        // Retried from the dead letters, it runs again (and now succeeds).
+        assert!(client.retry_dead(id).await.unwrap());
+        assert!(!client.retry_dead(id).await.unwrap(), "no longer dead");
+        until_state(&client, id, JobState::Done).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+
+        // A panic and a timeout are failed attempts too.
+        let panics = client
+            .job("panics", &())
+            .max_attempts(2)
+            .enqueue()
+            .await
+            .unwrap();
+        let slow = client
+            .job("slow", &())
+            .timeout(Duration::from_millis(50))
+            .max_attempts(1)
+            .enqueue()
+            .await
+            .unwrap();
+        until_state(&client, panics, JobState::Dead).await;
+        until_state(&client, slow, JobState::Dead).await;
+        let panicked = client.job_info(panics).await.unwrap().unwrap();
+        assert_eq!(panicked.attempts, 2);
+        assert_eq!(panicked.last_error.as_deref(), Some("panicked: kaboom"));
+        let timed_out = client.job_info(slow).await.unwrap().unwrap();
+        assert_eq!(
+            timed_out.last_error.as_deref(),
+            Some("timed out after 50ms")
+        );
+        let stats = plan.stats();
+        assert_eq!((stats.panicked, stats.timed_out), (2, 1));
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+/// A payload type whose `Deserialize` panics: user code the host must
+/// contain.
+struct Explodes;
+
+impl<'de> serde::Deserialize<'de> for Explodes {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("a Deserialize impl that panics")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kinds_and_bad_payloads_go_to_the_dead_letters_at_once() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let unknown = client
+            .job("nobody-runs-this", &1)
+            .max_attempts(5)
+            .enqueue()
+            .await
+            .unwrap();
+        let bad = client
+            .job("add", "not a pair")
+            .max_attempts(5)
+            .enqueue()
+            .await
+            .unwrap();
+        let explodes = client.job("explodes", &()).enqueue().await.unwrap();
+        let good = client.job("add", &(1, 2)).enqueue().await.unwrap();
+        let plan = Plan::builder().workers(1).build().unwrap();
+        let host = host(&plan, &client)
+            .register("add", |(a, b): (u32, u32), _| async move {
+                let _ = a + b;
+                Ok::<(), String>(())
+            })
+            .register("explodes", |_: Explodes, _| async { Ok::<(), String>(()) })
+            .start();
+        until_state(&client, good, JobState::Done).await;
+        until_state(&client, unknown, JobState::Dead).await;
+        until_state(&client, bad, JobState::Dead).await;
+        until_state(&client, explodes, JobState::Dead).await;
+        let dead = client.dead_letters().await.unwrap();
+        let reason = |id| dead.iter().find(|d| d.id == id).unwrap();
+        assert_eq!(reason(unknown).attempts, 1, "not retried");
+        assert!(
+            reason(unknown)
+                .reason
+                .contains("no handler is registered for kind `nobody-runs-this`")
+        );
+        assert_eq!(reason(bad).attempts, 1, "not retried");
+        assert!(
+            reason(bad)
+                .reason
+                .contains("payload of this `add` job does not decode")
+        );
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_job_is_not_claimed_before_it_is_due() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let before = Instant::now();
+        let later = client
+            .job("log", "later")
+            .run_after(Duration::from_millis(500))
+            .enqueue()
+            .await
+            .unwrap();
+        let now = client.job("log", "now").enqueue().await.unwrap();
+        assert_eq!(state_of(&client, later).await, Some(JobState::Delayed));
+        let first = client.claim(LEASE, "t").await.unwrap().unwrap();
+        assert_eq!(first.id(), now);
+        assert!(client.claim(LEASE, "t").await.unwrap().is_none());
+        let claimed = eventually("the delayed job to be claimable", || async {
+            client.claim(LEASE, "t").await.unwrap()
+        })
+        .await;
+        assert_eq!(claimed.id(), later);
+        assert!(
+            before.elapsed() >= Duration::from_millis(500),
+            "{:?}",
+            before.elapsed()
+        );
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_and_a_missing_server_are_clear_errors() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let zero = client
+            .job("log", "x")
+            .max_attempts(0)
+            .enqueue()
+            .await
+            .unwrap_err();
+        assert!(zero.is_invalid(), "{zero}");
+        let empty = client.job("", "x").enqueue().await.unwrap_err();
+        assert!(empty.is_invalid(), "{empty}");
+        let map = std::collections::HashMap::from([((1, 2), 3)]);
+        let unencodable = client.job("log", &map).enqueue().await.unwrap_err();
+        assert!(unencodable.is_encode(), "{unencodable}");
+        assert_eq!(
+            client.counts().await.unwrap().ready,
+            0,
+            "nothing was enqueued"
+        );
+    })
+    .await;
+    let port = redis.port();
+    drop(redis);
+    let down = Client::connect(&format!("redis://127.0.0.1:{port}/"))
+        .await
+        .unwrap_err();
+    assert!(down.is_redis(), "{down}");
+    assert!(
+        down.to_string().contains("check that the server is up"),
+        "{down}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_moves_a_tag_in_front_newest_promotion_first() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let high = client
+            .job("log", "high")
+            .priority(5)
+            .enqueue()
+            .await
+            .unwrap();
+        let ui_1 = client.job("log", "ui 1").tag("ui").enqueue().await.unwrap();
+        let plain = client.job("log", "plain").enqueue().await.unwrap();
+        let ui_2 = client
+            .job("log", "ui 2")
+            .tag("ui")
+            .priority(-1)
+            .enqueue()
+            .await
+            .unwrap();
+        let bg = client.job("log", "bg").tag("bg").enqueue().await.unwrap();
+        let ui_3 = client
+            .job("log", "ui 3")
+            .tag("ui")
+            .priority(3)
+            .enqueue()
+            .await
+            .unwrap();
+
+        assert_eq!(client.promote("ui").await.unwrap(), 3);
+        assert_eq!(client.promote("bg").await.unwrap(), 1);
+        assert_eq!(client.promote("nothing").await.unwrap(), 0);
+        let mut order = Vec::new();
+        while let Some(job) = client.claim(LEASE, "t").await.unwrap() {
+            order.push(job.id());
+        }
+        // bg (newest promotion), then ui by priority then FIFO, then the rest.
+        assert_eq!(order, [bg, ui_3, ui_1, ui_2, high, plain]);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_and_cancel_tag_work_in_chunks_on_a_large_tag() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let first = client.job("log", "plain").enqueue().await.unwrap();
+        let mut bulk = Vec::new();
+        for i in 0..1200 {
+            bulk.push(client.job("log", &i).tag("bulk").enqueue().await.unwrap());
+        }
+        assert_eq!(client.promote("bulk").await.unwrap(), 1200);
+        let next = client.claim(LEASE, "t").await.unwrap().unwrap();
+        assert_eq!(next.id(), bulk[0], "the oldest of the promoted tag");
+        assert_eq!(client.cancel_tag("bulk").await.unwrap(), 1200);
+        let counts = client.counts().await.unwrap();
+        assert_eq!(
+            (counts.ready, counts.leased),
+            (1, 1),
+            "only the untagged job is ready"
+        );
+        assert_eq!(
+            state_of(&client, bulk[1199]).await,
+            Some(JobState::Cancelled)
+        );
+        assert_eq!(client.claim(LEASE, "t").await.unwrap().unwrap().id(), first);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_tag_stops_a_job_running_on_a_host_within_a_second() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let plan = Plan::builder().workers(1).build().unwrap();
+        let host = host(&plan, &client)
+            .lease(Duration::from_secs(30)) // Renewals still come every 500 ms.
+            .register("stuck", |_: (), _| async {
+                std::future::pending::<()>().await;
+                Ok::<(), String>(())
+            })
+            .register("quick", |_: (), _| async { Ok::<(), String>(()) })
+            .start();
+        let running = client
+            .job("stuck", &())
+            .tag("user-7")
+            .enqueue()
+            .await
+            .unwrap();
+        until_state(&client, running, JobState::Running).await;
+        let queued = client
+            .job("quick", &())
+            .tag("user-7")
+            .enqueue()
+            .await
+            .unwrap();
+        let delayed = client
+            .job("quick", &())
+            .tag("user-7")
+            .run_after(Duration::from_secs(60))
+            .enqueue()
+            .await
+            .unwrap();
+        let other = client
+            .job("quick", &())
+            .tag("user-8")
+            .priority(-1)
+            .enqueue()
+            .await
+            .unwrap();
+
+        let asked = Instant::now();
+        assert_eq!(client.cancel_tag("user-7").await.unwrap(), 3);
+        assert_eq!(state_of(&client, queued).await, Some(JobState::Cancelled));
+        assert_eq!(state_of(&client, delayed).await, Some(JobState::Cancelled));
+        until_state(&client, running, JobState::Cancelled).await;
+        let took = asked.elapsed();
+        eprintln!("cancel_tag stopped the running job in {took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        assert_eq!(plan.stats().cancelled, 1, "stopped on its host");
+        // The host goes on with other work.
+        until_state(&client, other, JobState::Done).await;
+        let counts = client.counts().await.unwrap();
+        assert_eq!((counts.ready, counts.delayed, counts.leased), (0, 0, 0));
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_every_host_per_tag_and_in_all() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let plan = Plan::builder().workers(2).build().unwrap();
+        let host = host(&plan, &client)
+            .register("ok", |_: (), _| async { Ok::<(), String>(()) })
+            .register("fails", |_: (), _| async { Err("no") })
+            .start();
+        let a_1 = client.job("ok", &()).tag("a").enqueue().await.unwrap();
+        let a_2 = client.job("ok", &()).tag("a").enqueue().await.unwrap();
+        let a_3 = client
+            .job("fails", &())
+            .tag("a")
+            .max_attempts(2)
+            .enqueue()
+            .await
+            .unwrap();
+        let b = client
+            .job("ok", &())
+            .tag("b")
+            .run_after(Duration::from_secs(60))
+            .enqueue()
+            .await
+            .unwrap();
+        let plain = client.job("ok", &()).enqueue().await.unwrap();
+        for id in [a_1, a_2, plain] {
+            until_state(&client, id, JobState::Done).await;
+        }
+        until_state(&client, a_3, JobState::Dead).await;
+        assert_eq!(client.cancel_tag("b").await.unwrap(), 1);
+        assert_eq!(state_of(&client, b).await, Some(JobState::Cancelled));
+
+        let a = client.tag_stats("a").await.unwrap();
+        assert_eq!(
+            (
+                a.enqueued,
+                a.claimed,
+                a.completed,
+                a.failed,
+                a.dead,
+                a.cancelled
+            ),
+            (3, 4, 2, 2, 1, 0)
+        );
+        let b = client.tag_stats("b").await.unwrap();
+        assert_eq!((b.enqueued, b.claimed, b.cancelled), (1, 0, 1));
+        assert_eq!(client.tag_stats("never").await.unwrap(), Default::default());
+        let all = client.stats().await.unwrap();
+        assert_eq!(
+            (
+                all.enqueued,
+                all.claimed,
+                all.completed,
+                all.failed,
+                all.dead,
+                all.cancelled
+            ),
+            (5, 5, 3, 2, 1, 1)
+        );
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
