@@ -201,6 +201,7 @@ impl Client {
                 "last_error",
                 "tag",
                 "priority",
+                "owner",
             ])
             .query_async(&mut con)
             .await?;
@@ -218,6 +219,7 @@ impl Client {
         let last_error = next();
         let tag = next().filter(|t| !t.is_empty());
         let priority = num(next()) as i32;
+        let owner = next();
         Ok(Some(JobInfo {
             id,
             kind,
@@ -228,6 +230,7 @@ impl Client {
             last_error,
             tag,
             priority,
+            owner,
         }))
     }
 

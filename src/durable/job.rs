@@ -173,6 +173,10 @@ pub struct JobInfo {
     pub tag: Option<String>,
     /// The job's priority.
     pub priority: i32,
+    /// The host that holds the job's lease while it runs, or, once it is
+    /// done, the host that acknowledged it (its name, from
+    /// [`HostBuilder::name`](super::HostBuilder::name)); `None` otherwise.
+    pub owner: Option<String>,
 }
 
 /// A job in the dead letters, from

@@ -49,7 +49,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `<p>:seq` | string | the last job id given (`INCR`) |
-//! | `<p>:job:<id>` | hash | the job: `kind`, `payload`, `tag`, `priority`, `timeout_ms`, `max_attempts`, `attempts`, `fence`, `rank`, `state`, `owner`, `last_error`, `cancel` (a cancel asked while it runs), `ttl_s` (how long its record stays once finished), times |
+//! | `<p>:job:<id>` | hash | the job: `kind`, `payload`, `tag`, `priority`, `timeout_ms`, `max_attempts`, `attempts`, `fence`, `rank`, `state`, `owner` (the lease holder; for a done job, the host that acknowledged it), `last_error`, `cancel` (a cancel asked while it runs), `ttl_s` (how long its record stays once finished), times |
 //! | `<p>:ready` | sorted set | ready jobs, by **rank** (all scores 0; members ordered as strings) |
 //! | `<p>:leased` | sorted set | claimed job ids, scored by lease expiry (ms, Redis's clock) |
 //! | `<p>:delayed` | sorted set | job ids waiting for their run-after time or a retry's backoff, scored by due time |

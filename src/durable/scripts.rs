@@ -49,7 +49,8 @@ end
 local function finish(prefix, key, id, state, now)
   if state == 'done' then count(prefix, key, 'completed') else count(prefix, key, state) end
   untag(prefix, key, id)
-  redis.call('HDEL', key, 'owner')
+  -- A done job keeps its owner: the host that acknowledged it.
+  if state ~= 'done' then redis.call('HDEL', key, 'owner') end
   redis.call('HSET', key, 'state', state, 'finished_ms', now)
   redis.call('EXPIRE', key, tonumber(redis.call('HGET', key, 'ttl_s') or '86400'))
 end
