@@ -725,3 +725,67 @@ async fn stats_count_every_host_per_tag_and_in_all() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_counts_are_gauges_of_a_tags_ready_delayed_and_running_jobs() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let lease = Duration::from_secs(30);
+        let mut ready = Vec::new();
+        for _ in 0..3 {
+            ready.push(client.job("log", &()).tag("t").enqueue().await.unwrap());
+        }
+        for _ in 0..2 {
+            client
+                .job("log", &())
+                .tag("t")
+                .run_after(Duration::from_secs(60))
+                .enqueue()
+                .await
+                .unwrap();
+        }
+        client.job("log", &()).tag("u").enqueue().await.unwrap();
+        let gauges = |ready, delayed, running| (ready, delayed, running);
+        let of = |c: taskplan::durable::TagCounts| (c.ready, c.delayed, c.running);
+
+        assert_eq!(of(client.tag_counts("t").await.unwrap()), gauges(3, 2, 0));
+        let claimed = client.claim(lease, "h-1").await.unwrap().unwrap();
+        assert_eq!(claimed.id(), ready[0]);
+        let t = client.tag_counts("t").await.unwrap();
+        assert_eq!((of(t), t.queued()), (gauges(2, 2, 1), 4));
+        let info = client.job_info(ready[0]).await.unwrap().unwrap();
+        assert_eq!(info.owner.as_deref(), Some("h-1"));
+
+        // Acknowledged: no longer counted; its record keeps who ended it.
+        client.ack(&claimed).await.unwrap();
+        assert_eq!(of(client.tag_counts("t").await.unwrap()), gauges(2, 2, 0));
+        let info = client.job_info(ready[0]).await.unwrap().unwrap();
+        assert_eq!(
+            (info.state, info.owner.as_deref()),
+            (JobState::Done, Some("h-1"))
+        );
+        assert_eq!(
+            client.job_info(ready[1]).await.unwrap().unwrap().owner,
+            None
+        );
+
+        assert_eq!(of(client.tag_counts("u").await.unwrap()), gauges(1, 0, 0));
+        assert_eq!(
+            of(client.tag_counts("never").await.unwrap()),
+            gauges(0, 0, 0)
+        );
+        assert_eq!(client.cancel_tag("t").await.unwrap(), 4);
+        assert_eq!(of(client.tag_counts("t").await.unwrap()), gauges(0, 0, 0));
+
+        // A tag larger than one script's batch is counted in chunks.
+        for _ in 0..700 {
+            client.job("log", &()).tag("big").enqueue().await.unwrap();
+        }
+        assert_eq!(
+            of(client.tag_counts("big").await.unwrap()),
+            gauges(700, 0, 0)
+        );
+    })
+    .await
+}

@@ -89,6 +89,7 @@ struct Scripts {
     retry_dead: Script,
     cancel_tag: Script,
     promote: Script,
+    tag_counts: Script,
 }
 
 impl Keys {
@@ -111,6 +112,7 @@ impl Keys {
                 retry_dead: scripts::retry_dead(),
                 cancel_tag: scripts::cancel_tag(),
                 promote: scripts::promote(),
+                tag_counts: scripts::tag_counts(),
             },
         }
     }
@@ -527,6 +529,43 @@ impl Client {
             .await
     }
 
+    /// How many of the jobs tagged `tag` are ready, delayed (or backing
+    /// off) and running now, on every host: the tag's gauges, where
+    /// [`tag_stats`](Client::tag_stats) has its event counts.
+    ///
+    /// Read from the tag's index of unfinished jobs: a tag with up to 500
+    /// of them is counted in one atomic script, so the counts are one
+    /// instant's; a larger one is counted in chunks of about 500, each one
+    /// script, so jobs that move between chunks may be counted in either
+    /// state (or, rarely, twice). A running job whose tag was cancelled is
+    /// no longer in the index, so it is not counted while its host stops
+    /// it. Dead letters are not counted here: see
+    /// [`dead_letters`](Client::dead_letters).
+    pub async fn tag_counts(&self, tag: &str) -> Result<TagCounts, Error> {
+        let mut con = self.con.clone();
+        let keys = &self.keys;
+        let mut cursor = "0".to_owned();
+        let mut counts = TagCounts::default();
+        loop {
+            let (next, ready, delayed, running): (String, usize, usize, usize) = keys
+                .scripts
+                .tag_counts
+                .arg(&keys.prefix)
+                .arg(tag)
+                .arg(&cursor)
+                .arg(CHUNK)
+                .invoke_async(&mut con)
+                .await?;
+            counts.ready += ready;
+            counts.delayed += delayed;
+            counts.running += running;
+            if next == "0" {
+                return Ok(counts);
+            }
+            cursor = next;
+        }
+    }
+
     async fn read_stats(&self, key: String) -> Result<ClusterStats, Error> {
         let mut con = self.con.clone();
         let fields: Vec<Option<u64>> = redis::cmd("HMGET")
@@ -630,6 +669,26 @@ pub struct QueueCounts {
     pub leased: usize,
     /// Jobs in the dead letters.
     pub dead: usize,
+}
+
+/// How many of a tag's jobs are in each state now, on every host, from
+/// [`Client::tag_counts`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[non_exhaustive]
+pub struct TagCounts {
+    /// Jobs waiting to be claimed.
+    pub ready: usize,
+    /// Jobs waiting for their run-after time or a retry's backoff.
+    pub delayed: usize,
+    /// Jobs claimed under a lease (running, or about to start, on a host).
+    pub running: usize,
+}
+
+impl TagCounts {
+    /// Jobs not yet running: ready or delayed.
+    pub fn queued(&self) -> usize {
+        self.ready + self.delayed
+    }
 }
 
 /// A job being described; made by [`Client::job`], sent by

@@ -54,7 +54,7 @@
 //! | `<p>:leased` | sorted set | claimed job ids, scored by lease expiry (ms, Redis's clock) |
 //! | `<p>:delayed` | sorted set | job ids waiting for their run-after time or a retry's backoff, scored by due time |
 //! | `<p>:dead` | sorted set | dead-letter job ids, scored by time of death |
-//! | `<p>:tag:<tag>` | set | ids of the tag's unfinished jobs (ready, delayed or running), for `promote` and `cancel_tag` |
+//! | `<p>:tag:<tag>` | set | ids of the tag's unfinished jobs (ready, delayed or running), for `promote`, `cancel_tag` and `tag_counts` |
 //! | `<p>:promotions` | string | the last promotion number given (`INCR`) |
 //! | `<p>:stats`, `<p>:stats:<tag>` | hash | event counts for [`Client::stats`] and [`Client::tag_stats`], kept by the scripts; a tag's expire once it is idle |
 //!
@@ -81,8 +81,16 @@
 //! default); fail (fenced: to the delayed set with backoff, or to the dead
 //! letters); release (fenced: back to its place, attempt not counted);
 //! renew (fenced, per job; reports lost leases and cancelled jobs); retry
-//! of a dead letter; and `cancel_tag` and `promote`, 500 jobs of the tag
-//! per script call.
+//! of a dead letter; and `cancel_tag`, `promote` and `tag_counts`, 500 jobs
+//! of the tag per script call.
+//!
+//! # Stats
+//!
+//! [`Client::stats`] and [`Client::tag_stats`] count events (enqueued,
+//! claimed, completed, failed, expired, released, dead, cancelled) across
+//! every host, kept by the scripts as each happens. [`Client::counts`] and
+//! [`Client::tag_counts`] are gauges: how many jobs are ready, delayed,
+//! leased (or running) and dead now, in the queue or in one tag.
 //! Times come from Redis's `TIME`, so hosts' clocks need not agree.
 //!
 //! # Examples
@@ -123,9 +131,7 @@
 //!
 //! # Not yet
 //!
-//! This is the queue's first slice. Not built yet: the pub/sub fast path
-//! for cancellation, gauges per tag (how many of a tag's jobs are ready or
-//! running now; [`Client::tag_stats`] has event counts), a wakeup on
+//! Not built yet: the pub/sub fast path for cancellation, a wakeup on
 //! enqueue (idle hosts poll, every 200 ms by default), and a benchmark.
 //! Draining on SIGTERM is [`Host::shutdown_on_signal`] (feature `signal`).
 #![cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -135,6 +141,6 @@ mod host;
 mod job;
 mod scripts;
 
-pub use client::{Client, ClusterStats, JobBuilder, QueueCounts, Renewed};
+pub use client::{Client, ClusterStats, JobBuilder, QueueCounts, Renewed, TagCounts};
 pub use host::{Host, HostBuilder};
 pub use job::{Claimed, DeadLetter, Error, Failed, JobContext, JobId, JobInfo, JobState};

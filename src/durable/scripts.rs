@@ -365,3 +365,34 @@ return {scan[1], moved}
 "#,
     )
 }
+
+/// Counts a tag's unfinished jobs by state, from its index set. KEYS: none.
+/// ARGV: prefix, tag, SSCAN cursor, batch. Returns `{next cursor, ready,
+/// delayed, running}`. A tag with at most `batch` jobs is read whole
+/// (`SMEMBERS`), so its counts are one instant's; a larger one is scanned
+/// a batch per call.
+pub(crate) fn tag_counts() -> Script {
+    script(
+        r#"
+local prefix = ARGV[1]
+local tagkey = prefix .. ':tag:' .. ARGV[2]
+local batch = tonumber(ARGV[4])
+local next_cursor, ids = '0', nil
+if ARGV[3] == '0' and redis.call('SCARD', tagkey) <= batch then
+  ids = redis.call('SMEMBERS', tagkey)
+else
+  local scan = redis.call('SSCAN', tagkey, ARGV[3], 'COUNT', batch)
+  next_cursor, ids = scan[1], scan[2]
+end
+local ready, delayed, running = 0, 0, 0
+for _, id in ipairs(ids) do
+  local state = redis.call('HGET', job_key(prefix, id), 'state')
+  if state == 'ready' then ready = ready + 1
+  elseif state == 'delayed' then delayed = delayed + 1
+  elseif state == 'running' then running = running + 1
+  end
+end
+return {next_cursor, ready, delayed, running}
+"#,
+    )
+}
