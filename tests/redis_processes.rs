@@ -319,6 +319,11 @@ async fn a_host_process_killed_mid_run_loses_exactly_its_jobs_in_flight() {
             .filter(|id| acked_by[id] != "victim")
             .collect();
         assert!(!in_flight.is_empty(), "the victim was killed mid-job");
+        eprintln!(
+            "victim started {} jobs, {} in flight at the kill: {in_flight:?}",
+            victim_started.len(),
+            in_flight.len()
+        );
 
         let mut starts = BTreeMap::<u64, usize>::new();
         for id in seen.started.values().flatten() {
@@ -355,6 +360,11 @@ async fn a_host_process_killed_mid_run_loses_exactly_its_jobs_in_flight() {
             survivor_acked
         );
         let victim_done: BTreeSet<u64> = Lines::of(&seen.done, "victim").iter().copied().collect();
+        assert_eq!(
+            victim_done.len(),
+            Lines::of(&seen.done, "victim").len(),
+            "the victim ended a job twice"
+        );
         for (id, host) in &acked_by {
             if host == "victim" {
                 assert!(victim_done.contains(id), "job {id} acknowledged unfinished");
