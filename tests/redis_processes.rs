@@ -217,7 +217,7 @@ struct Lines {
 }
 
 impl Lines {
-    /// Records one line; returns `(host, job)` for a `start` line.
+    /// Records one line; returns the job's id for a `start` line.
     fn record(&mut self, host: &str, line: &str) -> Option<u64> {
         let mut words = line.split(' ');
         let (what, id) = (words.next()?, words.next()?.parse().ok()?);
@@ -279,10 +279,11 @@ async fn a_host_process_killed_mid_run_loses_exactly_its_jobs_in_flight() {
         loop {
             let (host, line) = lines.recv().await.expect("a host's output ended");
             let started = seen.record(&host, &line);
-            if host == "victim" && started.is_some() {
-                if Lines::of(&seen.started, "victim").len() >= 20 {
-                    break;
-                }
+            if host == "victim"
+                && started.is_some()
+                && Lines::of(&seen.started, "victim").len() >= 20
+            {
+                break;
             }
         }
         victim.signal("KILL");
