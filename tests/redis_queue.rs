@@ -789,3 +789,155 @@ async fn tag_counts_are_gauges_of_a_tags_ready_delayed_and_running_jobs() {
     })
     .await
 }
+
+/// Reports through a channel when the handler's future is dropped, which is
+/// how a cancelled plan task ends.
+struct DropReport(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for DropReport {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_tag_reaches_a_running_job_by_pubsub_long_before_the_next_renewal() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let plan = Plan::builder().workers(1).build().unwrap();
+        let (started_tx, mut started) = mpsc::unbounded_channel();
+        let (dropped_tx, dropped) = tokio::sync::oneshot::channel();
+        let dropped_tx = Arc::new(Mutex::new(Some(dropped_tx)));
+        let host = host(&plan, &client)
+            // Renewals every 20 s: only pub/sub can stop the job in time.
+            .lease(Duration::from_secs(60))
+            .renew_interval(Duration::from_secs(20))
+            .register("stuck", move |_: (), _| {
+                let guard = DropReport(dropped_tx.lock().unwrap().take());
+                let started = started_tx.clone();
+                async move {
+                    let _guard = guard;
+                    let _ = started.send(());
+                    std::future::pending::<()>().await;
+                    Ok::<(), String>(())
+                }
+            })
+            .start();
+        let id = client
+            .job("stuck", &())
+            .tag("user-7")
+            .enqueue()
+            .await
+            .unwrap();
+        started.recv().await.unwrap();
+
+        let asked = Instant::now();
+        assert_eq!(client.cancel_tag("user-7").await.unwrap(), 1);
+        tokio::time::timeout(Duration::from_secs(5), dropped)
+            .await
+            .expect("the handler was not cancelled within 5 s")
+            .unwrap();
+        let took = asked.elapsed();
+        eprintln!("pub/sub stopped the running job in {took:?}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        // Its host records it as cancelled, not back in the queue.
+        until_state(&client, id, JobState::Cancelled).await;
+        assert_eq!(plan.stats().cancelled, 1);
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_reports_a_cancelled_job_without_pubsub() {
+    // The fallback path alone: a hand-written worker that never subscribes
+    // learns of the cancel from its renewal.
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let id = client.job("k", &()).tag("t").enqueue().await.unwrap();
+        let job = client.claim(LEASE, "by-hand").await.unwrap().unwrap();
+        assert_eq!(job.id(), id);
+        assert_eq!(client.cancel_tag("t").await.unwrap(), 1);
+        let renewed = client.renew(&[(id, job.fence())], LEASE).await.unwrap();
+        assert_eq!((renewed.cancelled, renewed.lost), (vec![id], vec![]));
+        client.release(&job).await.unwrap();
+        assert_eq!(state_of(&client, id).await, Some(JobState::Cancelled));
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_host_is_woken_by_an_enqueue_long_before_its_poll() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let plan = Plan::builder().workers(1).build().unwrap();
+        let (ran_tx, mut ran) = mpsc::unbounded_channel();
+        let host = host(&plan, &client)
+            // Polls every 30 s: only the enqueue's message can start a job
+            // in time.
+            .poll_interval(Duration::from_secs(30))
+            .register("note", move |n: u32, _| {
+                let ran = ran_tx.clone();
+                async move {
+                    let _ = ran.send(n);
+                    Ok::<(), String>(())
+                }
+            })
+            .start();
+        // Several rounds, each enqueued once the host has gone idle again
+        // (its last job done), so each one has to wake it.
+        for n in 0..3u32 {
+            let asked = Instant::now();
+            let id = client.job("note", &n).enqueue().await.unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(5), ran.recv())
+                .await
+                .expect("the idle host did not start the job within 5 s");
+            assert_eq!(got, Some(n));
+            eprintln!(
+                "round {n}: the idle host started the job in {:?}",
+                asked.elapsed()
+            );
+            until_state(&client, id, JobState::Done).await;
+        }
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_host_resubscribes_after_redis_restarts() {
+    let mut redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let plan = Plan::builder().workers(1).build().unwrap();
+        let (ran_tx, mut ran) = mpsc::unbounded_channel();
+        let host = host(&plan, &client)
+            .poll_interval(Duration::from_secs(30))
+            .register("note", move |n: u32, _| {
+                let ran = ran_tx.clone();
+                async move {
+                    let _ = ran.send(n);
+                    Ok::<(), String>(())
+                }
+            })
+            .start();
+        redis.restart();
+        // The client reconnects by itself; the host's listener resubscribes.
+        let id = eventually("an enqueue after the restart", || async {
+            client.job("note", &7u32).enqueue().await.ok()
+        })
+        .await;
+        let got = tokio::time::timeout(Duration::from_secs(10), ran.recv())
+            .await
+            .expect("the host did not start the job within 10 s of the restart");
+        assert_eq!(got, Some(7));
+        until_state(&client, id, JobState::Done).await;
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}

@@ -63,6 +63,8 @@ const FINISHED_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 #[derive(Clone)]
 pub struct Client {
     con: ConnectionManager,
+    /// Opens the dedicated pub/sub connections of hosts.
+    redis: redis::Client,
     keys: Arc<Keys>,
     finished_ttl: Duration,
 }
@@ -75,6 +77,7 @@ struct Keys {
     leased: String,
     delayed: String,
     dead: String,
+    events: String,
     scripts: Scripts,
 }
 
@@ -101,6 +104,7 @@ impl Keys {
             leased: format!("{prefix}:leased"),
             delayed: format!("{prefix}:delayed"),
             dead: format!("{prefix}:dead"),
+            events: format!("{prefix}:events"),
             scripts: Scripts {
                 enqueue: scripts::enqueue(),
                 claim: scripts::claim(),
@@ -159,9 +163,32 @@ impl Client {
         let con = client.get_connection_manager_with_config(config).await?;
         Ok(Client {
             con,
+            redis: client,
             keys: Arc::new(Keys::new(prefix)),
             finished_ttl: FINISHED_TTL,
         })
+    }
+
+    /// Opens a dedicated connection subscribed to the queue's events
+    /// channel, `<prefix>:events`: `ready` when a job is ready to claim,
+    /// `cancel:<id>` when a running job is asked to cancel. Delivery is
+    /// best effort (a message published while no connection is subscribed
+    /// is gone), so hosts treat these as hints and keep polling and renewing.
+    pub(crate) async fn subscribe_events(&self) -> Result<redis::aio::PubSubStream, Error> {
+        let subscribe = async {
+            let mut pubsub = self.redis.get_async_pubsub().await?;
+            pubsub.subscribe(&self.keys.events).await?;
+            Ok::<_, Error>(pubsub.into_on_message())
+        };
+        // A server that accepts the connection and then stalls must not
+        // hold up the host's resubscription loop forever.
+        match tokio::time::timeout(Duration::from_secs(5), subscribe).await {
+            Ok(stream) => stream,
+            Err(_) => Err(Error::from(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "subscribing to the queue's events timed out",
+            )))),
+        }
     }
 
     /// Sets how long a finished (acknowledged or cancelled) job's record
@@ -448,10 +475,11 @@ impl Client {
     }
 
     /// Cancels every unfinished job tagged `tag`, on every host: ready and
-    /// delayed jobs end as cancelled at once; a running job is flagged, and
-    /// its host stops it when it next renews its leases (at most every
-    /// 500 ms) and then records it as cancelled. Returns how many jobs were
-    /// cancelled or flagged.
+    /// delayed jobs end as cancelled at once; a running job is flagged and
+    /// announced on the queue's pub/sub channel, and its host stops it as
+    /// soon as the message arrives, or else when it next renews its leases
+    /// (by default at most every 500 ms), and then records it as cancelled.
+    /// Returns how many jobs were cancelled or flagged.
     ///
     /// Works in chunks of 500 jobs, each one atomic script, so a large tag
     /// never blocks Redis for long. A job tagged `tag` and enqueued while

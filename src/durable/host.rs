@@ -1,11 +1,19 @@
 //! The claiming side: a [`Host`] claims jobs from Redis while its plan has
 //! room and runs each as an ordinary plan task.
 //!
-//! Three kinds of Tokio task make a host: one claim loop, one lease
-//! renewer, and one small settler per running job that awaits the job's
-//! [`TaskHandle`](crate::TaskHandle) and acknowledges, fails or releases
-//! the job by its outcome. The settlers are separate tasks so that a slow
-//! Redis call for one job never holds up claiming or the others.
+//! Four kinds of Tokio task make a host: one claim loop, one lease
+//! renewer, one events listener, and one small settler per running job that
+//! awaits the job's [`TaskHandle`](crate::TaskHandle) and acknowledges,
+//! fails or releases the job by its outcome. The settlers are separate
+//! tasks so that a slow Redis call for one job never holds up claiming or
+//! the others.
+//!
+//! The events listener holds a pub/sub connection of its own on
+//! `<prefix>:events` and turns its messages into wakeups: `ready` wakes the
+//! claim loop, `cancel:<id>` cancels that job's task if it runs here. Both
+//! are only fast paths: the claim loop still polls and the renewer still
+//! reports cancelled jobs, so a message lost (pub/sub keeps none while the
+//! listener is reconnecting) costs at most one poll or renewal interval.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,6 +23,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -39,6 +48,7 @@ pub struct HostBuilder {
     name: Option<String>,
     lease: Duration,
     poll: Duration,
+    renew_every: Option<Duration>,
     backoff: (Duration, Duration),
 }
 
@@ -99,8 +109,9 @@ impl HostBuilder {
 
     /// Sets the lease on a claimed job (default 30 s): if this host does not
     /// renew it in time (it died, stalled or lost Redis), the job goes back
-    /// to its place in the queue for another host. The host renews every
-    /// third of it. Short leases find dead hosts sooner and cost more
+    /// to its place in the queue for another host. By default the host
+    /// renews every third of it, at most every 500 ms
+    /// ([`renew_interval`](HostBuilder::renew_interval)). Short leases find dead hosts sooner and cost more
     /// renewals.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(30));
@@ -109,8 +120,26 @@ impl HostBuilder {
 
     /// Sets how often an idle host asks Redis for work (default 200 ms);
     /// a host that just claimed a job, or has room again, asks at once.
+    ///
+    /// An idle host is also woken at once by a pub/sub message when a job
+    /// is enqueued, so this interval only bounds how long a job waits when
+    /// that message is lost (the host was reconnecting) or for a job that
+    /// became ready otherwise with no host claiming.
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.poll = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets how often this host renews its leases (default a third of the
+    /// lease, at most 500 ms), at most half the lease so that a lease never
+    /// runs out between renewals.
+    ///
+    /// A renewal also reports the running jobs whose tag was cancelled
+    /// ([`Client::cancel_tag`]), so this interval bounds how long a
+    /// cancelled job runs on when the pub/sub message that normally stops
+    /// it at once is lost. Longer intervals cost Redis fewer calls.
+    pub fn renew_interval(mut self, every: Duration) -> Self {
+        self.renew_every = Some(every.max(Duration::from_millis(10)));
         self
     }
 
@@ -138,6 +167,13 @@ impl HostBuilder {
             name,
             lease: self.lease,
             poll: self.poll,
+            renew_every: match self.renew_every {
+                Some(every) => every.min(self.lease / 2),
+                // Often enough to keep leases, and to see a cancelled tag
+                // within 500 ms should its pub/sub message be lost.
+                None => (self.lease / 3).min(Duration::from_millis(500)),
+            },
+            renew_now: Notify::new(),
             backoff: self.backoff,
             held: Mutex::new(HashMap::new()),
             room: Notify::new(),
@@ -148,7 +184,12 @@ impl HostBuilder {
         // end too, so no job is claimed after the wait.
         shared.settlers.spawn(claim_loop(Arc::clone(&shared)));
         let renewer = tokio::spawn(renew_loop(Arc::clone(&shared)));
-        Host { shared, renewer }
+        let listener = tokio::spawn(events_loop(Arc::clone(&shared)));
+        Host {
+            shared,
+            renewer,
+            listener,
+        }
     }
 }
 
@@ -190,6 +231,7 @@ impl HostBuilder {
 pub struct Host {
     shared: Arc<HostShared>,
     renewer: JoinHandle<()>,
+    listener: JoinHandle<()>,
 }
 
 impl fmt::Debug for Host {
@@ -208,11 +250,16 @@ struct HostShared {
     name: String,
     lease: Duration,
     poll: Duration,
+    renew_every: Duration,
+    /// Wakes the renewer early: after the events listener (re)subscribes,
+    /// to pick up cancels published while it was not listening.
+    renew_now: Notify,
     backoff: (Duration, Duration),
     /// The jobs this host holds a lease on, by id: the renewer's list.
     /// A leaf lock, never held across an `.await`.
     held: Mutex<HashMap<JobId, Held>>,
-    /// Woken when a job of this host ends, so the claim loop looks again.
+    /// Woken when a job of this host ends or a `ready` event arrives, so
+    /// the claim loop looks again.
     room: Notify,
     /// Stops the claim loop (and, once the settlers are done, the renewer).
     stop: CancellationToken,
@@ -248,6 +295,7 @@ impl Host {
             name: None,
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(200),
+            renew_every: None,
             backoff: (Duration::from_secs(1), Duration::from_secs(300)),
         }
     }
@@ -313,6 +361,7 @@ impl Host {
         self.shared.settlers.close();
         self.shared.settlers.wait().await;
         self.renewer.abort();
+        self.listener.abort();
     }
 }
 
@@ -323,6 +372,7 @@ impl Drop for Host {
     fn drop(&mut self) {
         self.shared.stop.cancel();
         self.renewer.abort();
+        self.listener.abort();
     }
 }
 
@@ -535,10 +585,11 @@ where
 }
 
 async fn renew_loop(host: Arc<HostShared>) {
-    // Often enough to keep leases, and to see a cancelled tag within 500 ms.
-    let every = (host.lease / 3).min(Duration::from_millis(500));
     loop {
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            _ = tokio::time::sleep(host.renew_every) => {}
+            _ = host.renew_now.notified() => {}
+        }
         let jobs: Vec<(JobId, u64)> = host
             .held()
             .iter()
@@ -566,6 +617,59 @@ async fn renew_loop(host: Arc<HostShared>) {
             Err(e) => {
                 tracing::warn!(host = %host.name, error = %e, "durable: renewing leases failed")
             }
+        }
+    }
+}
+
+/// Listens on the queue's events channel for as long as the host lives,
+/// resubscribing after the connection drops; meanwhile the poll and the
+/// renewals carry on alone.
+async fn events_loop(host: Arc<HostShared>) {
+    let mut failures = 0u32;
+    loop {
+        match host.client.subscribe_events().await {
+            Ok(mut events) => {
+                failures = 0;
+                tracing::debug!(host = %host.name, "durable: listening for queue events");
+                // Whatever was published before this subscription is gone:
+                // look for work and for cancelled jobs once now, so nothing
+                // waits for a full poll or renewal interval.
+                host.room.notify_one();
+                host.renew_now.notify_one();
+                while let Some(msg) = events.next().await {
+                    match msg.get_payload::<String>() {
+                        Ok(event) => on_event(&host, &event),
+                        Err(e) => tracing::debug!(host = %host.name, error = %e,
+                            "durable: ignoring an event that is not text"),
+                    }
+                }
+                tracing::info!(host = %host.name,
+                    "durable: queue events connection dropped; resubscribing (polling meanwhile)");
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(host = %host.name, error = %e,
+                    "durable: subscribing to queue events failed; retrying (polling meanwhile)");
+            }
+        }
+        // Back off so a Redis that is down is not hammered; the fallback
+        // paths keep the host working at their own pace meanwhile.
+        let pause = Duration::from_millis(100).saturating_mul(1 << failures.min(6));
+        tokio::time::sleep(pause.min(Duration::from_secs(5))).await;
+    }
+}
+
+/// Acts on one event; anything not understood is ignored, as another
+/// version of the library may publish more kinds.
+fn on_event(host: &HostShared, event: &str) {
+    if event == "ready" {
+        host.room.notify_one();
+    } else if let Some(id) = event.strip_prefix("cancel:") {
+        let Ok(id) = id.parse::<u64>() else { return };
+        let held = host.held();
+        if let Some(h) = held.get(&JobId(id)).filter(|h| !h.lost) {
+            tracing::debug!(host = %host.name, job = %id, "durable: tag cancelled; stopping the job");
+            h.cancel.cancel();
         }
     }
 }

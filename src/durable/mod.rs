@@ -57,6 +57,7 @@
 //! | `<p>:tag:<tag>` | set | ids of the tag's unfinished jobs (ready, delayed or running), for `promote`, `cancel_tag` and `tag_counts` |
 //! | `<p>:promotions` | string | the last promotion number given (`INCR`) |
 //! | `<p>:stats`, `<p>:stats:<tag>` | hash | event counts for [`Client::stats`] and [`Client::tag_stats`], kept by the scripts; a tag's expire once it is idle |
+//! | `<p>:events` | pub/sub channel | `ready` (a job is ready to claim) and `cancel:<id>` (a running job was asked to cancel), published by the scripts; hints only, see below |
 //!
 //! A job's **rank** is a fixed-width hex string made once at enqueue and
 //! kept in its hash: `tier (14 digits) . 2^31 - 1 - priority (8 digits) .
@@ -123,17 +124,43 @@
 //! # Cancelling a tag across hosts
 //!
 //! [`Client::cancel_tag`] ends the tag's ready and delayed jobs at once and
-//! flags its running ones. Each host renews its leases at least every
-//! 500 ms, and the renewal reports flagged jobs, so a running job stops on
-//! whatever host runs it within about half a second, and is then recorded
-//! as cancelled. This path needs no pub/sub delivery; a pub/sub fast path
-//! is not built yet.
+//! flags its running ones. The flag reaches the host running the job by
+//! two paths:
+//!
+//! - **Fast, best effort:** the script publishes `cancel:<id>` on
+//!   `<prefix>:events`; each [`Host`] listens there on a pub/sub connection
+//!   of its own and cancels that job's plan task as soon as the message
+//!   arrives, typically within a round trip.
+//! - **Fallback, guaranteed while the host reaches Redis:** each host
+//!   renews its leases every [`HostBuilder::renew_interval`] (by default a
+//!   third of the lease, at most 500 ms), and the renewal reports flagged
+//!   jobs. So a running job stops within one renewal interval even if the
+//!   message was lost.
+//!
+//! Either way the job is then recorded as cancelled. Redis keeps no
+//! pub/sub message for a connection that is not subscribed at the moment
+//! it is published: a host whose events connection dropped resubscribes on
+//! its own, renews at once when it is back (to pick up what it missed), and
+//! relies on the renewals meanwhile.
+//!
+//! # Waking idle hosts
+//!
+//! An idle host asks Redis for work every [`HostBuilder::poll_interval`]
+//! (200 ms by default). On top of that, enqueueing a job that is ready at
+//! once publishes `ready` on `<prefix>:events`, and so does a claim that
+//! moves due delayed jobs or expired leases back to the ready set; every
+//! idle host that hears it claims at once. This too is best effort: a job
+//! whose message is lost waits at most one poll interval. A host that
+//! (re)subscribes looks for work once at once, so a job enqueued while it
+//! was not listening does not wait for the poll either. A delayed job that
+//! comes due while every host is idle is moved to the ready set only by
+//! the next claim (a poll), so it starts within one poll interval of its
+//! due time, as before.
 //!
 //! # Not yet
 //!
-//! Not built yet: the pub/sub fast path for cancellation, a wakeup on
-//! enqueue (idle hosts poll, every 200 ms by default), and a benchmark.
-//! Draining on SIGTERM is [`Host::shutdown_on_signal`] (feature `signal`).
+//! Not built yet: a benchmark. Draining on SIGTERM is
+//! [`Host::shutdown_on_signal`] (feature `signal`).
 #![cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 
 mod client;

@@ -88,6 +88,10 @@ local function tick(prefix, ready, leased, delayed, dead, now, limit)
       end
     end
   end
+  -- Jobs back in the ready set wake the other idle hosts (best effort).
+  if #due > 0 or #expired > 0 then
+    redis.call('PUBLISH', prefix .. ':events', 'ready')
+  end
 end
 "#;
 
@@ -97,7 +101,8 @@ fn script(body: &str) -> Script {
 
 /// Enqueues a job. KEYS: seq, ready, delayed. ARGV: prefix, kind, payload,
 /// tag, priority, timeout_ms, max_attempts, delay_ms, ttl_s. Returns the
-/// new id.
+/// new id. A job ready at once is announced with `ready` on
+/// `<prefix>:events`.
 ///
 /// The rank is `tier (14 hex) . inverted priority (8 hex) . id (14 hex)`:
 /// the base tier is `2^53`, a later promotion `n` would use `2^53 - n`.
@@ -124,6 +129,8 @@ if delay > 0 then
   redis.call('ZADD', KEYS[3], now + delay, id)
 else
   redis.call('ZADD', KEYS[2], 0, rank)
+  -- Wakes idle hosts at once; they poll too, so a lost message only delays.
+  redis.call('PUBLISH', prefix .. ':events', 'ready')
 end
 return id
 "#,
@@ -304,7 +311,8 @@ return 1
 
 /// Cancels up to `batch` of a tag's unfinished jobs: ready and delayed ones
 /// end as cancelled at once, running ones are flagged for their host (which
-/// learns it on its next renewal). KEYS: ready, delayed. ARGV: prefix, tag,
+/// learns it from `cancel:<id>` on `<prefix>:events`, or else on its next
+/// renewal). KEYS: ready, delayed. ARGV: prefix, tag,
 /// batch. Returns `{jobs cancelled or flagged, jobs of the tag left}`.
 pub(crate) fn cancel_tag() -> Script {
     script(
@@ -327,6 +335,9 @@ for _, id in ipairs(ids) do
     n = n + 1
   elseif f[1] == 'running' then
     redis.call('HSET', key, 'cancel', 1)
+    -- Tells the job's host at once; its next renewal reports it too, so a
+    -- lost message only delays the stop.
+    redis.call('PUBLISH', prefix .. ':events', 'cancel:' .. id)
     n = n + 1
   end
 end
