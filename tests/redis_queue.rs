@@ -1,6 +1,7 @@
 //! The durable queue against a real Redis: enqueue, claim, run, ack; order
 //! by priority then FIFO; leases that run out; fencing; retries to the dead
-//! letters; jobs that cannot run; delayed jobs. Each test starts its own
+//! letters; jobs that cannot run; delayed jobs; the pub/sub fast paths for
+//! cancels and enqueue wakeups, and their fallbacks. Each test starts its own
 //! `redis-server` (see `common_redis`).
 #![cfg(feature = "redis")]
 
@@ -937,6 +938,83 @@ async fn an_idle_host_resubscribes_after_redis_restarts() {
             .expect("the host did not start the job within 10 s of the restart");
         assert_eq!(got, Some(7));
         until_state(&client, id, JobState::Done).await;
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+/// Connects as a Redis user that may run every command but subscribe to no
+/// channel, so a host on it never hears the queue's events and must work
+/// by the fallbacks alone (its listener keeps retrying, refused).
+async fn client_without_pubsub(redis: &RedisServer) -> Client {
+    let admin = redis::Client::open(redis.url()).unwrap();
+    let mut con = admin.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "deaf",
+            "on",
+            ">deafpass",
+            "~*",
+            "+@all",
+            "resetchannels",
+        ])
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let url = format!("redis://deaf:deafpass@127.0.0.1:{}/", redis.port());
+    Client::connect(&url).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_pubsub_a_host_still_cancels_by_renewal_and_claims_by_polling() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let deaf = client_without_pubsub(&redis).await;
+        let plan = Plan::builder().workers(1).build().unwrap();
+        let (started_tx, mut started) = mpsc::unbounded_channel();
+        let host = Host::builder(&plan, &deaf)
+            .lease(Duration::from_secs(60))
+            .renew_interval(Duration::from_millis(300))
+            .poll_interval(Duration::from_millis(300))
+            .register("stuck", move |_: (), _| {
+                let started = started_tx.clone();
+                async move {
+                    let _ = started.send(());
+                    std::future::pending::<()>().await;
+                    Ok::<(), String>(())
+                }
+            })
+            .start();
+        // Claimed by polling.
+        let id = client
+            .job("stuck", &())
+            .tag("user-7")
+            .enqueue()
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), started.recv())
+            .await
+            .expect("the host did not claim by polling within 5 s")
+            .unwrap();
+        // Nobody hears the events: the host's listener was refused.
+        let admin = redis::Client::open(redis.url()).unwrap();
+        let mut con = admin.get_multiplexed_async_connection().await.unwrap();
+        let (_, listeners): (String, u32) = redis::cmd("PUBSUB")
+            .arg(&["NUMSUB", "taskplan:events"])
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(listeners, 0);
+        // Stopped by renewal.
+        let asked = Instant::now();
+        assert_eq!(client.cancel_tag("user-7").await.unwrap(), 1);
+        until_state(&client, id, JobState::Cancelled).await;
+        let took = asked.elapsed();
+        eprintln!("renewal alone stopped the running job in {took:?}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        assert_eq!(plan.stats().cancelled, 1);
         host.shutdown(Duration::from_secs(1)).await;
     })
     .await
