@@ -114,16 +114,18 @@ async fn a_killed_host_process_loses_its_job_to_the_other() {
         let mut hosts = [
             (
                 "a".to_owned(),
-                HostProcess::spawn(&redis, "a", 600, 1000, &tx),
+                HostProcess::spawn(&redis, "a", 3000, 1000, &tx),
             ),
             (
                 "b".to_owned(),
-                HostProcess::spawn(&redis, "b", 600, 1000, &tx),
+                HostProcess::spawn(&redis, "b", 3000, 1000, &tx),
             ),
         ];
         expect(&mut lines, "ready").await;
         expect(&mut lines, "ready").await;
 
+        // Leases of 3 s (renewed every 500 ms): the survivor's run counts
+        // once even if a loaded machine stalls a renewal by seconds.
         let id = client.job("sleep", &1500u64).enqueue().await.unwrap();
         let owner = expect(&mut lines, &format!("start {id} 1")).await;
         let (_, owner_process) = hosts.iter_mut().find(|(name, _)| *name == owner).unwrap();
@@ -262,8 +264,11 @@ async fn a_host_process_killed_mid_run_loses_exactly_its_jobs_in_flight() {
     bounded(async {
         let client = redis.client().await;
         let (tx, mut lines) = mpsc::unbounded_channel();
-        let mut victim = HostProcess::spawn(&redis, "victim", 600, 1000, &tx);
-        let mut survivor = HostProcess::spawn(&redis, "survivor", 600, 1000, &tx);
+        // Leases of 3 s (renewed every 500 ms): the exact counts below hold
+        // unless a renewal stalls by seconds, which a short lease would not
+        // survive on a loaded machine.
+        let mut victim = HostProcess::spawn(&redis, "victim", 3000, 1000, &tx);
+        let mut survivor = HostProcess::spawn(&redis, "survivor", 3000, 1000, &tx);
         expect(&mut lines, "ready").await;
         expect(&mut lines, "ready").await;
 

@@ -302,13 +302,15 @@ async fn a_running_job_keeps_its_lease_by_renewal() {
         let runs = Arc::new(AtomicU32::new(0));
         let counted = Arc::clone(&runs);
         let plan = Plan::builder().workers(2).build().unwrap();
+        // Renewed twenty times a lease, so only a stall of most of a lease
+        // (2 s) could lose it on a loaded machine; the job runs two leases.
         let host = host(&plan, &client)
-            .lease(Duration::from_millis(300))
+            .lease(Duration::from_secs(2))
+            .renew_interval(Duration::from_millis(100))
             .register("slow", move |_: (), _| {
                 counted.fetch_add(1, Ordering::SeqCst);
                 async {
-                    // Four leases long.
-                    tokio::time::sleep(Duration::from_millis(1200)).await;
+                    tokio::time::sleep(Duration::from_secs(4)).await;
                     Ok::<(), String>(())
                 }
             })
