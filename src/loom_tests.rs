@@ -1317,7 +1317,7 @@ mod counts {
         self.spawn_supervisors(spawns);");
     fact!(RESIZE in "engine/shared.rs": "
             let mut state = self.lock();
-            if state.closed || self.token_alarm.fired() {
+            if self.closed_in(&state) {
                 return false;
             }
             state.workers = workers;");

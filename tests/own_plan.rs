@@ -13,13 +13,39 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Captured, Gated};
-use taskplan::Plan;
+use common::{Captured, Gate, Gated};
+use taskplan::{Plan, TaskHandle, TaskId};
 
 /// Lets every task run until it parks: under paused time, a sleep only
 /// ends when nothing else can happen.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// Submits a task of `plan` that, once `gate` (if any) lets it through,
+/// fills its own plan's queue (capacity 1) with a task returning 1, then
+/// submits a second returning 2. The task returns the first's handle and
+/// what the second submit gave: its id, or the refusal's `is_full`.
+async fn fill_then_submit_from_inside(
+    plan: &Plan,
+    gate: Option<Gate>,
+) -> TaskHandle<(TaskHandle<u32>, Result<TaskId, bool>)> {
+    let inner = plan.clone();
+    plan.submit(async move {
+        if let Some(gate) = gate {
+            gate.pass().await;
+        }
+        let first = inner.submit(async { 1 }).await.unwrap();
+        let second = inner.submit(async { 2 }).await;
+        (
+            first,
+            second
+                .map(|handle| handle.id())
+                .map_err(|refused| refused.is_full()),
+        )
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -175,6 +201,37 @@ async fn shutdown_from_a_task_cancels_the_others_after_the_grace() {
     .await
 }
 
+/// The docs' stuck case: the caller holds the only worker, so its queued
+/// task can never start before it ends; `shutdown` cancels it at once
+/// instead of waiting out the grace.
+#[tokio::test(start_paused = true)]
+async fn shutdown_from_the_only_worker_cancels_what_can_never_start_at_once() {
+    common::harness(async {
+        let plan = common::tracked(Plan::builder().workers(1).build().unwrap());
+        let inner = plan.clone();
+        let caller = plan
+            .submit(async move {
+                let queued = inner.submit(async { "never" }).await.unwrap();
+                let report = inner.shutdown(Duration::from_secs(3600)).await;
+                (report, queued.await)
+            })
+            .await
+            .unwrap();
+        let (report, queued) = common::or_hang(caller, "shutdown from the only worker")
+            .await
+            .unwrap();
+        assert!(queued.unwrap_err().is_cancelled());
+        assert_eq!(report.cancelled, 1);
+        assert!(report.forced);
+        assert_eq!(
+            report.elapsed,
+            Duration::ZERO,
+            "it did not wait out the grace"
+        );
+    })
+    .await
+}
+
 async fn abort_from_a_task_stops_every_task_the_caller_included() {
     let plan = common::tracked(Plan::builder().workers(2).build().unwrap());
     let mut gated = Gated::new();
@@ -223,15 +280,7 @@ async fn submit_from_a_task_waits_for_room_another_worker_makes() {
         let mut gated = Gated::new();
         let busy = plan.submit(gated.task(1)).await.unwrap();
         gated.started().await;
-        let inner = plan.clone();
-        let submitter = plan
-            .submit(async move {
-                let first = inner.submit(async { 2 }).await.unwrap();
-                let second = inner.submit(async { 3 }).await;
-                (first, second.map(|handle| handle.id()))
-            })
-            .await
-            .unwrap();
+        let submitter = fill_then_submit_from_inside(&plan, None).await;
         settle().await;
         assert!(
             !submitter.is_finished(),
@@ -242,7 +291,7 @@ async fn submit_from_a_task_waits_for_room_another_worker_makes() {
         let (first, second) = common::or_hang(submitter, "the waiting submit")
             .await
             .unwrap();
-        assert_eq!(first.await.unwrap(), 2);
+        assert_eq!(first.await.unwrap(), 1);
         assert!(
             second.is_ok(),
             "room came when the other worker started a task"
@@ -258,15 +307,7 @@ async fn a_waiting_submit_from_a_task_is_refused_once_fewer_workers_leave_it_stu
         let mut gated = Gated::new();
         let busy = plan.submit(gated.task(1)).await.unwrap();
         gated.started().await;
-        let inner = plan.clone();
-        let submitter = plan
-            .submit(async move {
-                let first = inner.submit(async { 2 }).await.unwrap();
-                let second = inner.submit(async { 3 }).await;
-                (first, second.map(|handle| handle.id()))
-            })
-            .await
-            .unwrap();
+        let submitter = fill_then_submit_from_inside(&plan, None).await;
         settle().await;
         assert!(!submitter.is_finished());
         // With one worker, the one running the submitter, nobody else
@@ -275,10 +316,10 @@ async fn a_waiting_submit_from_a_task_is_refused_once_fewer_workers_leave_it_stu
         let (first, second) = common::or_hang(submitter, "the waiting submit")
             .await
             .unwrap();
-        assert!(second.unwrap_err().is_full());
+        assert!(second.unwrap_err(), "refused as full");
         gated.gate.open();
         busy.await.unwrap();
-        assert_eq!(first.await.unwrap(), 2);
+        assert_eq!(first.await.unwrap(), 1);
     })
     .await
 }
@@ -292,17 +333,7 @@ async fn a_task_in_wait_idle_and_one_in_submit_never_hold_every_worker() {
     common::harness(async {
         let plan = common::tracked(Plan::builder().workers(2).capacity(1).build().unwrap());
         let gate = common::Gate::closed();
-        let inner = plan.clone();
-        let submitter_gate = gate.clone();
-        let submitter = plan
-            .submit(async move {
-                submitter_gate.pass().await;
-                let queued = inner.submit(async { 1 }).await.unwrap();
-                let second = inner.submit(async { 2 }).await;
-                (queued, second.map(|handle| handle.id()))
-            })
-            .await
-            .unwrap();
+        let submitter = fill_then_submit_from_inside(&plan, Some(gate.clone())).await;
         let inner = plan.clone();
         let waiter = plan
             .submit(async move { inner.wait_idle().await })
@@ -315,8 +346,8 @@ async fn a_task_in_wait_idle_and_one_in_submit_never_hold_every_worker() {
             .await
             .unwrap();
         assert!(
-            second.unwrap_err().is_full(),
-            "it must not take the last worker"
+            second.unwrap_err(),
+            "refused as full: it must not take the last worker"
         );
         assert_eq!(common::or_hang(queued, "the queued task").await.unwrap(), 1);
         common::or_hang(waiter, "wait_idle").await.unwrap();
@@ -344,15 +375,7 @@ async fn a_waiting_submit_is_refused_when_a_task_enters_wait_idle_on_the_last_wo
             .await
             .unwrap();
         entered_rx.await.unwrap();
-        let inner = plan.clone();
-        let submitter = plan
-            .submit(async move {
-                let queued = inner.submit(async { 1 }).await.unwrap();
-                let second = inner.submit(async { 2 }).await;
-                (queued, second.map(|handle| handle.id()))
-            })
-            .await
-            .unwrap();
+        let submitter = fill_then_submit_from_inside(&plan, None).await;
         settle().await;
         assert!(
             !submitter.is_finished(),
@@ -363,8 +386,8 @@ async fn a_waiting_submit_is_refused_when_a_task_enters_wait_idle_on_the_last_wo
             .await
             .unwrap();
         assert!(
-            second.unwrap_err().is_full(),
-            "refused once the other worker parked"
+            second.unwrap_err(),
+            "refused as full once the other worker parked"
         );
         assert_eq!(common::or_hang(queued, "the queued task").await.unwrap(), 1);
         common::or_hang(waiter, "wait_idle").await.unwrap();

@@ -3,13 +3,15 @@
 //! Each test starts its own `redis-server` (see `common_redis`).
 #![cfg(feature = "redis")]
 
+mod common;
 mod common_redis;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common_redis::{RedisServer, bounded, eventually};
+use common::bounded;
+use common_redis::{RedisServer, eventually};
 use taskplan::Plan;
 use taskplan::durable::{Client, Host, JobId, JobState};
 

@@ -6,13 +6,15 @@
 // The example drains through `Host::shutdown_on_signal`.
 #![cfg(all(feature = "redis", feature = "signal"))]
 
+mod common;
 mod common_redis;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use common_redis::{RedisServer, bounded, eventually, example_binary};
+use common::{bounded, example_binary};
+use common_redis::{RedisServer, eventually};
 use taskplan::durable::{Client, JobId, JobState};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};

@@ -5,13 +5,15 @@
 //! `redis-server` (see `common_redis`).
 #![cfg(feature = "redis")]
 
+mod common;
 mod common_redis;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common_redis::{RedisServer, bounded, eventually};
+use common::bounded;
+use common_redis::{RedisServer, eventually};
 use taskplan::Plan;
 use taskplan::durable::{Client, Host, JobContext, JobId, JobState};
 use tokio::sync::{Semaphore, mpsc};
@@ -83,6 +85,18 @@ async fn enqueue_claim_run_ack() {
     .await
 }
 
+/// Enqueues one `log` job per `(name, priority)`, in order.
+async fn enqueue_logs(client: &Client, jobs: &[(&str, i32)]) {
+    for &(name, priority) in jobs {
+        client
+            .job("log", name)
+            .priority(priority)
+            .enqueue()
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_host_runs_by_priority_then_fifo() {
     let redis = RedisServer::start();
@@ -90,14 +104,7 @@ async fn one_host_runs_by_priority_then_fifo() {
         let client = redis.client().await;
         // Enqueued before any host runs: (name, priority).
         let jobs = [("a", 0), ("b", 5), ("c", 0), ("d", -3), ("e", 5), ("f", 1)];
-        for (name, priority) in jobs {
-            client
-                .job("log", name)
-                .priority(priority)
-                .enqueue()
-                .await
-                .unwrap();
-        }
+        enqueue_logs(&client, &jobs).await;
         let order = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&order);
         let plan = Plan::builder().workers(1).build().unwrap();
@@ -124,14 +131,7 @@ async fn two_hosts_claim_in_cluster_order() {
         let client = redis.client().await;
         // Claim order: b e | f a | c d (priority, then FIFO across pairs).
         let jobs = [("a", 0), ("b", 5), ("c", 0), ("d", -3), ("e", 5), ("f", 1)];
-        for (name, priority) in jobs {
-            client
-                .job("log", name)
-                .priority(priority)
-                .enqueue()
-                .await
-                .unwrap();
-        }
+        enqueue_logs(&client, &jobs).await;
         let started = Arc::new(Mutex::new(Vec::new()));
         let gate = Arc::new(Semaphore::new(0));
         let make_host = |name: &str| {

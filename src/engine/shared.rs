@@ -257,7 +257,14 @@ impl Shared {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.lock().closed || self.token_alarm.fired()
+        self.closed_in(&self.lock())
+    }
+
+    /// Whether the plan takes no more work, given its locked state: closed,
+    /// or its token cancelled (the abort that closes it may still be on its
+    /// way, see `token_alarm`).
+    fn closed_in(&self, state: &State) -> bool {
+        state.closed || self.token_alarm.fired()
     }
 
     /// Closes the plan, lets it drain for `grace`, then aborts what is left;
@@ -491,7 +498,7 @@ impl Shared {
         let _resize = self.resize.lock().unwrap_or_else(|e| e.into_inner());
         let (wake, inside_submitters_stuck, spawns) = {
             let mut state = self.lock();
-            if state.closed || self.token_alarm.fired() {
+            if self.closed_in(&state) {
                 return false;
             }
             state.workers = workers;
@@ -591,7 +598,7 @@ impl Shared {
         let mut new_outcomes = None;
         let (id, tag, mut state) = loop {
             let mut state = self.lock();
-            if state.closed || self.token_alarm.fired() {
+            if self.closed_in(&state) {
                 return Err(Refused::Closed(task));
             }
             if state.queue.len() >= self.capacity {
