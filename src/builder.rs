@@ -71,7 +71,8 @@ impl PlanBuilder {
     /// Sets how many tasks may wait in the queue before
     /// [`submit`](Plan::submit) waits and [`try_submit`](Plan::try_submit)
     /// refuses. Running tasks do not count. Defaults to 1024; zero makes
-    /// [`build`](PlanBuilder::build) fail.
+    /// [`build`](PlanBuilder::build) fail. A capacity above `2^32 - 2`
+    /// (more tasks than any machine can hold) is taken as `2^32 - 2`.
     pub fn capacity(mut self, capacity: usize) -> PlanBuilder {
         self.capacity = capacity;
         self

@@ -75,9 +75,11 @@ async fn a_task_is_one_allocation_and_its_setup_a_second_only_when_set() {
             .await
             .unwrap();
         tokio::task::yield_now().await;
-        // One first, for what the queue allocates once and keeps (the map
-        // node of priority 1's lane).
-        per_task(&plan, 1, true).await;
+        // One round first, for what the queue allocates once and keeps:
+        // the map node of priority 1's lane, and room for the entries it
+        // keeps beside each task that has a tag or a priority (grown on
+        // demand, kept up to the queue's initial capacity).
+        per_task(&plan, 500, true).await;
         assert_eq!(per_task(&plan, 500, false).await, 1.0, "a plain task");
         assert_eq!(per_task(&plan, 500, true).await, 2.0, "a tagged task");
         gate.open();

@@ -35,13 +35,12 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::counters::Outcomes;
 use crate::engine::panic::{Failure, contain_panic, panic_text};
 use crate::engine::sync::{Arc, Mutex, MutexGuard};
-use crate::engine::sync::{AtomicU8, AtomicU32, AtomicUsize, AtomicWaker, Ordering};
+use crate::engine::sync::{AtomicU8, AtomicU32, AtomicWaker, Ordering};
 use crate::engine::tags::TagInfo;
 use crate::tag::Tag;
 
@@ -110,9 +109,12 @@ const CANCEL: u8 = 0b100;
 
 /// The type-erased part of a task's shared state.
 pub(crate) struct Header {
-    /// The task's slot in the queue; only meaningful while QUEUED and only
-    /// read or written with the queue lock held.
-    queue_key: AtomicUsize,
+    /// The task's node in the queue, and its entry for a priority or tag
+    /// (`u32::MAX` if it has neither); only meaningful while QUEUED and
+    /// only read or written with the queue lock held. 32 bits each, so the
+    /// header stays 16 bytes (see `engine::queue`).
+    queue_key: AtomicU32,
+    extra_key: AtomicU32,
     /// The plan's number for the supervisor running the task: whom a cancel
     /// wakes. Written before the task is marked RUNNING (Release), so a
     /// canceller that sees RUNNING (Acquire) reads the right one.
@@ -134,11 +136,22 @@ impl Header {
     }
 
     pub(crate) fn queue_key(&self) -> usize {
-        self.queue_key.load(Ordering::Relaxed)
+        self.queue_key.load(Ordering::Relaxed) as usize
     }
 
-    pub(crate) fn set_queue_key(&self, key: usize) {
+    /// Caller holds the queue lock; `key` fits in 32 bits (see
+    /// `engine::queue::MAX_QUEUED`).
+    pub(crate) fn set_queue_key(&self, key: u32) {
         self.queue_key.store(key, Ordering::Relaxed);
+    }
+
+    pub(crate) fn extra_key(&self) -> u32 {
+        self.extra_key.load(Ordering::Relaxed)
+    }
+
+    /// Caller holds the queue lock.
+    pub(crate) fn set_extra_key(&self, key: u32) {
+        self.extra_key.store(key, Ordering::Relaxed);
     }
 
     /// The supervisor running the task, once it is RUNNING.
@@ -226,7 +239,8 @@ impl<T> Core<T> {
     pub(crate) fn new() -> Core<T> {
         Core {
             header: Header {
-                queue_key: AtomicUsize::new(usize::MAX),
+                queue_key: AtomicU32::new(u32::MAX),
+                extra_key: AtomicU32::new(u32::MAX),
                 supervisor: AtomicU32::new(u32::MAX),
                 state: AtomicU8::new(QUEUED),
             },
@@ -501,6 +515,24 @@ impl Setup {
     }
 }
 
+/// A time since the plan's epoch in 8 bytes, where an `Option<Instant>`
+/// takes 16: nanoseconds plus one, 0 for none. Room for 584 years.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Stamp(u64);
+
+impl Stamp {
+    const NONE: Stamp = Stamp(0);
+
+    fn new(since_epoch: Duration) -> Stamp {
+        let nanos = u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX);
+        Stamp(nanos.saturating_add(1))
+    }
+
+    fn get(self) -> Option<Duration> {
+        self.0.checked_sub(1).map(Duration::from_nanos)
+    }
+}
+
 pin_project! {
     /// The part of a task only its owner touches: the user's future and
     /// what running it needs.
@@ -508,9 +540,10 @@ pin_project! {
         #[pin]
         stage: Stage<F>,
         id: TaskId,
-        // When the task was queued, for its queue-wait time; set by the
-        // plan just before it queues the task.
-        queued_at: Option<Instant>,
+        // When the task was queued, for its queue-wait time, as a time
+        // since the plan's epoch; set by the plan just before it queues the
+        // task, if the plan keeps timings.
+        queued_at: Stamp,
         setup: Option<Box<Setup>>,
     }
 }
@@ -591,7 +624,7 @@ where
             body: UnsafeCell::new(Body {
                 stage: Stage::Running { future },
                 id: TaskId::from_sequence(0),
-                queued_at: None,
+                queued_at: Stamp::NONE,
                 setup: setup.boxed(),
             }),
         }))
@@ -608,8 +641,8 @@ where
     }
 
     /// Records that the task is being queued now.
-    pub(crate) fn stamp_queued(&mut self, now: Instant) {
-        self.body().queued_at = Some(now);
+    pub(crate) fn stamp_queued(&mut self, since_epoch: Duration) {
+        self.body().queued_at = Stamp::new(since_epoch);
     }
 
     /// The name of the task's tag, until the task is queued.
@@ -697,7 +730,7 @@ trait Runnable: Control {
     /// Writes.
     unsafe fn set_running_key(&self, key: usize);
 
-    unsafe fn queued_at(&self) -> Option<Instant>;
+    unsafe fn queued_at(&self) -> Option<Duration>;
 
     /// Writes.
     unsafe fn time_out(&self, counters: &Outcomes) -> Ended;
@@ -760,8 +793,9 @@ impl Task {
         self.setup().and_then(|setup| setup.token.as_ref())
     }
 
-    /// When the task was queued; `None` only for tasks made in unit tests.
-    pub(crate) fn queued_at(&self) -> Option<Instant> {
+    /// When the task was queued, as a time since the plan's epoch; `None`
+    /// unless the plan keeps timings.
+    pub(crate) fn queued_at(&self) -> Option<Duration> {
         // SAFETY: `&self` on the unique owner (see `Cell`).
         unsafe { self.0.queued_at() }
     }
@@ -994,9 +1028,9 @@ where
         }
     }
 
-    unsafe fn queued_at(&self) -> Option<Instant> {
+    unsafe fn queued_at(&self) -> Option<Duration> {
         // SAFETY: forwarded from the caller's contract.
-        unsafe { self.body() }.queued_at
+        unsafe { self.body() }.queued_at.get()
     }
 
     unsafe fn time_out(&self, counters: &Outcomes) -> Ended {
@@ -1094,11 +1128,11 @@ mod tests {
     /// of that allocation, so a field that grows it fails here before it
     /// shows in the memory benchmark.
     #[test]
-    fn a_task_of_a_16_byte_future_is_one_allocation_of_at_most_120_bytes() {
+    fn a_task_of_a_16_byte_future_is_one_allocation_of_at_most_112_bytes() {
         assert_eq!(std::mem::size_of::<Sixteen>(), 16);
         let allocation = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Cell<Sixteen>>();
         println!("a task of a 16-byte future allocates {allocation} bytes");
-        assert!(allocation <= 120, "a task cell is {allocation} bytes");
+        assert!(allocation <= 112, "a task cell is {allocation} bytes");
     }
 
     /// A task with no tag, priority, timeout or token has no side part.
@@ -1361,7 +1395,8 @@ mod tests {
             }
 
             /// Kills `is_queued -> true`, `is_done -> true`, `queue_key ->
-            /// 0/1`, `set_queue_key -> ()`, `supervisor -> 0/1` and
+            /// 0/1`, `set_queue_key -> ()`, `extra_key -> 0/1`,
+            /// `set_extra_key -> ()`, `supervisor -> 0/1` and
             /// `mark_started -> ()`.
             #[test]
             fn the_header_reports_each_stage_and_where_the_task_is() {
@@ -1371,6 +1406,9 @@ mod tests {
                 assert!(header.is_queued() && !header.is_done());
                 header.set_queue_key(7);
                 assert_eq!(header.queue_key(), 7);
+                assert_eq!(header.extra_key(), u32::MAX, "none until queued");
+                header.set_extra_key(9);
+                assert_eq!(header.extra_key(), 9);
                 task.header().mark_started(5);
                 assert_eq!(header.supervisor(), 5);
                 assert!(!header.is_queued() && !header.is_done());
@@ -1402,10 +1440,13 @@ mod tests {
             /// Kills `stamp_queued -> ()` and `Task::queued_at -> None`.
             #[test]
             fn a_task_keeps_the_time_it_was_queued() {
-                let now = Instant::now();
+                let since_epoch = Duration::new(3, 7);
                 let mut new = NewTask::new(async {}, Setup::default());
-                new.stamp_queued(now);
-                assert_eq!(new.into_task().queued_at(), Some(now));
+                new.stamp_queued(since_epoch);
+                assert_eq!(new.into_task().queued_at(), Some(since_epoch));
+                let mut at_epoch = NewTask::new(async {}, Setup::default());
+                at_epoch.stamp_queued(Duration::ZERO);
+                assert_eq!(at_epoch.into_task().queued_at(), Some(Duration::ZERO));
                 let unstamped = NewTask::new(async {}, Setup::default()).into_task();
                 assert_eq!(unstamped.queued_at(), None);
             }

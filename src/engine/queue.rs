@@ -1,17 +1,20 @@
 //! The queue of tasks that have not started: priority lanes, promotion
-//! tiers and per-tag lists, all threaded through one slab.
+//! tiers and per-tag lists, threaded through two slabs.
 //!
-//! Every queued task is one slab node, linked into two intrusive doubly
-//! linked lists by slab key:
-//!
-//! - its *place*: either the lane of its priority, or a promotion tier;
-//! - if it has a tag, the list of that tag's queued tasks, in submission
-//!   order.
+//! Every queued task is one 24-byte node: the task and the links of its
+//! *place*, either the lane of its priority or a promotion tier. A task
+//! that has a tag or a priority other than 0 also has an *extra* entry in a
+//! second slab, with what only such tasks need: its priority, its tag and
+//! the links of that tag's list of queued tasks (in submission order), and
+//! its tier and order there once promoted. A plain task, the common case,
+//! pays for the node alone; the header of its cell records both keys.
 //!
 //! Tasks start in this order: promotion tiers, newest first, each in its own
 //! order; then lanes, highest priority first, each first in, first out.
-//! Slab keys, lanes and tags are indices, never pointers: the structure has
-//! no `unsafe` and no reference cycles.
+//! Keys, lanes and tags are indices, never pointers: the structure has no
+//! `unsafe` and no reference cycles. Keys are 32 bits, which is what keeps
+//! a node at 24 bytes and the cell's header at 16, so a queue holds at most
+//! [`MAX_QUEUED`] tasks (the plan clamps its capacity to it).
 //!
 //! That layout is what makes the operations a channel cannot offer cheap:
 //! cancelling a queued task unlinks it in O(1), so its future is dropped and
@@ -28,8 +31,15 @@ use slab::Slab;
 
 use crate::engine::cell::{Header, Task, TaskId};
 
-/// Marks the end of a list; slab keys never reach it.
-const NIL: usize = usize::MAX;
+/// A key in one of the queue's slabs.
+type Key = u32;
+
+/// Marks the end of a list, and a task without an extra entry; keys never
+/// reach it.
+const NIL: Key = Key::MAX;
+
+/// The most tasks a queue holds at once: every key stays below [`NIL`].
+pub(crate) const MAX_QUEUED: usize = NIL as usize - 1;
 
 /// Where a queued task waits.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -40,11 +50,11 @@ enum Place {
     Tier(u64),
 }
 
-/// Ends and length of one intrusive list.
+/// Ends and length of one list.
 #[derive(Clone, Copy, Debug)]
 struct List {
-    head: usize,
-    tail: usize,
+    head: Key,
+    tail: Key,
     len: usize,
 }
 
@@ -56,11 +66,11 @@ impl List {
     };
 }
 
-/// Links of one list through a node.
+/// Links of one list through an entry.
 #[derive(Clone, Copy)]
 struct Links {
-    previous: usize,
-    next: usize,
+    previous: Key,
+    next: Key,
 }
 
 impl Links {
@@ -70,30 +80,42 @@ impl Links {
     };
 }
 
+/// A queued task and the links of its place.
 struct Node {
     task: Task,
-    place: Place,
-    /// Order within the node's place: submission order in a lane, the
+    links: Links,
+}
+
+/// What a queued task with a tag or a priority has beyond its node.
+struct Extra {
+    /// The task's node.
+    node: Key,
+    priority: i32,
+    /// The tag's index, or `NIL`.
+    tag: Key,
+    /// The links of the tag's list.
+    tag_links: Links,
+    /// The promotion tier the task waits in; 0 while in its lane.
+    tier: u64,
+    /// Order within the task's place: submission order in a lane, the
     /// order of promotion in a tier.
     sequence: u64,
-    place_links: Links,
-    tag: Option<usize>,
-    tag_links: Links,
 }
 
-/// Selects one of a node's two sets of links.
-#[derive(Clone, Copy)]
-enum Chain {
-    Place,
-    Tag,
+/// An entry of a slab that threads one list.
+trait Linked {
+    fn links(&mut self) -> &mut Links;
 }
 
-impl Node {
-    fn links(&mut self, chain: Chain) -> &mut Links {
-        match chain {
-            Chain::Place => &mut self.place_links,
-            Chain::Tag => &mut self.tag_links,
-        }
+impl Linked for Node {
+    fn links(&mut self) -> &mut Links {
+        &mut self.links
+    }
+}
+
+impl Linked for Extra {
+    fn links(&mut self) -> &mut Links {
+        &mut self.tag_links
     }
 }
 
@@ -113,6 +135,7 @@ impl Drained {
 /// The queued tasks of a plan.
 pub(crate) struct Queue {
     nodes: Slab<Node>,
+    extras: Slab<Extra>,
     /// The lane of the default priority, 0, where most tasks go. It lives
     /// outside `lanes` so that a queue emptying and refilling, the common
     /// case, never allocates or frees a map node.
@@ -123,9 +146,9 @@ pub(crate) struct Queue {
     /// Non-empty promotion tiers by promotion number: the last runs first.
     /// Empty tiers are removed, so the map holds only pending promotions.
     tiers: BTreeMap<u64, List>,
-    /// The number of the next promotion; numbers only grow.
+    /// The number of the next promotion; numbers only grow, from 1.
     next_promotion: u64,
-    /// Queued tasks of each tag, by tag index.
+    /// Queued tasks of each tag, by tag index: lists of extra entries.
     tags: Vec<List>,
     next_sequence: u64,
     /// The storage a queue keeps when it empties: what it was made with.
@@ -134,10 +157,18 @@ pub(crate) struct Queue {
     retained_capacity: usize,
 }
 
+/// A slab key as a list key. Cannot fail for a queue of at most
+/// [`MAX_QUEUED`] tasks, whose keys all stay below that bound.
+fn key(key: usize) -> Key {
+    debug_assert!(key <= MAX_QUEUED, "a queue holds at most MAX_QUEUED tasks");
+    key as Key
+}
+
 impl Queue {
     pub(crate) fn with_capacity(capacity: usize) -> Queue {
         Queue {
             nodes: Slab::with_capacity(capacity),
+            extras: Slab::new(),
             default_lane: List::EMPTY,
             lanes: BTreeMap::new(),
             tiers: BTreeMap::new(),
@@ -158,34 +189,44 @@ impl Queue {
     }
 
     /// Queues a task behind every task of its priority, and records in its
-    /// header its key and its sequence number, which becomes its id: ids
+    /// header its keys and its sequence number, which becomes its id: ids
     /// follow the order in which tasks were queued.
+    ///
+    /// The caller keeps the queue at most [`MAX_QUEUED`] long.
     pub(crate) fn push(&mut self, mut task: Task, priority: i32, tag: Option<usize>) -> TaskId {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         let id = TaskId::from_sequence(sequence);
-        let slot = self.nodes.vacant_entry();
-        let key = slot.key();
-        task.header().set_queue_key(key);
+        let node = key(self.nodes.vacant_key());
+        task.header().set_queue_key(node);
         task.set_id(id);
-        slot.insert(Node {
+        let extra = if priority != 0 || tag.is_some() {
+            key(self.extras.insert(Extra {
+                node,
+                priority,
+                tag: tag.map_or(NIL, key),
+                tag_links: Links::UNLINKED,
+                tier: 0,
+                sequence,
+            }))
+        } else {
+            NIL
+        };
+        task.header().set_extra_key(extra);
+        self.nodes.insert(Node {
             task,
-            place: Place::Lane(priority),
-            sequence,
-            place_links: Links::UNLINKED,
-            tag,
-            tag_links: Links::UNLINKED,
+            links: Links::UNLINKED,
         });
         let lane = match priority {
             0 => &mut self.default_lane,
             _ => self.lanes.entry(Reverse(priority)).or_insert(List::EMPTY),
         };
-        append(&mut self.nodes, lane, key, Chain::Place);
+        append(&mut self.nodes, lane, node);
         if let Some(tag) = tag {
             if self.tags.len() <= tag {
                 self.tags.resize(tag + 1, List::EMPTY);
             }
-            append(&mut self.nodes, &mut self.tags[tag], key, Chain::Tag);
+            append(&mut self.extras, &mut self.tags[tag], extra);
         }
         id
     }
@@ -209,7 +250,7 @@ impl Queue {
     /// The caller must have seen the task as queued with the lock held, which
     /// guarantees `key` still belongs to it.
     pub(crate) fn remove(&mut self, key: usize) -> (Task, Option<usize>) {
-        let (task, tag) = self.remove_node(key);
+        let (task, tag) = self.remove_node(self::key(key));
         task.header().mark_unqueued_for_cancel();
         (task, tag)
     }
@@ -231,6 +272,7 @@ impl Queue {
         self.lanes.clear();
         self.tiers.clear();
         self.tags.iter_mut().for_each(|list| *list = List::EMPTY);
+        self.extras = Slab::new();
         let fresh = Slab::with_capacity(self.retained_capacity);
         Drained(std::mem::replace(&mut self.nodes, fresh))
     }
@@ -258,13 +300,14 @@ impl Queue {
     /// Takes every queued task of one tag, to be dropped instead of run.
     pub(crate) fn drain_tag(&mut self, tag: usize) -> Vec<Task> {
         let mut tasks = Vec::with_capacity(self.tag_len(tag));
-        while let Some(key) = self
+        while let Some(extra) = self
             .tags
             .get(tag)
             .map(|list| list.head)
-            .filter(|&key| key != NIL)
+            .filter(|&extra| extra != NIL)
         {
-            tasks.push(self.remove(key).0);
+            let node = self.extras[extra as usize].node;
+            tasks.push(self.remove(node as usize).0);
         }
         tasks
     }
@@ -284,63 +327,84 @@ impl Queue {
             return 0;
         }
         let mut moving = Vec::with_capacity(list.len);
-        let mut key = list.head;
-        while key != NIL {
-            let node = &self.nodes[key];
+        let mut extra = list.head;
+        while extra != NIL {
+            let entry = &self.extras[extra as usize];
             // The order the task would start in: tiers before lanes (rank 0),
             // newer tiers first, then higher priorities, then sequence.
-            let (rank, priority) = match node.place {
-                Place::Tier(promotion) => (promotion, 0),
-                Place::Lane(priority) => (0, priority),
+            let (rank, priority) = match entry.tier {
+                0 => (0, entry.priority),
+                promotion => (promotion, 0),
             };
-            moving.push((Reverse(rank), Reverse(priority), node.sequence, key));
-            key = node.tag_links.next;
+            moving.push((Reverse(rank), Reverse(priority), entry.sequence, extra));
+            extra = entry.tag_links.next;
         }
         moving.sort_unstable();
 
         let promotion = self.next_promotion;
         self.next_promotion += 1;
         let mut tier = List::EMPTY;
-        for &(_, _, _, key) in &moving {
-            self.unlink_place(key);
+        for &(_, _, _, extra) in &moving {
+            let node = self.extras[extra as usize].node;
+            self.unlink_place(node, extra);
             let sequence = self.next_sequence;
             self.next_sequence += 1;
-            let node = &mut self.nodes[key];
-            node.place = Place::Tier(promotion);
-            node.sequence = sequence;
-            append(&mut self.nodes, &mut tier, key, Chain::Place);
+            let entry = &mut self.extras[extra as usize];
+            entry.tier = promotion;
+            entry.sequence = sequence;
+            append(&mut self.nodes, &mut tier, node);
         }
         self.tiers.insert(promotion, tier);
         moving.len()
     }
 
-    fn remove_node(&mut self, key: usize) -> (Task, Option<usize>) {
-        self.unlink_place(key);
-        let tag = self.nodes[key].tag;
-        if let Some(tag) = tag {
-            unlink(&mut self.nodes, &mut self.tags[tag], key, Chain::Tag);
+    fn remove_node(&mut self, node: Key) -> (Task, Option<usize>) {
+        let extra = self.nodes[node as usize].task.header().extra_key();
+        self.unlink_place(node, extra);
+        let mut tag = None;
+        if extra != NIL {
+            let index = self.extras[extra as usize].tag;
+            if index != NIL {
+                unlink(&mut self.extras, &mut self.tags[index as usize], extra);
+                tag = Some(index as usize);
+            }
+            self.extras.remove(extra as usize);
         }
-        let task = self.nodes.remove(key).task;
+        let task = self.nodes.remove(node as usize).task;
         // Only on emptying: shrinking a queue that still holds tasks would
         // move them all, and a burst regrows its storage in amortized O(1)
         // per task anyway.
-        if self.nodes.is_empty() && self.nodes.capacity() > self.retained_capacity {
-            self.nodes = Slab::with_capacity(self.retained_capacity);
+        if self.nodes.is_empty() {
+            if self.nodes.capacity() > self.retained_capacity {
+                self.nodes = Slab::with_capacity(self.retained_capacity);
+            }
+            if self.extras.capacity() > self.retained_capacity {
+                self.extras = Slab::new();
+            }
         }
         (task, tag)
     }
 
+    /// Where the task of this node waits, given its extra entry.
+    fn place(&self, extra: Key) -> Place {
+        match self.extras.get(extra as usize) {
+            None => Place::Lane(0),
+            Some(entry) if entry.tier != 0 => Place::Tier(entry.tier),
+            Some(entry) => Place::Lane(entry.priority),
+        }
+    }
+
     /// Unlinks a node from its lane or tier, dropping the lane or tier if it
     /// empties.
-    fn unlink_place(&mut self, key: usize) {
-        match self.nodes[key].place {
-            Place::Lane(0) => unlink(&mut self.nodes, &mut self.default_lane, key, Chain::Place),
+    fn unlink_place(&mut self, node: Key, extra: Key) {
+        match self.place(extra) {
+            Place::Lane(0) => unlink(&mut self.nodes, &mut self.default_lane, node),
             Place::Lane(priority) => {
                 let lane = self
                     .lanes
                     .get_mut(&Reverse(priority))
                     .expect("a queued task's lane exists");
-                unlink(&mut self.nodes, lane, key, Chain::Place);
+                unlink(&mut self.nodes, lane, node);
                 if lane.len == 0 {
                     self.lanes.remove(&Reverse(priority));
                 }
@@ -350,7 +414,7 @@ impl Queue {
                     .tiers
                     .get_mut(&promotion)
                     .expect("a queued task's tier exists");
-                unlink(&mut self.nodes, tier, key, Chain::Place);
+                unlink(&mut self.nodes, tier, node);
                 if tier.len == 0 {
                     self.tiers.remove(&promotion);
                 }
@@ -359,31 +423,31 @@ impl Queue {
     }
 }
 
-fn append(nodes: &mut Slab<Node>, list: &mut List, key: usize, chain: Chain) {
+fn append<E: Linked>(entries: &mut Slab<E>, list: &mut List, key: Key) {
     let previous = list.tail;
-    *nodes[key].links(chain) = Links {
+    *entries[key as usize].links() = Links {
         previous,
         next: NIL,
     };
     match previous {
         NIL => list.head = key,
-        previous => nodes[previous].links(chain).next = key,
+        previous => entries[previous as usize].links().next = key,
     }
     list.tail = key;
     list.len += 1;
 }
 
-fn unlink(nodes: &mut Slab<Node>, list: &mut List, key: usize, chain: Chain) {
-    let Links { previous, next } = *nodes[key].links(chain);
+fn unlink<E: Linked>(entries: &mut Slab<E>, list: &mut List, key: Key) {
+    let Links { previous, next } = *entries[key as usize].links();
     match previous {
         NIL => list.head = next,
-        previous => nodes[previous].links(chain).next = next,
+        previous => entries[previous as usize].links().next = next,
     }
     match next {
         NIL => list.tail = previous,
-        next => nodes[next].links(chain).previous = previous,
+        next => entries[next as usize].links().previous = previous,
     }
-    *nodes[key].links(chain) = Links::UNLINKED;
+    *entries[key as usize].links() = Links::UNLINKED;
     list.len -= 1;
 }
 
@@ -501,6 +565,51 @@ mod tests {
         assert!(!queue.holds(key, left.header()), "its key went to another");
         let drained: Vec<Task> = queue.drain().into_tasks().collect();
         assert!(!queue.holds(key, drained[0].header()), "a drain took it");
+    }
+
+    /// A plain task costs the queue one 24-byte node and nothing else; a
+    /// task with a tag or a priority also has an extra entry, given back
+    /// however it leaves. Kills `replace || with && in Queue::push` and a
+    /// `remove_node` that forgets the entry.
+    #[test]
+    fn only_a_task_with_a_tag_or_priority_has_an_extra_entry() {
+        assert_eq!(std::mem::size_of::<Node>(), 24);
+        let mut queue = Queue::with_capacity(4);
+        queue.push(task(), 0, None);
+        assert_eq!(queue.extras.len(), 0, "a plain task");
+        queue.push(task(), 3, None);
+        queue.push(task(), 0, Some(0));
+        assert_eq!(queue.extras.len(), 2, "a priority and a tag");
+        let extra_of = |queue: &Queue, key: usize| queue.nodes[key].task.header().extra_key();
+        let plain = queue.nodes.iter().map(|(key, _)| key).min().unwrap();
+        assert_eq!(extra_of(&queue, plain), NIL);
+        let (first, tag) = queue.pop().unwrap();
+        assert_eq!(
+            (first.id(), tag),
+            (TaskId::from_sequence(1), None),
+            "priority 3 first"
+        );
+        assert_eq!(queue.extras.len(), 1);
+        let tagged = queue.find(TaskId::from_sequence(2)).unwrap();
+        assert_eq!(queue.remove(tagged).1, Some(0));
+        assert_eq!(queue.extras.len(), 0);
+        queue.push(task(), 1, Some(1));
+        drop(queue.drain());
+        assert_eq!(queue.extras.len(), 0, "a drain takes the entries too");
+        assert_eq!(queue.tag_len(1), 0);
+    }
+
+    /// Entries grown for a burst of tagged tasks are freed with the nodes
+    /// once the queue empties.
+    #[test]
+    fn extra_storage_grown_for_a_burst_is_freed_when_the_queue_empties() {
+        let mut queue = Queue::with_capacity(4);
+        for _ in 0..1000 {
+            queue.push(task(), 2, None);
+        }
+        assert!(queue.extras.capacity() >= 1000);
+        while queue.pop().is_some() {}
+        assert_eq!(queue.extras.capacity(), 0);
     }
 
     #[test]

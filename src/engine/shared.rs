@@ -28,7 +28,7 @@ use crate::engine::cell::{
 use crate::engine::counters::{CachePadded, Counters, Outcomes};
 use crate::engine::current;
 use crate::engine::panic::contain_panic;
-use crate::engine::queue::Queue;
+use crate::engine::queue::{MAX_QUEUED, Queue};
 use crate::engine::state::{IdleWaiter, State, claim, claim_up_to};
 use crate::engine::supervisor::{self, TokenAlarm};
 use crate::engine::sync::{Arc, Mutex, MutexGuard};
@@ -92,6 +92,9 @@ pub(crate) struct Shared {
     /// `PlanBuilder::timings`. Without them a task reads the clock only
     /// for its timeout.
     pub(crate) timings: bool,
+    /// What the queued tasks' timestamps count from (see `Task::queued_at`):
+    /// when the plan was made.
+    pub(crate) epoch: Instant,
     /// `workers`, published.
     #[cfg(feature = "metrics")]
     workers_gauge: metrics::Gauge,
@@ -426,6 +429,8 @@ impl Shared {
             span_level,
             timings,
         } = settings;
+        // The queue's keys are 32 bits; no machine holds that many tasks.
+        let capacity = capacity.min(MAX_QUEUED);
         let counters = Counters::new(&name);
         // Armed here, before any task can be submitted; kept armed by the
         // token's watcher.
@@ -467,6 +472,7 @@ impl Shared {
             default_timeout,
             span_level,
             timings,
+            epoch: Instant::now(),
             blocking: Arc::new(Blocking::default()),
             forced: AtomicBool::new(false),
             time_driver_missing: AtomicBool::new(false),
@@ -585,7 +591,7 @@ impl Shared {
     {
         // Read before the lock, to keep the clock out of the critical section.
         if self.timings {
-            task.stamp_queued(Instant::now());
+            task.stamp_queued(Instant::now().saturating_duration_since(self.epoch));
         }
         // The event and the published count below come after the task has
         // moved into the queue; its tag is kept for them only when they

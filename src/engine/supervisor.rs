@@ -69,7 +69,11 @@ pub(crate) async fn supervise(mut exit: ExitGuard) {
         };
         let task = running.task();
         let queue_wait = match (started, task.queued_at()) {
-            (Some(started), Some(queued_at)) => Some(started.saturating_duration_since(queued_at)),
+            (Some(started), Some(queued_at)) => Some(
+                started
+                    .saturating_duration_since(plan.epoch)
+                    .saturating_sub(queued_at),
+            ),
             _ => None,
         };
         plan.record_started(outcomes, task, queue_wait);
