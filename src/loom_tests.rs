@@ -333,7 +333,7 @@ mod header {
             }
             drop(task);
         }
-        self.settle(count);
+        self.settle(self.outcomes(), count);
         for handle in handles {
             handle.wake(&self.name);
         }");
@@ -825,7 +825,7 @@ mod idle {
     use loom::sync::atomic::fence;
 
     fact!(SETTLE in "engine/shared.rs": "
-        self.counters.outcomes().record_settled(count);
+        outcomes.record_settled(count);
         if self.idle_waiters.load(Ordering::SeqCst) > 0 && self.counters.is_idle() {
             self.wake_users(|| self.idle.notify_waiters());
         }");
@@ -868,9 +868,10 @@ mod idle {
             }
         }
 
-        /// `Shared::settle` (`SETTLE`).
-        fn settle(&self, count: usize) {
-            self.counters.outcomes().record_settled(count);
+        /// `Shared::settle` (`SETTLE`), counting in `outcomes`: a
+        /// supervisor's own block, or the plan's.
+        fn settle(&self, outcomes: &Outcomes, count: usize) {
+            outcomes.record_settled(count);
             self.seq_cst_fence();
             if self.idle_waiters.load(Ordering::SeqCst) > 0 && self.counters.is_idle() {
                 self.calls.fetch_add(1, Ordering::SeqCst);
@@ -896,8 +897,9 @@ mod idle {
         }
     }
 
-    /// Two running tasks settle on two threads while `wait_idle` starts on
-    /// a third. Once both settled the plan is idle, so the waiter must have
+    /// Two running tasks settle on two threads, each in its supervisor's
+    /// own block, while `wait_idle` starts on a third and adds the blocks
+    /// up. Once both settled the plan is idle, so the waiter must have
     /// returned or been woken (and then its next turn returns).
     fn settlers_and_a_waiter(seq_cst: bool) {
         let plan = Arc::new(Plan::new(seq_cst));
@@ -906,7 +908,8 @@ mod idle {
         let settlers: Vec<_> = (0..2)
             .map(|_| {
                 let plan = Arc::clone(&plan);
-                thread::spawn(move || plan.settle(1))
+                let block = plan.counters.lend();
+                thread::spawn(move || plan.settle(&block, 1))
             })
             .collect();
         let waited = plan.wait_idle_once();
@@ -957,16 +960,15 @@ mod idle {
 
             let supervisor = {
                 let (plan, queue) = (Arc::clone(&plan), Arc::clone(&queue));
+                let block = plan.counters.lend();
                 thread::spawn(move || {
                     let task = queue.lock().unwrap().pop();
                     if let Some(mut task) = task {
                         task.header().mark_started(1);
                         let waker = AtomicWaker::new();
-                        let ended = block_on(poll_fn(|cx| {
-                            task.poll_run(cx, plan.counters.outcomes(), &waker)
-                        }));
+                        let ended = block_on(poll_fn(|cx| task.poll_run(cx, &block, &waker)));
                         drop(task);
-                        plan.settle(1);
+                        plan.settle(&block, 1);
                         ended.handle.wake("loom");
                     }
                 })
@@ -987,8 +989,8 @@ mod idle {
                     core.header().is_done(),
                     "wait_idle returned before a handle resolved"
                 );
-                let completed = &plan.counters.outcomes().completed;
-                assert_eq!(completed.load(Ordering::Acquire), 1);
+                let completed = plan.counters.snapshot(1, 0, 1).completed;
+                assert_eq!(completed, 1);
             }
             supervisor.join().unwrap();
             submitter.join().unwrap();
@@ -1023,7 +1025,7 @@ mod idle {
                         let _queue = queue_lock.lock().unwrap();
                         plan.counters.record_submitted();
                     }
-                    plan.settle(1);
+                    plan.settle(plan.counters.outcomes(), 1);
                 })
             };
             let waited = plan.wait_idle_once();

@@ -18,13 +18,20 @@ use crate::stats::{Stats, Timing, duration_from_nanos};
 /// ones: if the two are equal, the plan was idle at the first read.
 ///
 /// Outcomes are counted where the task ends, so that finishing a task
-/// writes no outcome counter another supervisor writes (`settled`, behind
-/// `wait_idle`, is still one shared count). Each supervisor counts the
-/// tasks it runs in a block of its own, lent to it for its life (see
-/// [`lend`](Counters::lend)); the rest (cancels of queued tasks, tasks
-/// dropped with their supervisor's runtime) and `settled` go to the plan's
-/// block. A snapshot adds them all up. `submitted` is written by
-/// submitters, so it sits on a cache line of its own too.
+/// writes no counter another supervisor writes. Each supervisor counts the
+/// tasks it runs, and settles them, in a block of its own, lent to it for
+/// its life (see [`lend`](Counters::lend)); the rest (cancels of queued
+/// tasks, tasks dropped with their supervisor's runtime) go to the plan's
+/// block. A snapshot adds them all up, and so does `is_idle`, for
+/// `settled`. `submitted` is written by submitters, so it sits on a cache
+/// line of its own too.
+///
+/// `settled` being a sum keeps `is_idle` exact: each block's count only
+/// grows, and every task is submitted before it settles, so a sum of
+/// blocks read one after the other is at most the total at the last read,
+/// which is at most `submitted` then and at the later read of it. If the
+/// sum equals that read, all three are equal: the plan was idle at the
+/// last read of a block.
 pub(crate) struct Counters {
     /// Only written with the queue lock held, so a plain store of the next
     /// value is enough; it is atomic for the lock-free `is_idle`.
@@ -155,8 +162,7 @@ impl Counters {
         self.submitted.store(submitted + 1, Ordering::Release);
     }
 
-    /// The plan's own block: for outcomes counted outside a supervisor, and
-    /// for `settled`.
+    /// The plan's own block: for outcomes counted outside a supervisor.
     pub(crate) fn outcomes(&self) -> &Outcomes {
         &self.outcomes
     }
@@ -192,15 +198,26 @@ impl Counters {
     /// running. See the type's docs for why the load order makes this exact.
     pub(crate) fn is_idle(&self) -> bool {
         // SeqCst: `Shared::settle` and `Plan::wait_idle` rely on it.
-        let settled = self.outcomes.settled.load(Ordering::SeqCst);
+        let settled = self.settled();
         settled == self.submitted.load(Ordering::SeqCst)
+    }
+
+    /// The tasks settled in every block, each loaded (SeqCst) one after
+    /// the other; see the type's docs for why that is enough.
+    fn settled(&self) -> usize {
+        let mut settled = self.outcomes.settled.load(Ordering::SeqCst);
+        let blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        for block in &blocks.all {
+            settled += block.settled.load(Ordering::SeqCst);
+        }
+        settled
     }
 
     /// An upper bound on the tasks queued or running at some instant during
     /// the call, exact when it is at most the tasks that stayed queued or
     /// running throughout; loaded in `is_idle`'s order for the same reason.
     pub(crate) fn unsettled(&self) -> usize {
-        let settled = self.outcomes.settled.load(Ordering::SeqCst);
+        let settled = self.settled();
         self.submitted
             .load(Ordering::SeqCst)
             .saturating_sub(settled)
@@ -331,6 +348,28 @@ mod tests {
 
     /// A sum past 64 bits of nanoseconds is kept whole through the wrap
     /// count.
+    /// Supervisors settle tasks in their own blocks; `is_idle` and
+    /// `unsettled` add every block up. Kills a `settled` that reads the
+    /// plan's block alone, or skips the lent ones.
+    #[test]
+    fn the_plan_is_idle_once_every_block_settled_what_was_submitted() {
+        let counters = Counters::new("test");
+        let (first, second) = (counters.lend(), counters.lend());
+        for _ in 0..3 {
+            counters.record_submitted();
+        }
+        first.record_settled(1);
+        counters.outcomes().record_settled(1);
+        assert!(!counters.is_idle());
+        assert_eq!(counters.unsettled(), 1);
+        // A block given back keeps its counts for the sums.
+        counters.give_back(second);
+        let second = counters.lend();
+        second.record_settled(1);
+        assert!(counters.is_idle());
+        assert_eq!(counters.unsettled(), 0);
+    }
+
     #[test]
     fn a_timing_sum_past_584_years_is_exact() {
         let sum = TimingSum::default();

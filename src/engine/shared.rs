@@ -1053,7 +1053,7 @@ impl Shared {
             }
             drop(task);
         }
-        self.settle(count);
+        self.settle(self.outcomes(), count);
         for handle in handles {
             handle.wake(&self.name);
         }
@@ -1172,10 +1172,10 @@ impl Shared {
         self.counters.outcomes()
     }
 
-    /// Marks `count` finished tasks' handles as resolved, and wakes
-    /// `wait_idle` if nothing is left.
-    pub(crate) fn settle(&self, count: usize) {
-        self.counters.outcomes().record_settled(count);
+    /// Marks `count` finished tasks' handles as resolved, in the block of
+    /// whoever finished them, and wakes `wait_idle` if nothing is left.
+    pub(crate) fn settle(&self, outcomes: &Outcomes, count: usize) {
+        outcomes.record_settled(count);
         // `notify_waiters` always takes a lock; a plan that goes idle often
         // with nobody in `wait_idle` should not pay it per task. SeqCst here
         // and in `wait_idle` (count, then look) means that either the waiter
@@ -1344,7 +1344,7 @@ mod tests {
             let _waiters: Vec<IdleWaiter<'_>> = (0..expected_waiters)
                 .map(|_| IdleWaiter::register(&shared.idle_waiters))
                 .collect();
-            shared.settle(0);
+            shared.settle(shared.counters.outcomes(), 0);
             let mut context = Context::from_waker(Waker::noop());
             notified.poll(&mut context).is_ready()
         };

@@ -319,7 +319,7 @@ impl Drop for Running<'_> {
                 )
             },
         );
-        plan.settle(1);
+        plan.settle(self.outcomes, 1);
         // Last, once the task is settled: waking a handle runs user code.
         std::mem::take(&mut self.handle).wake(&plan.name);
         ended_now.wake(&plan.name);
