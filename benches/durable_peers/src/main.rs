@@ -1,0 +1,521 @@
+//! # taskplan's durable queue against its peers
+//!
+//! **What it measures.** Throughput of no-op jobs drained from a queue
+//! filled beforehand, in jobs per second, for four Redis-backed queues,
+//! each consuming with **4 concurrent slots in one process**:
+//!
+//! | peer | crate | consumer |
+//! |---|---|---|
+//! | `taskplan` | this repository (`durable`, feature `redis`) | `Host` on a `Plan` with 4 workers, default host options |
+//! | `apalis` | `apalis` 1.0 + `apalis-redis` 1.0 | `WorkerBuilder` with `.concurrency(4)`, default `RedisStorage` config |
+//! | `bullmq` | `bullmq-official` 1.4 (BullMQ's own Rust port) | `Worker` with `concurrency(4)`, default options |
+//! | `streams` | `redis` (a bare Streams consumer group) | 4 tasks: `XREADGROUP COUNT k` + one `XACK` per batch, pipelined with the next read |
+//!
+//! The streams peer is the floor: no leases, retries, dead letters,
+//! priorities or stats, only what a hand-rolled queue costs.
+//!
+//! **How.** The harness starts its own `redis-server` (nothing on disk,
+//! listening on a unix socket in a temporary directory; `--tcp` for a free
+//! loopback port instead); every peer uses the same socket. For each
+//! round and peer: `FLUSHALL`, fill the queue with the peer's own bulk or
+//! pipelined enqueue (not timed), build the consumer (connections made),
+//! then time from starting the consumer until the handler of the last job
+//! has run. Handlers count completions with an atomic and wake the timer
+//! through a `Notify` at the last one; no sleeps. After each drain the
+//! queue itself must agree that every job finished (taskplan's
+//! `stats().completed`, BullMQ's completed count, the group's pending
+//! count and entries read), else the row shows the error. A peer that
+//! makes no progress for `--stall` seconds, returns an error or panics is
+//! shown as a failed row; the run goes on.
+//!
+//! **Fairness.** Rounds interleave the peers (the order rotates each
+//! round), so machine noise hits all alike; the table shows the median
+//! and the min and max over rounds, and the load average at the start and
+//! end. Ratios within one run are what counts: on a shared machine the
+//! absolute numbers move. apalis-redis 1.0 cannot drain a queue filled
+//! with about 8,000 jobs or more (its fetch script promotes every due job
+//! with one `unpack` of all their ids, past Lua's stack limit); the run
+//! shows that failure at `--n` once (a row, caught), and measures apalis
+//! at `--apalis-n` (5,000 by default), a fill it survives; its ratio
+//! column compares medians at those fills.
+//!
+//! **Scaling** (`--scaling`): taskplan's host and the streams floor drain
+//! one queue from 1 and from 2 processes (this binary again, `--worker`);
+//! the parent times from `go` until the queue's own done counter reaches
+//! the fill. On a 2-core machine that also runs `redis-server`, 2
+//! processes cannot scale linearly; the speedup column says how close.
+//!
+//! **Run it** (from the repository root):
+//!
+//! ```sh
+//! cargo run --release --manifest-path benches/durable_peers/Cargo.toml -- --rounds 5 --scaling
+//! cargo run --release --manifest-path benches/durable_peers/Cargo.toml -- --smoke
+//! ```
+//!
+//! Flags: `--n N` (fill, 20000), `--apalis-n N` (5000), `--rounds R` (5),
+//! `--peers taskplan,apalis,bullmq,streams`, `--slots S` (4),
+//! `--stream-count K` (10), `--scaling`, `--scaling-only`,
+//! `--scaling-n N` (50000), `--stall SECS` (10), `--tcp`, `--smoke` (also
+//! `--test`: tiny fills, one round, every peer, scaling included).
+//! Needs `redis-server` (7.0 or later) on `PATH`.
+
+mod done;
+mod peers;
+mod procs;
+mod server;
+
+use std::time::{Duration, Instant};
+
+use peers::Drain;
+use server::RedisServer;
+
+/// One of the queues compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Taskplan,
+    Apalis,
+    Bullmq,
+    Streams,
+}
+
+impl Peer {
+    const ALL: [Peer; 4] = [Peer::Taskplan, Peer::Apalis, Peer::Bullmq, Peer::Streams];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Peer::Taskplan => "taskplan",
+            Peer::Apalis => "apalis",
+            Peer::Bullmq => "bullmq",
+            Peer::Streams => "streams",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Peer::Taskplan => "taskplan durable (Host, 4 workers)",
+            Peer::Apalis => "apalis-redis 1.0 (concurrency 4)",
+            Peer::Bullmq => "bullmq-official 1.4 (concurrency 4)",
+            Peer::Streams => "Redis Streams group (4 consumers)",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Peer, String> {
+        Peer::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown peer {s:?}; one of taskplan, apalis, bullmq, streams"))
+    }
+}
+
+struct Options {
+    n: u64,
+    apalis_n: u64,
+    rounds: usize,
+    peers: Vec<Peer>,
+    slots: usize,
+    stream_count: usize,
+    table: bool,
+    scaling: bool,
+    scaling_n: u64,
+    stall: Duration,
+    tcp: bool,
+    probe_apalis: bool,
+    worker: Option<(Peer, String)>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options {
+        n: 20_000,
+        apalis_n: 5_000,
+        rounds: 5,
+        peers: Peer::ALL.to_vec(),
+        slots: 4,
+        stream_count: 10,
+        table: true,
+        scaling: false,
+        scaling_n: 50_000,
+        stall: Duration::from_secs(10),
+        tcp: false,
+        probe_apalis: true,
+        worker: None,
+    };
+    let mut worker_peer = None;
+    let mut url = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
+        let number = |v: String| {
+            v.replace('_', "")
+                .parse::<u64>()
+                .map_err(|e| format!("{v}: {e}"))
+        };
+        match arg.as_str() {
+            "--n" => o.n = number(value()?)?,
+            "--apalis-n" => o.apalis_n = number(value()?)?,
+            "--rounds" => o.rounds = number(value()?)? as usize,
+            "--peers" => {
+                o.peers = value()?
+                    .split(',')
+                    .map(Peer::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--slots" => o.slots = number(value()?)? as usize,
+            "--stream-count" => o.stream_count = number(value()?)? as usize,
+            "--scaling" => o.scaling = true,
+            "--scaling-only" => (o.scaling, o.table) = (true, false),
+            "--scaling-n" => o.scaling_n = number(value()?)?,
+            "--stall" => o.stall = Duration::from_secs(number(value()?)?),
+            "--tcp" => o.tcp = true,
+            "--no-apalis-probe" => o.probe_apalis = false,
+            "--smoke" | "--test" => {
+                (o.n, o.apalis_n, o.rounds, o.scaling_n) = (300, 300, 1, 600);
+                (o.scaling, o.probe_apalis) = (true, false);
+            }
+            "--worker" => worker_peer = Some(Peer::parse(&value()?)?),
+            "--url" => url = Some(value()?),
+            // `cargo bench` passes this to every target.
+            "--bench" => {}
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?}; see the doc comment in main.rs"
+                ));
+            }
+        }
+    }
+    if let Some(peer) = worker_peer {
+        o.worker = Some((peer, url.ok_or("--worker needs --url")?));
+    }
+    if o.rounds == 0 || o.slots == 0 || o.n == 0 {
+        return Err("--rounds, --slots and --n must be positive".into());
+    }
+    Ok(o)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Fills the peer's queue with `n` jobs and times its drain, in a task of
+/// its own so that a panic becomes an error row.
+async fn measure(server: &RedisServer, o: &Options, peer: Peer, n: u64) -> Result<Drain, String> {
+    server.flush().await?;
+    let url = server.url().to_owned();
+    let (slots, count, stall) = (o.slots, o.stream_count, o.stall);
+    let task = tokio::spawn(async move {
+        match peer {
+            Peer::Taskplan => {
+                peers::taskplan::fill(&url, n).await?;
+                peers::taskplan::drain(&url, n, slots, stall).await
+            }
+            Peer::Apalis => {
+                peers::apalis::fill(&url, n).await?;
+                peers::apalis::drain(&url, n, slots, stall).await
+            }
+            Peer::Bullmq => {
+                peers::bullmq::fill(&url, n).await?;
+                peers::bullmq::drain(&url, n, slots, stall).await
+            }
+            Peer::Streams => {
+                peers::streams::fill(&url, n).await?;
+                peers::streams::drain(&url, n, slots, count, stall).await
+            }
+        }
+    });
+    let drain = task
+        .await
+        .map_err(|e| format!("{}: panicked: {e}", peer.name()))??;
+    if drain.done != n {
+        return Err(format!(
+            "{}: {} handler runs for {n} jobs",
+            peer.name(),
+            drain.done
+        ));
+    }
+    Ok(drain)
+}
+
+/// Rates of one row over the rounds, or why it failed.
+struct Row {
+    label: String,
+    fill: u64,
+    rates: Vec<f64>,
+    error: Option<String>,
+}
+
+impl Row {
+    fn new(label: impl Into<String>, fill: u64) -> Row {
+        Row {
+            label: label.into(),
+            fill,
+            rates: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn record(&mut self, fill: u64, result: Result<Duration, String>) {
+        match result {
+            Ok(elapsed) => {
+                let rate = fill as f64 / elapsed.as_secs_f64();
+                eprintln!("  {:<40} fill {fill:>6}: {rate:>9.0} jobs/s", self.label);
+                self.rates.push(rate);
+            }
+            Err(e) => {
+                eprintln!("  {:<40} fill {fill:>6}: FAILED: {e}", self.label);
+                self.error.get_or_insert(e);
+            }
+        }
+    }
+
+    /// (median, min, max) of the rounds that succeeded.
+    fn summary(&self) -> Option<(f64, f64, f64)> {
+        let mut r = self.rates.clone();
+        if r.is_empty() {
+            return None;
+        }
+        r.sort_by(f64::total_cmp);
+        let mid = r.len() / 2;
+        let median = if r.len() % 2 == 1 {
+            r[mid]
+        } else {
+            (r[mid - 1] + r[mid]) / 2.0
+        };
+        Some((median, r[0], r[r.len() - 1]))
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}x", a / b),
+        _ => "-".into(),
+    }
+}
+
+fn print_table(rows: &[Row], apalis: Option<f64>, taskplan: Option<f64>) {
+    println!("| peer | fill | jobs/s median | min | max | vs apalis-redis | vs taskplan |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        match row.summary() {
+            Some((median, min, max)) => println!(
+                "| {} | {} | {median:.0} | {min:.0} | {max:.0} | {} | {} |",
+                row.label,
+                row.fill,
+                ratio(Some(median), apalis),
+                ratio(Some(median), taskplan),
+            ),
+            None => println!("| {} | {} | failed | - | - | - | - |", row.label, row.fill),
+        }
+        if let Some(e) = &row.error {
+            println!(
+                "|  ↳ error | | {} | | | | |",
+                e.replace('|', "/").replace('\n', " ")
+            );
+        }
+    }
+}
+
+async fn peers_table(server: &RedisServer, o: &Options) {
+    let load_start = load_average();
+    let started = Instant::now();
+    let fill_of = |p: Peer| if p == Peer::Apalis { o.apalis_n } else { o.n };
+    let mut rows: Vec<Row> = o
+        .peers
+        .iter()
+        .map(|&p| Row::new(p.label(), fill_of(p)))
+        .collect();
+    let mut probe = None;
+    if o.probe_apalis && o.peers.contains(&Peer::Apalis) && o.n != o.apalis_n {
+        eprintln!("apalis at fill {} (once):", o.n);
+        let mut row = Row::new(Peer::Apalis.label(), o.n);
+        row.record(
+            o.n,
+            measure(server, o, Peer::Apalis, o.n)
+                .await
+                .map(|d| d.elapsed),
+        );
+        probe = Some(row);
+    }
+    for round in 0..o.rounds {
+        eprintln!(
+            "round {} of {} (load {}):",
+            round + 1,
+            o.rounds,
+            load_average()
+        );
+        for k in 0..o.peers.len() {
+            let i = (k + round) % o.peers.len();
+            let (peer, fill) = (o.peers[i], rows[i].fill);
+            let result = measure(server, o, peer, fill).await.map(|d| d.elapsed);
+            rows[i].record(fill, result);
+        }
+    }
+    let median_of = |p: Peer| {
+        o.peers
+            .iter()
+            .position(|&q| q == p)
+            .and_then(|i| rows[i].summary())
+            .map(|s| s.0)
+    };
+    let (apalis, taskplan) = (median_of(Peer::Apalis), median_of(Peer::Taskplan));
+    rows.extend(probe);
+    println!();
+    println!(
+        "No-op jobs from a filled queue, {} slots in one process, {} round(s), peers interleaved; \
+         redis-server {} ({}); load average {load_start} at start, {} at end; {:.1} s.",
+        o.slots,
+        o.rounds,
+        if o.tcp {
+            "on loopback TCP"
+        } else {
+            "on a unix socket"
+        },
+        redis_version(server).await,
+        load_average(),
+        started.elapsed().as_secs_f64(),
+    );
+    println!();
+    print_table(&rows, apalis, taskplan);
+}
+
+async fn scaling_table(server: &RedisServer, o: &Options) {
+    let load_start = load_average();
+    let started = Instant::now();
+    let peers: Vec<Peer> = [Peer::Taskplan, Peer::Streams]
+        .into_iter()
+        .filter(|p| o.peers.contains(p))
+        .collect();
+    let mut rows = Vec::new();
+    for &peer in &peers {
+        for processes in [1, 2] {
+            rows.push((
+                peer,
+                processes,
+                Row::new(format!("{} ×{processes}", peer.name()), o.scaling_n),
+            ));
+        }
+    }
+    for round in 0..o.rounds {
+        eprintln!(
+            "scaling round {} of {} (load {}):",
+            round + 1,
+            o.rounds,
+            load_average()
+        );
+        for k in 0..rows.len() {
+            let i = (k + round) % rows.len();
+            let (peer, processes) = (rows[i].0, rows[i].1);
+            let result = scaled(server, o, peer, processes).await;
+            rows[i].2.record(o.scaling_n, result);
+        }
+    }
+    println!();
+    println!(
+        "Scaling: the same queue ({} jobs) drained by 1 or 2 processes of {} slots each, \
+         timed by the queue's done counter; {} round(s); load average {load_start} at start, {} at end; {:.1} s.",
+        o.scaling_n,
+        o.slots,
+        o.rounds,
+        load_average(),
+        started.elapsed().as_secs_f64(),
+    );
+    println!();
+    println!("| peer | processes | fill | jobs/s median | min | max | vs 1 process |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (peer, processes, row) in &rows {
+        let one = rows
+            .iter()
+            .find(|(p, n, _)| p == peer && *n == 1)
+            .and_then(|(_, _, r)| r.summary())
+            .map(|s| s.0);
+        match row.summary() {
+            Some((median, min, max)) => println!(
+                "| {} | {processes} | {} | {median:.0} | {min:.0} | {max:.0} | {} |",
+                peer.label(),
+                row.fill,
+                ratio(Some(median), one),
+            ),
+            None => println!(
+                "| {} | {processes} | {} | failed | - | - | - |",
+                peer.label(),
+                row.fill
+            ),
+        }
+        if let Some(e) = &row.error {
+            println!("|  ↳ error | | | {} | | | |", e.replace('|', "/"));
+        }
+    }
+}
+
+async fn scaled(
+    server: &RedisServer,
+    o: &Options,
+    peer: Peer,
+    processes: usize,
+) -> Result<Duration, String> {
+    server.flush().await?;
+    let url = server.url().to_owned();
+    match peer {
+        Peer::Taskplan => peers::taskplan::fill(&url, o.scaling_n).await?,
+        _ => peers::streams::fill(&url, o.scaling_n).await?,
+    }
+    let args = procs::WorkerArgs {
+        peer,
+        url,
+        slots: o.slots,
+        stream_count: o.stream_count,
+    };
+    procs::drain(&args, o.scaling_n, processes, o.stall).await
+}
+
+async fn redis_version(server: &RedisServer) -> String {
+    let info = async {
+        let mut con = server.connection().await.ok()?;
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut con)
+            .await
+            .ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .map(|v| v.trim().to_owned())
+    };
+    info.await.unwrap_or_else(|| "?".into())
+}
+
+#[tokio::main]
+async fn main() {
+    let o = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("durable_peers: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Some((peer, url)) = o.worker.clone() {
+        let args = procs::WorkerArgs {
+            peer,
+            url,
+            slots: o.slots,
+            stream_count: o.stream_count,
+        };
+        if let Err(e) = procs::worker(args).await {
+            eprintln!("durable_peers worker: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let server = match RedisServer::start(o.tcp).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("durable_peers: {e}");
+            std::process::exit(1);
+        }
+    };
+    if o.table {
+        peers_table(&server, &o).await;
+    }
+    if o.scaling {
+        scaling_table(&server, &o).await;
+    }
+}
