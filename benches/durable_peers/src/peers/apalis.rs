@@ -50,6 +50,9 @@ pub async fn drain(url: &str, n: u64, slots: usize, stall: Duration) -> Result<D
         .concurrency(slots)
         .on_event(move |cx, event| {
             contexts.lock().unwrap().get_or_insert_with(|| cx.clone());
+            if std::env::var_os("DURABLE_PEERS_DEBUG").is_some() {
+                eprintln!("apalis event: {event:?}");
+            }
             if let Event::Error(e) = event {
                 errors.lock().unwrap().get_or_insert_with(|| e.to_string());
             }
@@ -57,29 +60,51 @@ pub async fn drain(url: &str, n: u64, slots: usize, stall: Duration) -> Result<D
         .build(noop);
 
     let start = Instant::now();
-    let running = tokio::spawn(worker.run());
-    let waited = done.wait(stall).await;
+    let mut running = tokio::spawn(worker.run());
+    // A worker whose `run()` ends before the last job (it does, with an
+    // error, when its fetch script fails) ends the wait at once.
+    let (waited, ended) = tokio::select! {
+        waited = done.wait(stall) => (waited, None),
+        ended = &mut running => (
+            Err(format!("the worker stopped after {} of {n} jobs", done.count())),
+            Some(ended),
+        ),
+    };
     let elapsed = start.elapsed();
 
     // Stop it as its docs say (through its context); a worker that does
     // not stop in time is aborted, so it never runs into the next peer.
-    let cx = context.lock().unwrap().clone();
-    if let Some(cx) = cx {
-        let _ = cx.stop();
-    }
-    let mut running = running;
-    if tokio::time::timeout(Duration::from_secs(10), &mut running)
-        .await
-        .is_err()
-    {
-        running.abort();
-    }
+    let ended = match ended {
+        Some(ended) => Some(ended),
+        None => {
+            let cx = context.lock().unwrap().clone();
+            if let Some(cx) = cx {
+                let _ = cx.stop();
+            }
+            match tokio::time::timeout(Duration::from_secs(10), &mut running).await {
+                Ok(ended) => Some(ended),
+                Err(_) => {
+                    running.abort();
+                    None
+                }
+            }
+        }
+    };
+    let ended = match ended {
+        Some(Ok(Ok(()))) => None,
+        Some(Ok(Err(e))) => Some(format!("run() returned: {e}")),
+        Some(Err(e)) => Some(format!("run() panicked: {e}")),
+        None => Some("did not stop within 10 s".to_owned()),
+    };
     if let Err(e) = waited {
-        let error = first_error.lock().unwrap().clone();
-        return Err(match error {
-            Some(error) => format!("apalis: {e}; first worker error: {error}"),
-            None => format!("apalis: {e}"),
-        });
+        let mut why = format!("apalis: {e}");
+        if let Some(ended) = ended {
+            why += &format!("; worker {ended}");
+        }
+        if let Some(error) = first_error.lock().unwrap().clone() {
+            why += &format!("; first error event: {error}");
+        }
+        return Err(why);
     }
     Ok(Drain {
         elapsed,
