@@ -9,10 +9,12 @@
 //! | `taskplan` | this repository (`durable`, feature `redis`) | `Host` on a `Plan` with 4 workers, default host options |
 //! | `apalis` | `apalis` 1.0 + `apalis-redis` 1.0 | `WorkerBuilder` with `.concurrency(4)`, default `RedisStorage` config |
 //! | `bullmq` | `bullmq-official` 1.4 (BullMQ's own Rust port) | `Worker` with `concurrency(4)`, default options |
-//! | `streams` | `redis` (a bare Streams consumer group) | 4 tasks: `XREADGROUP COUNT k` + one `XACK` per batch, pipelined with the next read |
+//! | `streams` | `redis` (a bare Streams consumer group) | 4 tasks: `XREADGROUP COUNT k` (10) + one `XACK` per batch, pipelined with the next read |
+//! | `streams1` | the same | the same with `COUNT 1`: one round trip per job |
 //!
-//! The streams peer is the floor: no leases, retries, dead letters,
-//! priorities or stats, only what a hand-rolled queue costs.
+//! The streams peers are the floor: no leases, retries, dead letters,
+//! priorities or stats, only what a hand-rolled queue costs, batched
+//! (`streams`) and one job per round trip (`streams1`).
 //!
 //! **How.** The harness starts its own `redis-server` (nothing on disk,
 //! listening on a unix socket in a temporary directory; `--tcp` for a free
@@ -53,7 +55,7 @@
 //! ```
 //!
 //! Flags: `--n N` (fill, 20000), `--apalis-n N` (5000), `--rounds R` (5),
-//! `--peers taskplan,apalis,bullmq,streams`, `--slots S` (4),
+//! `--peers taskplan,apalis,bullmq,streams,streams1`, `--slots S` (4),
 //! `--stream-count K` (10), `--scaling`, `--scaling-only`,
 //! `--scaling-n N` (50000), `--stall SECS` (10), `--tcp`, `--smoke` (also
 //! `--test`: tiny fills, one round, every peer, scaling included).
@@ -76,10 +78,20 @@ pub enum Peer {
     Apalis,
     Bullmq,
     Streams,
+    /// The same group reading one entry per `XREADGROUP`: a claim and an
+    /// ack per job, one round trip each (the ack pipelined with the next
+    /// read), the floor for a queue that does not batch.
+    StreamsOne,
 }
 
 impl Peer {
-    const ALL: [Peer; 4] = [Peer::Taskplan, Peer::Apalis, Peer::Bullmq, Peer::Streams];
+    const ALL: [Peer; 5] = [
+        Peer::Taskplan,
+        Peer::Apalis,
+        Peer::Bullmq,
+        Peer::Streams,
+        Peer::StreamsOne,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -87,15 +99,21 @@ impl Peer {
             Peer::Apalis => "apalis",
             Peer::Bullmq => "bullmq",
             Peer::Streams => "streams",
+            Peer::StreamsOne => "streams1",
         }
     }
 
-    fn label(self) -> &'static str {
+    fn label(self, o: &Options) -> String {
+        let slots = o.slots;
         match self {
-            Peer::Taskplan => "taskplan durable (Host, 4 workers)",
-            Peer::Apalis => "apalis-redis 1.0 (concurrency 4)",
-            Peer::Bullmq => "bullmq-official 1.4 (concurrency 4)",
-            Peer::Streams => "Redis Streams group (4 consumers)",
+            Peer::Taskplan => format!("taskplan durable (Host, {slots} workers)"),
+            Peer::Apalis => format!("apalis-redis 1.0 (concurrency {slots})"),
+            Peer::Bullmq => format!("bullmq-official 1.4 (concurrency {slots})"),
+            Peer::Streams => format!(
+                "Redis Streams group, COUNT {} ({slots} consumers)",
+                o.stream_count
+            ),
+            Peer::StreamsOne => format!("Redis Streams group, COUNT 1 ({slots} consumers)"),
         }
     }
 
@@ -103,7 +121,9 @@ impl Peer {
         Peer::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown peer {s:?}; one of taskplan, apalis, bullmq, streams"))
+            .ok_or_else(|| {
+                format!("unknown peer {s:?}; one of taskplan, apalis, bullmq, streams, streams1")
+            })
     }
 }
 
@@ -217,7 +237,8 @@ async fn measure(server: &RedisServer, o: &Options, peer: Peer, n: u64) -> Resul
                 peers::bullmq::fill(&url, n).await?;
                 peers::bullmq::drain(&url, n, slots, stall).await
             }
-            Peer::Streams => {
+            Peer::Streams | Peer::StreamsOne => {
+                let count = if peer == Peer::StreamsOne { 1 } else { count };
                 peers::streams::fill(&url, n).await?;
                 peers::streams::drain(&url, n, slots, count, stall).await
             }
@@ -322,12 +343,12 @@ async fn peers_table(server: &RedisServer, o: &Options) {
     let mut rows: Vec<Row> = o
         .peers
         .iter()
-        .map(|&p| Row::new(p.label(), fill_of(p)))
+        .map(|&p| Row::new(p.label(o), fill_of(p)))
         .collect();
     let mut probe = None;
     if o.probe_apalis && o.peers.contains(&Peer::Apalis) && o.n != o.apalis_n {
         eprintln!("apalis at fill {} (once):", o.n);
-        let mut row = Row::new(Peer::Apalis.label(), o.n);
+        let mut row = Row::new(Peer::Apalis.label(o), o.n);
         row.record(
             o.n,
             measure(server, o, Peer::Apalis, o.n)
@@ -431,13 +452,13 @@ async fn scaling_table(server: &RedisServer, o: &Options) {
         match row.summary() {
             Some((median, min, max)) => println!(
                 "| {} | {processes} | {} | {median:.0} | {min:.0} | {max:.0} | {} |",
-                peer.label(),
+                peer.label(o),
                 row.fill,
                 ratio(Some(median), one),
             ),
             None => println!(
                 "| {} | {processes} | {} | failed | - | - | - |",
-                peer.label(),
+                peer.label(o),
                 row.fill
             ),
         }
