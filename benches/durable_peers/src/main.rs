@@ -30,6 +30,16 @@
 //! makes no progress for `--stall` seconds, returns an error or panics is
 //! shown as a failed row; the run goes on.
 //!
+//! **CPU per job.** Each drain also reads the CPU time (user + system,
+//! from `/proc`, in 10 ms ticks: meaningful at the default fills, not in
+//! the smoke mode) that `redis-server` and this process spent while it
+//! ran, shown per job. A busy machine disturbs these far less than wall
+//! time, and Redis's share bounds how far a peer can scale by adding
+//! processes: one Redis core at `r` µs/job caps the cluster near
+//! `1e6 / r` jobs/s. In the scaling mode the client column is left out
+//! (the consumers are other processes) and Redis's includes the parent's
+//! progress polls (one small read every 2 ms).
+//!
 //! **Fairness.** Rounds interleave the peers (the order rotates each
 //! round), so machine noise hits all alike; the table shows the median
 //! and the min and max over rounds, and the load average at the start and
@@ -61,12 +71,15 @@
 //! `--test`: tiny fills, one round, every peer, scaling included).
 //! Needs `redis-server` (7.0 or later) on `PATH`.
 
+mod clock;
 mod done;
 mod peers;
 mod procs;
 mod server;
 
 use std::time::{Duration, Instant};
+
+use clock::Timed;
 
 use peers::Drain;
 use server::RedisServer;
@@ -262,7 +275,28 @@ struct Row {
     label: String,
     fill: u64,
     rates: Vec<f64>,
+    /// Redis's and this process's CPU microseconds per job, each round.
+    redis_us: Vec<f64>,
+    own_us: Vec<f64>,
     error: Option<String>,
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    })
+}
+
+fn micros(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.1}"))
 }
 
 impl Row {
@@ -271,19 +305,30 @@ impl Row {
             label: label.into(),
             fill,
             rates: Vec::new(),
+            redis_us: Vec::new(),
+            own_us: Vec::new(),
             error: None,
         }
     }
 
-    fn record(&mut self, fill: u64, result: Result<Duration, String>) {
+    fn record(&mut self, fill: u64, result: Result<Timed, String>) {
         match result {
-            Ok(elapsed) => {
-                let rate = fill as f64 / elapsed.as_secs_f64();
-                eprintln!("  {:<40} fill {fill:>6}: {rate:>9.0} jobs/s", self.label);
+            Ok(timed) => {
+                let rate = fill as f64 / timed.elapsed.as_secs_f64();
+                let per_job = |cpu: Option<f64>| cpu.map(|s| s * 1e6 / fill as f64);
+                let (redis, own) = (per_job(timed.redis_cpu), per_job(timed.own_cpu));
+                eprintln!(
+                    "  {:<44} fill {fill:>6}: {rate:>9.0} jobs/s, CPU µs/job: redis {}, client {}",
+                    self.label,
+                    micros(redis),
+                    micros(own)
+                );
                 self.rates.push(rate);
+                self.redis_us.extend(redis);
+                self.own_us.extend(own);
             }
             Err(e) => {
-                eprintln!("  {:<40} fill {fill:>6}: FAILED: {e}", self.label);
+                eprintln!("  {:<44} fill {fill:>6}: FAILED: {e}", self.label);
                 self.error.get_or_insert(e);
             }
         }
@@ -291,18 +336,9 @@ impl Row {
 
     /// (median, min, max) of the rounds that succeeded.
     fn summary(&self) -> Option<(f64, f64, f64)> {
-        let mut r = self.rates.clone();
-        if r.is_empty() {
-            return None;
-        }
-        r.sort_by(f64::total_cmp);
-        let mid = r.len() / 2;
-        let median = if r.len() % 2 == 1 {
-            r[mid]
-        } else {
-            (r[mid - 1] + r[mid]) / 2.0
-        };
-        Some((median, r[0], r[r.len() - 1]))
+        let min = self.rates.iter().copied().reduce(f64::min)?;
+        let max = self.rates.iter().copied().reduce(f64::max)?;
+        Some((median(&self.rates)?, min, max))
     }
 }
 
@@ -314,22 +350,32 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 }
 
 fn print_table(rows: &[Row], apalis: Option<f64>, taskplan: Option<f64>) {
-    println!("| peer | fill | jobs/s median | min | max | vs apalis-redis | vs taskplan |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| peer | fill | jobs/s median | min | max | vs apalis-redis | vs taskplan | Redis CPU µs/job | client CPU µs/job |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
+        let cpu = format!(
+            "{} | {}",
+            micros(median(&row.redis_us)),
+            micros(median(&row.own_us))
+        );
         match row.summary() {
             Some((median, min, max)) => println!(
-                "| {} | {} | {median:.0} | {min:.0} | {max:.0} | {} | {} |",
+                "| {} | {} | {median:.0} | {min:.0} | {max:.0} | {} | {} | {cpu} |",
                 row.label,
                 row.fill,
                 ratio(Some(median), apalis),
                 ratio(Some(median), taskplan),
             ),
-            None => println!("| {} | {} | failed | - | - | - | - |", row.label, row.fill),
+            None => println!(
+                "| {} | {} | failed | - | - | - | - | - | - |",
+                row.label, row.fill
+            ),
         }
         if let Some(e) = &row.error {
             println!(
-                "|  ↳ error | | {} | | | | |",
+                "|  ↳ error | | {} | | | | | | |",
                 e.replace('|', "/").replace('\n', " ")
             );
         }
@@ -351,9 +397,7 @@ async fn peers_table(server: &RedisServer, o: &Options) {
         let mut row = Row::new(Peer::Apalis.label(o), o.n);
         row.record(
             o.n,
-            measure(server, o, Peer::Apalis, o.n)
-                .await
-                .map(|d| d.elapsed),
+            measure(server, o, Peer::Apalis, o.n).await.map(|d| d.timed),
         );
         probe = Some(row);
     }
@@ -367,7 +411,7 @@ async fn peers_table(server: &RedisServer, o: &Options) {
         for k in 0..o.peers.len() {
             let i = (k + round) % o.peers.len();
             let (peer, fill) = (o.peers[i], rows[i].fill);
-            let result = measure(server, o, peer, fill).await.map(|d| d.elapsed);
+            let result = measure(server, o, peer, fill).await.map(|d| d.timed);
             rows[i].record(fill, result);
         }
     }
@@ -441,8 +485,10 @@ async fn scaling_table(server: &RedisServer, o: &Options) {
         started.elapsed().as_secs_f64(),
     );
     println!();
-    println!("| peer | processes | fill | jobs/s median | min | max | vs 1 process |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| peer | processes | fill | jobs/s median | min | max | vs 1 process | Redis CPU µs/job |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (peer, processes, row) in &rows {
         let one = rows
             .iter()
@@ -451,19 +497,20 @@ async fn scaling_table(server: &RedisServer, o: &Options) {
             .map(|s| s.0);
         match row.summary() {
             Some((median, min, max)) => println!(
-                "| {} | {processes} | {} | {median:.0} | {min:.0} | {max:.0} | {} |",
+                "| {} | {processes} | {} | {median:.0} | {min:.0} | {max:.0} | {} | {} |",
                 peer.label(o),
                 row.fill,
                 ratio(Some(median), one),
+                micros(crate::median(&row.redis_us)),
             ),
             None => println!(
-                "| {} | {processes} | {} | failed | - | - | - |",
+                "| {} | {processes} | {} | failed | - | - | - | - |",
                 peer.label(o),
                 row.fill
             ),
         }
         if let Some(e) = &row.error {
-            println!("|  ↳ error | | | {} | | | |", e.replace('|', "/"));
+            println!("|  ↳ error | | | {} | | | | |", e.replace('|', "/"));
         }
     }
 }
@@ -473,7 +520,7 @@ async fn scaled(
     o: &Options,
     peer: Peer,
     processes: usize,
-) -> Result<Duration, String> {
+) -> Result<Timed, String> {
     server.flush().await?;
     let url = server.url().to_owned();
     match peer {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::Peer;
+use crate::clock::{Clock, Timed};
 use crate::done::Done;
 use crate::peers::{streams, taskplan};
 
@@ -164,13 +165,14 @@ impl Drop for Children {
 }
 
 /// Drains a queue filled with `n` jobs with `processes` worker processes;
-/// returns the time from `go` to the queue's counter reaching `n`.
+/// returns the time from `go` to the queue's counter reaching `n`, and
+/// Redis's CPU time meanwhile.
 pub async fn drain(
     args: &WorkerArgs,
     n: u64,
     processes: usize,
     stall: Duration,
-) -> Result<Duration, String> {
+) -> Result<Timed, String> {
     let client = taskplan::client(&args.url).await?;
     let mut con = redis::Client::open(args.url.as_str())
         .map_err(|e| e.to_string())?
@@ -179,15 +181,15 @@ pub async fn drain(
         .map_err(|e| e.to_string())?;
     let mut children = Children::spawn(processes, args)?;
     children.go()?;
-    let start = Instant::now();
+    let clock = Clock::start();
     let mut last = (0, Instant::now());
-    let elapsed = loop {
+    let timed = loop {
         let done = match args.peer {
             Peer::Taskplan => taskplan::completed(&client).await?,
             _ => streams::group_progress(&mut con).await?.1,
         };
         if done >= n {
-            break start.elapsed();
+            break clock.stop();
         }
         if done != last.0 {
             last = (done, Instant::now());
@@ -197,5 +199,9 @@ pub async fn drain(
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     children.finish()?;
-    Ok(elapsed)
+    // The consumers' CPU was in the children; this process only polled.
+    Ok(Timed {
+        own_cpu: None,
+        ..timed
+    })
 }

@@ -41,6 +41,7 @@ impl RedisServer {
         let child = cmd
             .spawn()
             .map_err(|e| format!("start redis-server (is it installed?): {e}"))?;
+        crate::clock::set_redis_pid(child.id());
         let server = RedisServer { child, dir, url };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

@@ -3,12 +3,13 @@
 //! tower concurrency limit) runs, with the storage's default config.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_redis::RedisStorage;
 
 use super::{Drain, FILL_CHUNK, Payload};
+use crate::clock::Clock;
 use crate::done::Done;
 
 async fn storage(url: &str) -> Result<RedisStorage<Payload>, String> {
@@ -59,7 +60,7 @@ pub async fn drain(url: &str, n: u64, slots: usize, stall: Duration) -> Result<D
         })
         .build(noop);
 
-    let start = Instant::now();
+    let clock = Clock::start();
     let mut running = tokio::spawn(worker.run());
     // A worker whose `run()` ends before the last job (it does, with an
     // error, when its fetch script fails) ends the wait at once.
@@ -70,7 +71,7 @@ pub async fn drain(url: &str, n: u64, slots: usize, stall: Duration) -> Result<D
             Some(ended),
         ),
     };
-    let elapsed = start.elapsed();
+    let timed = clock.stop();
 
     // Stop it as its docs say (through its context); a worker that does
     // not stop in time is aborted, so it never runs into the next peer.
@@ -107,7 +108,7 @@ pub async fn drain(url: &str, n: u64, slots: usize, stall: Duration) -> Result<D
         return Err(why);
     }
     Ok(Drain {
-        elapsed,
+        timed,
         done: done.count(),
     })
 }

@@ -4,13 +4,14 @@
 //! completed jobs by default (as taskplan keeps finished records).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bullmq::options::RedisConnectionOptions;
 use bullmq::worker::CancellationToken;
 use bullmq::{BulkJob, Job, Queue, QueueOptions, Worker, WorkerOptions};
 
 use super::{Drain, FILL_CHUNK, Payload};
+use crate::clock::Clock;
 use crate::done::Done;
 
 pub const QUEUE: &str = "bench";
@@ -59,13 +60,13 @@ pub async fn drain(url: &str, n: u64, slots: usize, stall: Duration) -> Result<D
         .await
         .map_err(|e| format!("bullmq: create the worker: {e}"))?;
 
-    let start = Instant::now();
+    let clock = Clock::start();
     worker
         .run()
         .await
         .map_err(|e| format!("bullmq: run: {e}"))?;
     let waited = done.wait(stall).await;
-    let elapsed = start.elapsed();
+    let timed = clock.stop();
 
     worker
         .close(10_000)
@@ -81,7 +82,7 @@ pub async fn drain(url: &str, n: u64, slots: usize, stall: Duration) -> Result<D
         return Err(format!("bullmq: {completed} completed of {n}"));
     }
     Ok(Drain {
-        elapsed,
+        timed,
         done: done.count(),
     })
 }

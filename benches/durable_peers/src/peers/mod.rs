@@ -7,12 +7,13 @@ pub mod bullmq;
 pub mod streams;
 pub mod taskplan;
 
-use std::time::Duration;
+use crate::clock::Timed;
 
 /// What one timed drain of a filled queue measured.
 pub struct Drain {
-    /// From starting the consumer to the last handler's completion.
-    pub elapsed: Duration,
+    /// From starting the consumer to the last handler's completion, and
+    /// the CPU time spent meanwhile.
+    pub timed: Timed,
     /// Jobs whose handler ran (must equal the fill).
     pub done: u64,
 }

@@ -6,12 +6,13 @@
 //! dead letters, priorities or stats: what a hand-rolled queue costs.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
 
 use super::{Drain, FILL_CHUNK};
+use crate::clock::Clock;
 use crate::done::Done;
 
 pub const STREAM: &str = "bench:stream";
@@ -149,13 +150,13 @@ pub async fn drain(
     let done = Arc::new(Done::new(n));
     let cons = connect(url, slots).await?;
 
-    let start = Instant::now();
+    let clock = Clock::start();
     let running = tokio::spawn({
         let done = Arc::clone(&done);
         async move { run_consumers(cons, "c", count, done).await }
     });
     let waited = done.wait(stall).await;
-    let elapsed = start.elapsed();
+    let timed = clock.stop();
     running
         .await
         .map_err(|e| format!("streams: consumers: {e}"))??;
@@ -168,7 +169,7 @@ pub async fn drain(
         ));
     }
     Ok(Drain {
-        elapsed,
+        timed,
         done: done.count(),
     })
 }

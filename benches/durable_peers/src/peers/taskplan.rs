@@ -2,13 +2,14 @@
 //! [`Plan`] with `slots` workers claims and runs, with default host options.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use taskplan::Plan;
 use taskplan::durable::{Client, Host, JobContext};
 
 use super::{Drain, FILL_CHUNK, Payload};
+use crate::clock::Clock;
 use crate::done::Done;
 
 pub const PREFIX: &str = "bench";
@@ -61,10 +62,10 @@ pub async fn drain(url: &str, n: u64, slots: usize, stall: Duration) -> Result<D
     let plan = plan(slots)?;
     let done = Arc::new(Done::new(n));
 
-    let start = Instant::now();
+    let clock = Clock::start();
     let host = start_host(&plan, &client, Arc::clone(&done));
     let waited = done.wait(stall).await;
-    let elapsed = start.elapsed();
+    let timed = clock.stop();
 
     host.shutdown(Duration::from_secs(10)).await;
     waited.map_err(|e| format!("taskplan: {e}"))?;
@@ -77,7 +78,7 @@ pub async fn drain(url: &str, n: u64, slots: usize, stall: Duration) -> Result<D
         ));
     }
     Ok(Drain {
-        elapsed,
+        timed,
         done: done.count(),
     })
 }
