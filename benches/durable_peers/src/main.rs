@@ -69,7 +69,8 @@
 //! `--stream-count K` (10), `--scaling`, `--scaling-only`,
 //! `--scaling-n N` (50000), `--stall SECS` (10), `--tcp`, `--smoke` (also
 //! `--test`: tiny fills, one round, every peer, scaling included).
-//! Needs `redis-server` (7.0 or later) on `PATH`.
+//! Needs `redis-server` (7.0 or later) on `PATH`. Exits non-zero if any
+//! row failed (the apalis probe at `--n` aside, which is expected to).
 
 mod clock;
 mod done;
@@ -382,7 +383,9 @@ fn print_table(rows: &[Row], apalis: Option<f64>, taskplan: Option<f64>) {
     }
 }
 
-async fn peers_table(server: &RedisServer, o: &Options) {
+/// Prints the peers table; returns the rows that failed (the apalis
+/// probe at `--n`, expected to fail, not counted) and all rows.
+async fn peers_table(server: &RedisServer, o: &Options) -> (usize, usize) {
     let load_start = load_average();
     let started = Instant::now();
     let fill_of = |p: Peer| if p == Peer::Apalis { o.apalis_n } else { o.n };
@@ -423,6 +426,10 @@ async fn peers_table(server: &RedisServer, o: &Options) {
             .map(|s| s.0)
     };
     let (apalis, taskplan) = (median_of(Peer::Apalis), median_of(Peer::Taskplan));
+    let outcome = (
+        rows.iter().filter(|r| r.error.is_some()).count(),
+        rows.len(),
+    );
     rows.extend(probe);
     println!();
     println!(
@@ -441,9 +448,11 @@ async fn peers_table(server: &RedisServer, o: &Options) {
     );
     println!();
     print_table(&rows, apalis, taskplan);
+    outcome
 }
 
-async fn scaling_table(server: &RedisServer, o: &Options) {
+/// Prints the scaling table; returns the rows that failed and all rows.
+async fn scaling_table(server: &RedisServer, o: &Options) -> (usize, usize) {
     let load_start = load_average();
     let started = Instant::now();
     let peers: Vec<Peer> = [Peer::Taskplan, Peer::Streams]
@@ -513,6 +522,8 @@ async fn scaling_table(server: &RedisServer, o: &Options) {
             println!("|  ↳ error | | | {} | | | | |", e.replace('|', "/"));
         }
     }
+    let failed = rows.iter().filter(|(_, _, r)| r.error.is_some()).count();
+    (failed, rows.len())
 }
 
 async fn scaled(
@@ -580,10 +591,21 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    let (mut failed, mut rows) = (0, 0);
     if o.table {
-        peers_table(&server, &o).await;
+        let (f, r) = peers_table(&server, &o).await;
+        (failed, rows) = (failed + f, rows + r);
     }
     if o.scaling {
-        scaling_table(&server, &o).await;
+        let (f, r) = scaling_table(&server, &o).await;
+        (failed, rows) = (failed + f, rows + r);
+    }
+    // A row fails if any of its rounds did; the smoke mode's exit code is
+    // what keeps CI honest. (apalis at `--n` is expected to fail: a probe.)
+    println!();
+    println!("rows: {} passed, {failed} failed", rows - failed);
+    if failed > 0 {
+        drop(server);
+        std::process::exit(1);
     }
 }
