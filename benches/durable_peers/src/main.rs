@@ -1,14 +1,15 @@
 //! # taskplan's durable queue against its peers
 //!
 //! **What it measures.** Throughput of no-op jobs drained from a queue
-//! filled beforehand, in jobs per second, for four Redis-backed queues,
-//! each consuming with **4 concurrent slots in one process**:
+//! filled beforehand, in jobs per second, for three Redis-backed job
+//! queues and a bare Streams floor, each consuming with **4 concurrent
+//! slots in one process**:
 //!
 //! | peer | crate | consumer |
 //! |---|---|---|
 //! | `taskplan` | this repository (`durable`, feature `redis`) | `Host` on a `Plan` with 4 workers, default host options |
 //! | `apalis` | `apalis` 1.0 + `apalis-redis` 1.0 | `WorkerBuilder` with `.concurrency(4)`, default `RedisStorage` config |
-//! | `bullmq` | `bullmq-official` 1.4 (BullMQ's own Rust port) | `Worker` with `concurrency(4)`, default options |
+//! | `bullmq` | `bullmq-official` 1.4 (BullMQ's own Rust port, Taskforce.sh; docs.bullmq.io names it `bullmq-rust`, but that name on crates.io is an unrelated wrapper) | `Worker` with `concurrency(4)`, default options |
 //! | `streams` | `redis` (a bare Streams consumer group) | 4 tasks: `XREADGROUP COUNT k` (10) + one `XACK` per batch, pipelined with the next read |
 //! | `streams1` | the same | the same with `COUNT 1`: one round trip per job |
 //!
@@ -45,8 +46,12 @@
 //! and the min and max over rounds, and the load average at the start and
 //! end. Ratios within one run are what counts: on a shared machine the
 //! absolute numbers move. apalis-redis 1.0 cannot drain a queue filled
-//! with about 8,000 jobs or more (its fetch script promotes every due job
-//! with one `unpack` of all their ids, past Lua's stack limit); the run
+//! with 8,000 jobs or more (7,999 drains): `push` puts every job in its
+//! scheduled set (run at "now"), and its fetch script moves all due ones
+//! to the active list with one `RPUSH` of `unpack(ids)`, past Lua's 8,000
+//! stack slots, so `Worker::run` returns "too many results to unpack"
+//! before running a job. The fill is pipelined per peer (taskplan's
+//! client has no bulk enqueue: 1,000 enqueues in flight). The run
 //! shows that failure at `--n` once (a row, caught), and measures apalis
 //! at `--apalis-n` (5,000 by default), a fill it survives; its ratio
 //! column compares medians at those fills.
@@ -67,7 +72,8 @@
 //! Flags: `--n N` (fill, 20000), `--apalis-n N` (5000), `--rounds R` (5),
 //! `--peers taskplan,apalis,bullmq,streams,streams1`, `--slots S` (4),
 //! `--stream-count K` (10), `--scaling`, `--scaling-only`,
-//! `--scaling-n N` (50000), `--stall SECS` (10), `--tcp`, `--smoke` (also
+//! `--scaling-n N` (50000), `--stall SECS` (10), `--tcp`,
+//! `--no-apalis-probe`, `--smoke` (also
 //! `--test`: tiny fills, one round, every peer, scaling included).
 //! Needs `redis-server` (7.0 or later) on `PATH`. Exits non-zero if any
 //! row failed (the apalis probe at `--n` aside, which is expected to).
