@@ -28,6 +28,7 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::num::NonZeroU64;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
@@ -448,10 +449,77 @@ fn record(tag: Option<&Arc<TagInfo>>, plan: &Outcomes, outcome: &Outcome) {
 }
 
 pin_project! {
-    #[project = StageProjection]
-    enum Stage<F> {
-        Running { #[pin] future: F },
-        Finished,
+    /// The user's future, dropped in place when the task ends, and the
+    /// body's word of bookkeeping ([`Meta`]), which says whether it was.
+    ///
+    /// An `enum` of a running future and a finished one would add a tag of
+    /// 8 bytes to every task whose future has no niche to hide it in; the
+    /// bit in `meta` costs nothing. The `unsafe` that this takes is all in
+    /// `future`, `drop_future` and `take_future` below.
+    struct Stage<F> {
+        #[pin]
+        future: ManuallyDrop<F>,
+        meta: Meta,
+    }
+
+    impl<F> PinnedDrop for Stage<F> {
+        fn drop(this: Pin<&mut Self>) {
+            this.drop_future();
+        }
+    }
+}
+
+impl<F> Stage<F> {
+    fn new(future: F) -> Stage<F> {
+        Stage {
+            future: ManuallyDrop::new(future),
+            meta: Meta::NONE,
+        }
+    }
+
+    fn future_dropped(&self) -> bool {
+        self.meta.future_dropped()
+    }
+
+    /// The future, unless it was dropped.
+    fn future(self: Pin<&mut Self>) -> Option<Pin<&mut F>> {
+        let this = self.project();
+        if this.meta.future_dropped() {
+            return None;
+        }
+        // SAFETY: `ManuallyDrop<F>` is `repr(transparent)` over `F`, and
+        // the pinning is structural: a pinned stage's future is never moved
+        // out (`take_future` takes `&mut`, only for a task never pinned),
+        // only dropped in place (`drop_future`). Not dropped yet: checked.
+        Some(unsafe { this.future.map_unchecked_mut(|future| &mut **future) })
+    }
+
+    /// Drops the future in place, once; later calls do nothing.
+    fn drop_future(self: Pin<&mut Self>) {
+        let this = self.project();
+        if this.meta.future_dropped() {
+            return;
+        }
+        // Marked first: if the destructor panics, the future still counts
+        // as dropped and is never touched again.
+        this.meta.mark_future_dropped();
+        // SAFETY: the future was not dropped before (checked above) and is
+        // never used after (marked); dropping a pinned value in place is
+        // what `Pin` allows.
+        unsafe { ManuallyDrop::drop(this.future.get_unchecked_mut()) }
+    }
+
+    /// Moves the future out of a stage that was never pinned.
+    fn take_future(&mut self) -> Option<F> {
+        if self.meta.future_dropped() {
+            return None;
+        }
+        self.meta.mark_future_dropped();
+        // SAFETY: not dropped or taken before (checked above), and marked,
+        // so neither `drop_future` nor the stage's drop touches it again.
+        // Moving it is allowed: the caller's `&mut` (not a `Pin`) says the
+        // stage was never pinned, as for a task never queued.
+        Some(unsafe { ManuallyDrop::take(&mut self.future) })
     }
 }
 
@@ -515,21 +583,36 @@ impl Setup {
     }
 }
 
-/// A time since the plan's epoch in 8 bytes, where an `Option<Instant>`
-/// takes 16: nanoseconds plus one, 0 for none. Room for 584 years.
+/// The body's word of bookkeeping: whether the future was dropped (the
+/// top bit), and when the task was queued, as a time since the plan's epoch
+/// (the rest: nanoseconds plus one, 0 for none; room for 292 years), in 8
+/// bytes where an `Option<Instant>` alone takes 16.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Stamp(u64);
+struct Meta(u64);
 
-impl Stamp {
-    const NONE: Stamp = Stamp(0);
+impl Meta {
+    const NONE: Meta = Meta(0);
+    const FUTURE_DROPPED: u64 = 1 << 63;
+    const STAMP: u64 = Meta::FUTURE_DROPPED - 1;
 
-    fn new(since_epoch: Duration) -> Stamp {
-        let nanos = u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX);
-        Stamp(nanos.saturating_add(1))
+    fn future_dropped(self) -> bool {
+        self.0 & Meta::FUTURE_DROPPED != 0
     }
 
-    fn get(self) -> Option<Duration> {
-        self.0.checked_sub(1).map(Duration::from_nanos)
+    fn mark_future_dropped(&mut self) {
+        self.0 |= Meta::FUTURE_DROPPED;
+    }
+
+    fn set_queued_at(&mut self, since_epoch: Duration) {
+        let nanos = u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX);
+        let stamp = nanos.saturating_add(1).min(Meta::STAMP);
+        self.0 = (self.0 & Meta::FUTURE_DROPPED) | stamp;
+    }
+
+    fn queued_at(self) -> Option<Duration> {
+        (self.0 & Meta::STAMP)
+            .checked_sub(1)
+            .map(Duration::from_nanos)
     }
 }
 
@@ -537,13 +620,12 @@ pin_project! {
     /// The part of a task only its owner touches: the user's future and
     /// what running it needs.
     struct Body<F> {
+        // With, in its `meta`, when the task was queued, for its queue-wait
+        // time; set by the plan just before it queues the task, if the plan
+        // keeps timings.
         #[pin]
         stage: Stage<F>,
         id: TaskId,
-        // When the task was queued, for its queue-wait time, as a time
-        // since the plan's epoch; set by the plan just before it queues the
-        // task, if the plan keeps timings.
-        queued_at: Stamp,
         setup: Option<Box<Setup>>,
     }
 }
@@ -622,9 +704,8 @@ where
         NewTask(Arc::new(Cell {
             core: Core::new(),
             body: UnsafeCell::new(Body {
-                stage: Stage::Running { future },
+                stage: Stage::new(future),
                 id: TaskId::from_sequence(0),
-                queued_at: Stamp::NONE,
                 setup: setup.boxed(),
             }),
         }))
@@ -642,7 +723,7 @@ where
 
     /// Records that the task is being queued now.
     pub(crate) fn stamp_queued(&mut self, since_epoch: Duration) {
-        self.body().queued_at = Stamp::new(since_epoch);
+        self.body().stage.meta.set_queued_at(since_epoch);
     }
 
     /// The name of the task's tag, until the task is queued.
@@ -681,10 +762,10 @@ where
     pub(crate) fn into_future(mut self) -> F {
         // Never pinned: a task is only pinned once it is queued, so moving
         // the future out is allowed.
-        match std::mem::replace(&mut self.body().stage, Stage::Finished) {
-            Stage::Running { future } => future,
-            Stage::Finished => unreachable!("a refused task is never polled"),
-        }
+        self.body()
+            .stage
+            .take_future()
+            .expect("a refused task is never polled")
     }
 }
 
@@ -996,7 +1077,7 @@ fn discard<F>(mut stage: Pin<&mut Stage<F>>, token: Option<&CancellationToken>) 
         cancel_token(token);
     }
     contain_panic(
-        || stage.set(Stage::Finished),
+        || stage.as_mut().drop_future(),
         |panic| tracing::error!(panic, "a task's destructor panicked"),
     );
 }
@@ -1030,7 +1111,7 @@ where
 
     unsafe fn queued_at(&self) -> Option<Duration> {
         // SAFETY: forwarded from the caller's contract.
-        unsafe { self.body() }.queued_at.get()
+        unsafe { self.body() }.stage.meta.queued_at()
     }
 
     unsafe fn time_out(&self, counters: &Outcomes) -> Ended {
@@ -1054,7 +1135,7 @@ where
             return Poll::Ready(self.end_cancelled(body, counters));
         }
         let mut this = body.as_mut().project();
-        let StageProjection::Running { future } = this.stage.as_mut().project() else {
+        let Some(future) = this.stage.as_mut().future() else {
             unreachable!("a finished task is never polled again");
         };
         match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
@@ -1087,7 +1168,7 @@ where
         // SAFETY: forwarded from the caller's contract.
         let body = unsafe { self.body_mut() }.project();
         let setup = body.setup.as_deref();
-        if matches!(*body.stage, Stage::Running { .. }) {
+        if !body.stage.future_dropped() {
             discard(body.stage, setup.and_then(|setup| setup.token.as_ref()));
         }
         // Decided by the slot, not the stage: an end interrupted between
@@ -1128,11 +1209,11 @@ mod tests {
     /// of that allocation, so a field that grows it fails here before it
     /// shows in the memory benchmark.
     #[test]
-    fn a_task_of_a_16_byte_future_is_one_allocation_of_at_most_112_bytes() {
+    fn a_task_of_a_16_byte_future_is_one_allocation_of_at_most_104_bytes() {
         assert_eq!(std::mem::size_of::<Sixteen>(), 16);
         let allocation = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Cell<Sixteen>>();
         println!("a task of a 16-byte future allocates {allocation} bytes");
-        assert!(allocation <= 112, "a task cell is {allocation} bytes");
+        assert!(allocation <= 104, "a task cell is {allocation} bytes");
     }
 
     /// A task with no tag, priority, timeout or token has no side part.
@@ -1320,6 +1401,24 @@ mod tests {
             assert_eq!(drops.load(SeqCst), 1);
         }
 
+        /// A task made and dropped without ever being queued or polled
+        /// drops its future once, with the allocation (the stage's own
+        /// drop: no `Task` ever ended it).
+        #[test]
+        fn a_task_never_queued_drops_its_future_once() {
+            let drops = std::sync::Arc::new(Count::new(0));
+            let future = Probe {
+                drops: drops.clone(),
+                polls_until_ready: 1,
+            };
+            let new = NewTask::new(future, Setup::default());
+            let join = new.join();
+            drop(new);
+            assert_eq!(drops.load(SeqCst), 0, "the handle keeps the cell");
+            drop(join);
+            assert_eq!(drops.load(SeqCst), 1);
+        }
+
         /// The handle and the owner on two threads: whichever lets go of
         /// the allocation last frees it, once.
         #[test]
@@ -1435,6 +1534,26 @@ mod tests {
                     output(&*join),
                     Poll::Ready(Some(Err(Failure::Cancelled)))
                 ));
+            }
+
+            /// The body's one word keeps both the queued-at time and
+            /// whether the future was dropped, each unchanged by the other.
+            /// Kills `mark_future_dropped -> ()`, `future_dropped ->
+            /// true/false` and a `set_queued_at` that clears the flag.
+            #[test]
+            fn the_body_word_keeps_the_stamp_and_the_dropped_flag_apart() {
+                let mut meta = Meta::NONE;
+                assert_eq!((meta.future_dropped(), meta.queued_at()), (false, None));
+                meta.set_queued_at(Duration::from_nanos(5));
+                meta.mark_future_dropped();
+                assert!(meta.future_dropped());
+                assert_eq!(meta.queued_at(), Some(Duration::from_nanos(5)));
+                meta.set_queued_at(Duration::MAX);
+                assert!(meta.future_dropped(), "a stamp leaves the flag alone");
+                assert_eq!(
+                    meta.queued_at(),
+                    Some(Duration::from_nanos(Meta::STAMP - 1))
+                );
             }
 
             /// Kills `stamp_queued -> ()` and `Task::queued_at -> None`.
