@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::bounded;
-use common_redis::{RedisServer, eventually};
+use common_redis::{Proxy, RedisServer, eventually};
 use taskplan::Plan;
 use taskplan::durable::{Client, Host, JobContext, JobId, JobState};
 use tokio::sync::{Semaphore, mpsc};
@@ -220,7 +220,7 @@ async fn lease_that_runs_out_puts_the_job_back_in_its_place_and_fences_the_old_o
         let fail = client.fail(&old, "late", Duration::ZERO, false).await;
         assert!(fail.unwrap_err().is_stale());
         let renewed = client.renew(&[(first, old.fence())], LEASE).await.unwrap();
-        assert_eq!(renewed.lost, [first]);
+        assert_eq!(renewed.lost, [(first, old.fence())]);
         let renewed = client.renew(&[(first, new.fence())], LEASE).await.unwrap();
         assert!(renewed.lost.is_empty() && renewed.cancelled.is_empty());
         client.ack(&new).await.unwrap();
@@ -866,7 +866,10 @@ async fn renewal_reports_a_cancelled_job_without_pubsub() {
         assert_eq!(job.id(), id);
         assert_eq!(client.cancel_tag("t").await.unwrap(), 1);
         let renewed = client.renew(&[(id, job.fence())], LEASE).await.unwrap();
-        assert_eq!((renewed.cancelled, renewed.lost), (vec![id], vec![]));
+        assert_eq!(
+            (renewed.cancelled, renewed.lost),
+            (vec![(id, job.fence())], vec![])
+        );
         client.release(&job).await.unwrap();
         assert_eq!(state_of(&client, id).await, Some(JobState::Cancelled));
     })
@@ -1017,6 +1020,158 @@ async fn without_pubsub_a_host_still_cancels_by_renewal_and_claims_by_polling() 
         eprintln!("renewal alone stopped the running job in {took:?}");
         assert!(took < Duration::from_secs(5), "{took:?}");
         assert_eq!(plan.stats().cancelled, 1);
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_tells_a_stale_attempt_from_the_current_one_of_the_same_job() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let id = client.job("k", &()).tag("t").enqueue().await.unwrap();
+        let old = client
+            .claim(Duration::from_millis(200), "h")
+            .await
+            .unwrap()
+            .unwrap();
+        eventually("the lease to run out", || async {
+            client.maintain().await.unwrap();
+            (state_of(&client, id).await == Some(JobState::Ready)).then_some(())
+        })
+        .await;
+        let new = client
+            .claim(Duration::from_secs(30), "h")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((new.id(), new.fence()), (id, old.fence() + 1));
+        // One host holding both attempts renews both in one call: only the
+        // old one is lost, and a cancel names the current one.
+        assert_eq!(client.cancel_tag("t").await.unwrap(), 1);
+        let both = [(id, old.fence()), (id, new.fence())];
+        let renewed = client.renew(&both, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(renewed.lost, [(id, old.fence())]);
+        assert_eq!(renewed.cancelled, [(id, new.fence())]);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_reclaims_a_job_after_a_stall_keeps_only_the_new_attempt() {
+    // The host reaches Redis through a proxy the test holds shut past the
+    // job's lease: a stall. The lease runs out, the host claims the job
+    // again, and a late renewal reply and the old attempt's end must touch
+    // neither the new attempt's lease nor its run.
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis).await;
+    bounded(async {
+        let client = redis.client().await;
+        let via_proxy = Client::connect(&proxy.url()).await.unwrap();
+        let lease = Duration::from_secs(2);
+        let (started_tx, mut started) = mpsc::unbounded_channel();
+        let second_started = Arc::new(tokio::sync::Notify::new());
+        let later_runs = Arc::new(AtomicU32::new(0));
+        let plan = Plan::builder().workers(2).build().unwrap();
+        let host = host(&plan, &via_proxy)
+            .lease(lease)
+            .renew_interval(Duration::from_millis(100))
+            .register("twice", {
+                let second_started = Arc::clone(&second_started);
+                let later_runs = Arc::clone(&later_runs);
+                move |_: (), cx: JobContext| {
+                    let started_tx = started_tx.clone();
+                    let second_started = Arc::clone(&second_started);
+                    let later_runs = Arc::clone(&later_runs);
+                    async move {
+                        let _ = started_tx.send((cx.attempt(), cx.fence()));
+                        match cx.attempt() {
+                            // Ends (Ok) only once the second attempt runs:
+                            // its end must not unregister the second.
+                            1 => second_started.notified().await,
+                            // Runs two leases: it must be renewed meanwhile.
+                            2 => {
+                                second_started.notify_one();
+                                tokio::time::sleep(Duration::from_secs(4)).await;
+                            }
+                            _ => {
+                                later_runs.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        Ok::<(), String>(())
+                    }
+                }
+            })
+            .start();
+        let id = client
+            .job("twice", &())
+            .max_attempts(5)
+            .enqueue()
+            .await
+            .unwrap();
+        assert_eq!(started.recv().await, Some((1, 1)));
+
+        proxy.pause();
+        eventually("the stalled host's lease to run out", || async {
+            client.maintain().await.unwrap();
+            (state_of(&client, id).await == Some(JobState::Ready)).then_some(())
+        })
+        .await;
+        proxy.resume();
+        assert_eq!(started.recv().await, Some((2, 2)));
+
+        until_state(&client, id, JobState::Done).await;
+        let info = client.job_info(id).await.unwrap().unwrap();
+        assert_eq!(
+            (info.attempts, info.fence, later_runs.load(Ordering::SeqCst)),
+            (2, 2, 0),
+            "the second attempt kept its lease and was acknowledged"
+        );
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_dead_letter_wakes_an_idle_host_long_before_its_poll() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let plan = Plan::builder().workers(1).build().unwrap();
+        let runs = Arc::new(AtomicU32::new(0));
+        let host = host(&plan, &client)
+            // Only the retry's message can start the job again in time.
+            .poll_interval(Duration::from_secs(60))
+            .register("once", {
+                let runs = Arc::clone(&runs);
+                move |_: (), _| {
+                    let run = runs.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if run == 0 {
+                            Err("first run fails".to_owned())
+                        } else {
+                            Ok(())
+                        }
+                    }
+                }
+            })
+            .start();
+        let id = client
+            .job("once", &())
+            .max_attempts(1)
+            .enqueue()
+            .await
+            .unwrap();
+        until_state(&client, id, JobState::Dead).await;
+        // Let the host go idle on its 60 s poll.
+        eventually("the host to be idle", || async {
+            (host.running() == 0).then_some(())
+        })
+        .await;
+        assert!(client.retry_dead(id).await.unwrap());
+        until_state(&client, id, JobState::Done).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
         host.shutdown(Duration::from_secs(1)).await;
     })
     .await

@@ -134,8 +134,30 @@ impl fmt::Debug for Client {
     }
 }
 
-/// The reply of the claim script.
-type ClaimReply = Option<(u64, u64, u32, String, String, String, i32, u64, u32)>;
+/// One job in the reply of the claim script.
+type ClaimReply = (u64, u64, u32, String, String, String, i32, u64, u32);
+
+/// A token no other claim uses: a random per-process seed and a counter.
+pub(crate) fn unique_token() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", random_hex(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// 16 hex digits that differ between processes and between calls, from
+/// the standard library's randomly seeded hasher (no dependency needed for
+/// names that only have to be unlikely to collide).
+pub(crate) fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
 
 impl Client {
     /// Connects to the queue at `url` (`redis://host:port/db`), under the
@@ -283,8 +305,9 @@ impl Client {
     }
 
     /// Takes job `id` out of the dead letters and puts it back in its place
-    /// in the ready set, with its attempts reset. Returns `false` if it was
-    /// not a dead letter.
+    /// in the ready set, with its attempts reset, and wakes idle hosts as
+    /// [`JobBuilder::enqueue`] does. Returns `false` if it was not a dead
+    /// letter.
     pub async fn retry_dead(&self, id: JobId) -> Result<bool, Error> {
         let mut con = self.con.clone();
         let done: i64 = self
@@ -309,11 +332,46 @@ impl Client {
     /// fence; renew the lease with [`renew`](Client::renew) before it runs
     /// out, and settle the job with [`ack`](Client::ack),
     /// [`fail`](Client::fail) or [`release`](Client::release).
+    ///
+    /// If this returns an error after Redis ran the claim (the reply was
+    /// lost), the job stays leased to `owner` until its lease runs out,
+    /// which counts an attempt. A [`Host`](super::Host) does not lose jobs
+    /// that way: it retries a failed claim so that Redis hands it the jobs
+    /// that claim took.
     pub async fn claim(&self, lease: Duration, owner: &str) -> Result<Option<Claimed>, Error> {
+        let token = unique_token();
+        Ok(self.claim_batch(lease, owner, 1, &token).await?.pop())
+    }
+
+    /// Claims up to `max` of the best ready jobs in one call, in queue
+    /// order (the first is the one [`claim`](Client::claim) would return),
+    /// each under its own lease and fence as `claim` gives. Returns an empty
+    /// list if none is ready.
+    pub async fn claim_many(
+        &self,
+        lease: Duration,
+        owner: &str,
+        max: usize,
+    ) -> Result<Vec<Claimed>, Error> {
+        let token = unique_token();
+        self.claim_batch(lease, owner, max, &token).await
+    }
+
+    /// Claims up to `max` jobs under `token`. Calling again with the same
+    /// token and owner, while the leases last, returns the jobs the first
+    /// call took and still holds, rather than claiming more: so a caller
+    /// that lost a reply retries with the token and runs what it claimed.
+    pub(crate) async fn claim_batch(
+        &self,
+        lease: Duration,
+        owner: &str,
+        max: usize,
+        token: &str,
+    ) -> Result<Vec<Claimed>, Error> {
         let lease_ms = lease.as_millis().max(1) as u64;
         let mut con = self.con.clone();
         let keys = &self.keys;
-        let reply: ClaimReply = keys
+        let reply: Vec<ClaimReply> = keys
             .scripts
             .claim
             .key(&keys.ready)
@@ -324,23 +382,28 @@ impl Client {
             .arg(lease_ms)
             .arg(owner)
             .arg(TICK_LIMIT)
+            .arg(token)
+            .arg(max.max(1))
             .invoke_async(&mut con)
             .await?;
-        Ok(reply.map(
-            |(id, fence, attempt, kind, payload, tag, priority, timeout_ms, max_attempts)| {
-                Claimed {
-                    id: JobId(id),
-                    fence,
-                    attempt,
-                    max_attempts,
-                    kind,
-                    payload,
-                    tag: Some(tag).filter(|t| !t.is_empty()),
-                    priority,
-                    timeout: Some(Duration::from_millis(timeout_ms)).filter(|t| !t.is_zero()),
-                }
-            },
-        ))
+        Ok(reply
+            .into_iter()
+            .map(
+                |(id, fence, attempt, kind, payload, tag, priority, timeout_ms, max_attempts)| {
+                    Claimed {
+                        id: JobId(id),
+                        fence,
+                        attempt,
+                        max_attempts,
+                        kind,
+                        payload,
+                        tag: Some(tag).filter(|t| !t.is_empty()),
+                        priority,
+                        timeout: Some(Duration::from_millis(timeout_ms)).filter(|t| !t.is_zero()),
+                    }
+                },
+            )
+            .collect())
     }
 
     /// Moves due delayed jobs to the ready set and puts jobs whose lease ran
@@ -453,9 +516,11 @@ impl Client {
     }
 
     /// Extends to `lease` from now the leases of `jobs` (id and fence).
-    /// Returns the ids whose lease was already lost (their results will be
-    /// refused, so a host stops running them) and those whose tag was
-    /// cancelled (a host stops them too; they then end as cancelled).
+    /// Returns the attempts (id and fence) whose lease was already lost
+    /// (their results will be refused, so a host stops running them) and
+    /// those whose tag was cancelled (a host stops them too; they then end
+    /// as cancelled). Attempts are reported with their fence, so that an
+    /// old attempt of a job and its newer claim are told apart.
     pub async fn renew(&self, jobs: &[(JobId, u64)], lease: Duration) -> Result<Renewed, Error> {
         if jobs.is_empty() {
             return Ok(Renewed::default());
@@ -467,10 +532,12 @@ impl Client {
         for &(id, fence) in jobs {
             call.arg(id.0).arg(fence);
         }
-        let (lost, cancel): (Vec<u64>, Vec<u64>) = call.invoke_async(&mut con).await?;
+        type Attempts = Vec<(u64, u64)>;
+        let (lost, cancel): (Attempts, Attempts) = call.invoke_async(&mut con).await?;
+        let attempts = |v: Vec<(u64, u64)>| v.into_iter().map(|(id, f)| (JobId(id), f)).collect();
         Ok(Renewed {
-            lost: lost.into_iter().map(JobId).collect(),
-            cancelled: cancel.into_iter().map(JobId).collect(),
+            lost: attempts(lost),
+            cancelled: attempts(cancel),
         })
     }
 
@@ -677,12 +744,12 @@ pub struct ClusterStats {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Renewed {
-    /// Jobs whose lease was already lost: stop them, their results will be
-    /// refused.
-    pub lost: Vec<JobId>,
-    /// Jobs whose tag was cancelled: stop them; releasing or failing them
-    /// then records them as cancelled.
-    pub cancelled: Vec<JobId>,
+    /// Attempts (id and fence) whose lease was already lost: stop them,
+    /// their results will be refused.
+    pub lost: Vec<(JobId, u64)>,
+    /// Attempts (id and fence) whose tag was cancelled: stop them;
+    /// releasing or failing them then records them as cancelled.
+    pub cancelled: Vec<(JobId, u64)>,
 }
 
 /// How many jobs are in each of the queue's sets, from [`Client::counts`].

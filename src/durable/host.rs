@@ -20,6 +20,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::client::Client;
+use super::client::{Client, Renewed, random_hex, unique_token};
 use super::job::{Claimed, Failed, JobContext, JobId};
 use crate::{CancelHandle, Plan, TaskError};
 
@@ -100,8 +101,14 @@ impl HostBuilder {
         self
     }
 
-    /// Names this host in logs and in the records of the jobs it runs. The
-    /// default is `pid-<process id>`.
+    /// Names this host in logs and in the records of the jobs it runs.
+    ///
+    /// The name must be unique among the hosts of a queue that are alive at
+    /// the same time: a host finds the jobs of a claim whose reply it lost
+    /// by its name, so two live hosts of one name could pick up each
+    /// other's claims (the jobs still run once their leases run out, but
+    /// with an attempt counted). The default, `<hostname>-<process
+    /// id>-<random>`, is unique.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -157,9 +164,7 @@ impl HostBuilder {
     ///
     /// Panics if called outside a Tokio runtime, as `tokio::spawn` does.
     pub fn start(self) -> Host {
-        let name = self
-            .name
-            .unwrap_or_else(|| format!("pid-{}", std::process::id()));
+        let name = self.name.unwrap_or_else(default_name);
         let shared = Arc::new(HostShared {
             plan: self.plan,
             client: self.client,
@@ -176,6 +181,7 @@ impl HostBuilder {
             renew_now: Notify::new(),
             backoff: self.backoff,
             held: Mutex::new(HashMap::new()),
+            in_flight: AtomicUsize::new(0),
             room: Notify::new(),
             stop: CancellationToken::new(),
             settlers: TaskTracker::new(),
@@ -255,9 +261,16 @@ struct HostShared {
     /// to pick up cancels published while it was not listening.
     renew_now: Notify,
     backoff: (Duration, Duration),
-    /// The jobs this host holds a lease on, by id: the renewer's list.
+    /// The jobs this host holds a lease on, by id, each with the fence of
+    /// its current attempt here: the renewer's list. An older attempt of the
+    /// same job (its lease ran out and this host claimed the job again) is
+    /// not in it: it was marked lost and cancelled when the new one came.
     /// A leaf lock, never held across an `.await`.
     held: Mutex<HashMap<JobId, Held>>,
+    /// Jobs submitted to the plan whose outcome has not come yet, old
+    /// attempts included: what the claim loop counts against the plan's
+    /// workers.
+    in_flight: AtomicUsize,
     /// Woken when a job of this host ends or a `ready` event arrives, so
     /// the claim loop looks again.
     room: Notify,
@@ -269,7 +282,29 @@ struct HostShared {
 struct Held {
     fence: u64,
     cancel: CancelHandle,
-    lost: bool,
+    /// Shared with the attempt's settler, which drops the result if set.
+    lost: Arc<AtomicBool>,
+}
+
+impl Held {
+    /// Stops this attempt and drops its result: its lease is gone.
+    fn lose(&self) {
+        self.lost.store(true, Ordering::Release);
+        self.cancel.cancel();
+    }
+}
+
+/// `<hostname>-<pid>-<random>`: unique among live hosts, as a host's name
+/// must be, even across machines and restarts that reuse a process id.
+fn default_name() -> String {
+    let hostname = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    let random = random_hex();
+    format!("{hostname}-{}-{}", std::process::id(), &random[..8])
 }
 
 impl HostShared {
@@ -378,29 +413,56 @@ impl Drop for Host {
 
 async fn claim_loop(host: Arc<HostShared>) {
     let mut failures = 0u32;
+    // The token of a claim that got no answer: Redis may have run it, so
+    // the next claim carries it again and gets that claim's jobs, if any,
+    // instead of leaving them leased to nobody until their leases run out
+    // (which would count an attempt, and dead-letter a job on its last).
+    let mut unanswered: Option<String> = None;
     while !host.stop.is_cancelled() {
-        let room = host.held().len() < host.plan.stats().workers;
-        if !room || host.plan.is_closed() {
+        let workers = host.plan.stats().workers;
+        let room = workers.saturating_sub(host.in_flight.load(Ordering::Acquire));
+        if room == 0 || host.plan.is_closed() {
             if host.plan.is_closed() {
-                return;
+                break;
             }
             wait(&host, host.poll).await;
             continue;
         }
-        match host.client.claim(host.lease, &host.name).await {
-            Ok(Some(job)) => {
-                failures = 0;
-                start(&host, job).await;
-            }
-            Ok(None) => {
+        let token = unanswered.take().unwrap_or_else(unique_token);
+        match host
+            .client
+            .claim_batch(host.lease, &host.name, room, &token)
+            .await
+        {
+            Ok(jobs) if jobs.is_empty() => {
                 failures = 0;
                 wait(&host, host.poll).await;
             }
+            Ok(jobs) => {
+                failures = 0;
+                for job in jobs {
+                    start(&host, job).await;
+                }
+            }
             Err(e) => {
                 failures = failures.saturating_add(1);
+                unanswered = Some(token);
                 tracing::warn!(host = %host.name, error = %e, "durable: claim failed; retrying");
                 let pause = host.poll.saturating_mul(failures.min(10));
                 wait(&host, pause).await;
+            }
+        }
+    }
+    // Stopping with a claim unanswered: ask once more for its jobs, to put
+    // them back at once rather than when their leases run out.
+    if let Some(token) = unanswered {
+        if let Ok(jobs) = host
+            .client
+            .claim_batch(host.lease, &host.name, 1, &token)
+            .await
+        {
+            for job in jobs {
+                settle_release(&host, &job).await;
             }
         }
     }
@@ -445,6 +507,7 @@ async fn start(host: &Arc<HostShared>, job: Claimed) {
     };
     let cx = JobContext {
         id: job.id,
+        fence: job.fence,
         attempt: job.attempt,
         max_attempts: job.max_attempts,
         tag: job.tag.clone(),
@@ -468,18 +531,21 @@ async fn start(host: &Arc<HostShared>, job: Claimed) {
     }
     match task.try_submit() {
         Ok(handle) => {
-            host.held().insert(
+            host.in_flight.fetch_add(1, Ordering::AcqRel);
+            let lost = Arc::new(AtomicBool::new(false));
+            hold(
+                &mut host.held(),
                 job.id,
                 Held {
                     fence: job.fence,
                     cancel: handle.cancel_handle(),
-                    lost: false,
+                    lost: Arc::clone(&lost),
                 },
             );
             let host2 = Arc::clone(host);
             host.settlers.spawn(async move {
                 let outcome = handle.await;
-                settle(&host2, job, outcome).await;
+                settle(&host2, job, &lost, outcome).await;
                 host2.room.notify_one();
             });
         }
@@ -496,15 +562,57 @@ async fn start(host: &Arc<HostShared>, job: Claimed) {
     }
 }
 
+/// Records that this host runs `new`, an attempt of job `id`. An older
+/// attempt of the job still running here lost its lease (Redis gave the
+/// job to this newer claim): it is stopped and its result dropped. A stale
+/// `new` (never expected: claims come in fence order) is dropped instead.
+fn hold(held: &mut HashMap<JobId, Held>, id: JobId, new: Held) {
+    match held.get(&id) {
+        Some(old) if old.fence > new.fence => new.lose(),
+        _ => {
+            if let Some(old) = held.insert(id, new) {
+                old.lose();
+            }
+        }
+    }
+}
+
+/// Forgets attempt `fence` of job `id`, leaving a newer attempt's entry.
+fn unhold(held: &mut HashMap<JobId, Held>, id: JobId, fence: u64) {
+    if held.get(&id).is_some_and(|h| h.fence == fence) {
+        held.remove(&id);
+    }
+}
+
+/// Applies a renewal's report: stops the attempts that lost their lease or
+/// whose tag was cancelled, each only if it is the attempt held here.
+fn apply_renewed(host: &HostShared, held: &HashMap<JobId, Held>, renewed: Renewed) {
+    for (id, fence) in renewed.cancelled {
+        if let Some(h) = held.get(&id).filter(|h| h.fence == fence) {
+            tracing::debug!(host = %host.name, job = %id, "durable: tag cancelled; stopping the job");
+            h.cancel.cancel();
+        }
+    }
+    for (id, fence) in renewed.lost {
+        if let Some(h) = held.get(&id).filter(|h| h.fence == fence) {
+            tracing::warn!(host = %host.name, job = %id,
+                "durable: lease lost; stopping the job here (it runs again elsewhere)");
+            h.lose();
+        }
+    }
+}
+
 /// Settles a job by its plan task's outcome: `Ok(None)` is a job that did
 /// not start because the host is draining.
 async fn settle(
     host: &HostShared,
     job: Claimed,
+    lost: &AtomicBool,
     outcome: Result<Option<Result<(), String>>, TaskError>,
 ) {
-    let lost = host.held().remove(&job.id).is_some_and(|h| h.lost);
-    if lost {
+    unhold(&mut host.held(), job.id, job.fence);
+    host.in_flight.fetch_sub(1, Ordering::AcqRel);
+    if lost.load(Ordering::Acquire) {
         tracing::debug!(host = %host.name, job = %job.id, "durable: lease was lost; result dropped");
         return;
     }
@@ -593,27 +701,13 @@ async fn renew_loop(host: Arc<HostShared>) {
         let jobs: Vec<(JobId, u64)> = host
             .held()
             .iter()
-            .filter(|(_, h)| !h.lost)
+            .filter(|(_, h)| !h.lost.load(Ordering::Acquire))
             .map(|(id, h)| (*id, h.fence))
             .collect();
         match host.client.renew(&jobs, host.lease).await {
-            Ok(renewed) => {
-                let mut held = host.held();
-                for id in renewed.cancelled {
-                    if let Some(h) = held.get(&id) {
-                        tracing::debug!(host = %host.name, job = %id, "durable: tag cancelled; stopping the job");
-                        h.cancel.cancel();
-                    }
-                }
-                for id in renewed.lost {
-                    if let Some(h) = held.get_mut(&id) {
-                        tracing::warn!(host = %host.name, job = %id,
-                            "durable: lease lost; stopping the job here (it runs again elsewhere)");
-                        h.lost = true;
-                        h.cancel.cancel();
-                    }
-                }
-            }
+            // The reply may come after this host claimed one of these jobs
+            // again: the fences keep it from stopping the newer attempt.
+            Ok(renewed) => apply_renewed(&host, &host.held(), renewed),
             Err(e) => {
                 tracing::warn!(host = %host.name, error = %e, "durable: renewing leases failed")
             }
@@ -667,7 +761,12 @@ fn on_event(host: &HostShared, event: &str) {
     } else if let Some(id) = event.strip_prefix("cancel:") {
         let Ok(id) = id.parse::<u64>() else { return };
         let held = host.held();
-        if let Some(h) = held.get(&JobId(id)).filter(|h| !h.lost) {
+        // The flag is the job's, not an attempt's: it stops whichever
+        // attempt of the job this host runs.
+        if let Some(h) = held
+            .get(&JobId(id))
+            .filter(|h| !h.lost.load(Ordering::Acquire))
+        {
             tracing::debug!(host = %host.name, job = %id, "durable: tag cancelled; stopping the job");
             h.cancel.cancel();
         }

@@ -137,37 +137,6 @@ return id
     )
 }
 
-/// Runs the due-work step, then claims the best ready job. KEYS: ready,
-/// leased, delayed, dead. ARGV: prefix, lease_ms, owner, tick limit.
-/// Returns nil, or `{id, fence, attempt, kind, payload, tag, priority,
-/// timeout_ms, max_attempts}`.
-pub(crate) fn claim() -> Script {
-    script(
-        r#"
-local prefix = ARGV[1]
-local now = now_ms()
-tick(prefix, KEYS[1], KEYS[2], KEYS[3], KEYS[4], now, tonumber(ARGV[4]))
-for _ = 1, 16 do
-  local best = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
-  if not best then return false end
-  redis.call('ZREM', KEYS[1], best)
-  local id = tonumber(string.sub(best, 23), 16)
-  local key = job_key(prefix, id)
-  if redis.call('EXISTS', key) == 1 then
-    local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-    local fence = redis.call('HINCRBY', key, 'fence', 1)
-    redis.call('HSET', key, 'state', 'running', 'owner', ARGV[3])
-    count(prefix, key, 'claimed')
-    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), id)
-    local f = redis.call('HMGET', key, 'kind', 'payload', 'tag', 'priority', 'timeout_ms', 'max_attempts')
-    return {id, fence, attempt, f[1], f[2], f[3], f[4], f[5], f[6]}
-  end
-end
-return false
-"#,
-    )
-}
-
 /// The fence check every lease-holder script starts with: the job's fence
 /// is the caller's and the job is still in the lease set.
 const HOLDS: &str = r#"
@@ -179,6 +148,78 @@ end
 
 fn fenced(body: &str) -> Script {
     Script::new(&format!("{HELPERS}\n{HOLDS}\n{body}"))
+}
+
+/// Claims up to `count` of the best ready jobs, after the due-work step.
+/// KEYS: ready, leased, delayed, dead. ARGV: prefix, lease_ms, owner, tick
+/// limit, token, count. Returns `{{id, fence, attempt, kind, payload, tag,
+/// priority, timeout_ms, max_attempts}, ...}` in queue order.
+///
+/// A claim whose reply is lost (the connection dropped, or the caller gave
+/// up waiting) has still counted its jobs' attempts and leased them to
+/// `owner`, which does not know it holds them; on its last attempt each
+/// such job would go to the dead letters once its lease runs out, never
+/// having run. So each claim that takes jobs records its `token` and the
+/// `id:fence` pairs it leased in `<prefix>:claim:<owner>` (one key per
+/// host, expiring with the lease), and a claim that comes again with the
+/// same token gets the jobs of that record it still holds, leases renewed,
+/// instead of new ones: the caller retries with one token until it hears
+/// an answer, and so runs what it claimed.
+pub(crate) fn claim() -> Script {
+    fenced(
+        r#"
+local prefix, owner, token = ARGV[1], ARGV[3], ARGV[5]
+local lease = tonumber(ARGV[2])
+local now = now_ms()
+local record = prefix .. ':claim:' .. owner
+local function reply(key, id, fence, attempt)
+  local f = redis.call('HMGET', key, 'kind', 'payload', 'tag', 'priority', 'timeout_ms', 'max_attempts')
+  return {id, fence, attempt, f[1], f[2], f[3], f[4], f[5], f[6]}
+end
+local recorded = redis.call('GET', record)
+if recorded and string.sub(recorded, 1, #token + 1) == token .. ' ' then
+  local jobs = {}
+  for id, fence in string.gmatch(string.sub(recorded, #token + 2), '(%d+):(%d+)') do
+    if holds(prefix, KEYS[2], id, fence) then
+      redis.call('ZADD', KEYS[2], 'XX', now + lease, id)
+      local key = job_key(prefix, id)
+      table.insert(jobs, reply(key, tonumber(id), tonumber(fence),
+        tonumber(redis.call('HGET', key, 'attempts'))))
+    end
+  end
+  return jobs
+end
+tick(prefix, KEYS[1], KEYS[2], KEYS[3], KEYS[4], now, tonumber(ARGV[4]))
+local jobs, leased = {}, {}
+local want = tonumber(ARGV[6])
+-- A rank whose job record is gone (it expired) is dropped and skipped, a
+-- bounded number of times per call.
+local skips = 16
+while #jobs < want do
+  local best = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+  if not best then break end
+  redis.call('ZREM', KEYS[1], best)
+  local id = tonumber(string.sub(best, 23), 16)
+  local key = job_key(prefix, id)
+  if redis.call('EXISTS', key) == 1 then
+    local attempt = redis.call('HINCRBY', key, 'attempts', 1)
+    local fence = redis.call('HINCRBY', key, 'fence', 1)
+    redis.call('HSET', key, 'state', 'running', 'owner', owner)
+    count(prefix, key, 'claimed')
+    redis.call('ZADD', KEYS[2], now + lease, id)
+    table.insert(jobs, reply(key, id, fence, attempt))
+    table.insert(leased, id .. ':' .. fence)
+  else
+    skips = skips - 1
+    if skips == 0 then break end
+  end
+end
+if #leased > 0 then
+  redis.call('SET', record, token .. ' ' .. table.concat(leased, ','), 'PX', lease)
+end
+return jobs
+"#,
+    )
 }
 
 /// Runs the due-work step alone. KEYS: ready, leased, delayed, dead. ARGV:
@@ -265,7 +306,10 @@ return 1
 }
 
 /// Extends leases. KEYS: leased. ARGV: prefix, lease_ms, then id, fence
-/// pairs. Returns `{lost ids, ids asked to cancel}`.
+/// pairs. Returns `{lost {id, fence} pairs, {id, fence} pairs asked to
+/// cancel}`: with their fences, so that a host holding two attempts of one
+/// job (an old one whose lease ran out, and its new claim) stops only the
+/// one that lost.
 pub(crate) fn renew() -> Script {
     fenced(
         r#"
@@ -277,10 +321,10 @@ for i = 3, #ARGV, 2 do
   if holds(prefix, KEYS[1], id, ARGV[i + 1]) then
     redis.call('ZADD', KEYS[1], 'XX', until_ms, id)
     if redis.call('HGET', job_key(prefix, id), 'cancel') == '1' then
-      table.insert(cancel, id)
+      table.insert(cancel, {id, ARGV[i + 1]})
     end
   else
-    table.insert(lost, id)
+    table.insert(lost, {id, ARGV[i + 1]})
   end
 end
 return {lost, cancel}
@@ -288,7 +332,8 @@ return {lost, cancel}
     )
 }
 
-/// Re-enqueues a dead job at its rank, attempts reset. KEYS: dead, ready.
+/// Re-enqueues a dead job at its rank, attempts reset, and announces it with
+/// `ready` on `<prefix>:events`, as an enqueue does. KEYS: dead, ready.
 /// ARGV: prefix, id. Returns 1, or 0 if the job is not a dead letter.
 pub(crate) fn retry_dead() -> Script {
     script(
@@ -304,6 +349,7 @@ local tag = redis.call('HGET', key, 'tag')
 if tag and tag ~= '' then
   redis.call('SADD', prefix .. ':tag:' .. tag, id)
 end
+redis.call('PUBLISH', prefix .. ':events', 'ready')
 return 1
 "#,
     )
