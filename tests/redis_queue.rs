@@ -139,6 +139,8 @@ async fn two_hosts_claim_in_cluster_order() {
             let (started, gate) = (Arc::clone(&started), Arc::clone(&gate));
             let host = host(&plan, &client)
                 .name(name)
+                // One job at a time, none prefetched: the pairs below.
+                .prefetch(0)
                 .register("log", move |job: String, _| {
                     let (started, gate) = (Arc::clone(&started), Arc::clone(&gate));
                     async move {
@@ -611,6 +613,9 @@ async fn cancel_tag_stops_a_job_running_on_a_host_within_a_second() {
         let plan = Plan::builder().workers(1).build().unwrap();
         let host = host(&plan, &client)
             .lease(Duration::from_secs(30)) // Renewals still come every 500 ms.
+            // The queued job stays in Redis's ready set (not prefetched),
+            // so cancel_tag ends it at once.
+            .prefetch(0)
             .register("stuck", |_: (), _| async {
                 std::future::pending::<()>().await;
                 Ok::<(), String>(())
@@ -1173,6 +1178,90 @@ async fn a_retried_dead_letter_wakes_an_idle_host_long_before_its_poll() {
         until_state(&client, id, JobState::Done).await;
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_many_returns_the_best_jobs_in_queue_order() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        // Queue order: b e f a c d (priority, then FIFO).
+        let jobs = [("a", 0), ("b", 5), ("c", 0), ("d", -3), ("e", 5), ("f", 1)];
+        enqueue_logs(&client, &jobs).await;
+        let lease = Duration::from_secs(30);
+        let payloads = |claimed: &[taskplan::durable::Claimed]| {
+            claimed
+                .iter()
+                .map(|j| serde_json::from_str::<String>(j.payload()).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let first = client.claim_many(lease, "h", 4).await.unwrap();
+        assert_eq!(payloads(&first), ["b", "e", "f", "a"]);
+        assert!(first.iter().all(|j| (j.fence(), j.attempt()) == (1, 1)));
+        let rest = client.claim_many(lease, "h", 4).await.unwrap();
+        assert_eq!(payloads(&rest), ["c", "d"]);
+        assert!(client.claim_many(lease, "h", 4).await.unwrap().is_empty());
+        let counts = client.counts().await.unwrap();
+        assert_eq!((counts.ready, counts.leased), (0, 6));
+        assert_eq!(client.stats().await.unwrap().claimed, 6);
+        for job in first.iter().chain(&rest) {
+            let info = client.job_info(job.id()).await.unwrap().unwrap();
+            assert_eq!(
+                (info.state, info.owner.as_deref()),
+                (JobState::Running, Some("h"))
+            );
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_many_refuses_a_stale_fence_alone_and_applies_the_rest() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let a = client.job("k", &()).tag("t").enqueue().await.unwrap();
+        let b = client.job("k", &()).tag("t").enqueue().await.unwrap();
+        let c = client.job("k", &()).enqueue().await.unwrap();
+        let old_a = client
+            .claim(Duration::from_millis(200), "h")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(old_a.id(), a);
+        let bc = client
+            .claim_many(Duration::from_secs(30), "h", 2)
+            .await
+            .unwrap();
+        eventually("a's lease to run out", || async {
+            client.maintain().await.unwrap();
+            (state_of(&client, a).await == Some(JobState::Ready)).then_some(())
+        })
+        .await;
+        let new_a = client
+            .claim(Duration::from_secs(30), "h")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((new_a.id(), new_a.fence()), (a, 2));
+
+        let batch = [old_a, bc[0].clone(), bc[1].clone()];
+        let acked = client.ack_many(&batch).await.unwrap();
+        assert_eq!(acked.len(), 3);
+        assert!(acked[0].as_ref().unwrap_err().is_stale());
+        assert!(acked[1].is_ok() && acked[2].is_ok());
+        assert_eq!(state_of(&client, a).await, Some(JobState::Running));
+        assert_eq!(state_of(&client, b).await, Some(JobState::Done));
+        assert_eq!(state_of(&client, c).await, Some(JobState::Done));
+        let stats = client.stats().await.unwrap();
+        assert_eq!((stats.completed, stats.expired), (2, 1));
+        assert_eq!(client.tag_counts("t").await.unwrap().running, 1);
+        assert_eq!(client.tag_stats("t").await.unwrap().completed, 1);
+
+        client.ack(&new_a).await.unwrap();
+        assert_eq!(state_of(&client, a).await, Some(JobState::Done));
     })
     .await
 }

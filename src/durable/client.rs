@@ -20,6 +20,10 @@ use super::scripts;
 /// How many due delayed jobs and expired leases one claim moves at most.
 const TICK_LIMIT: u32 = 100;
 
+/// How many jobs one claim or settle script handles at most, so that a
+/// large batch never blocks Redis for long.
+pub(crate) const BATCH_MAX: usize = 256;
+
 /// How many of a tag's jobs one `cancel_tag` or `promote` script handles,
 /// so that a large tag never blocks Redis for long.
 const CHUNK: u32 = 500;
@@ -85,9 +89,7 @@ struct Scripts {
     enqueue: Script,
     claim: Script,
     maintain: Script,
-    ack: Script,
-    fail: Script,
-    release: Script,
+    settle: Script,
     renew: Script,
     retry_dead: Script,
     cancel_tag: Script,
@@ -109,9 +111,7 @@ impl Keys {
                 enqueue: scripts::enqueue(),
                 claim: scripts::claim(),
                 maintain: scripts::maintain(),
-                ack: scripts::ack(),
-                fail: scripts::fail(),
-                release: scripts::release(),
+                settle: scripts::settle(),
                 renew: scripts::renew(),
                 retry_dead: scripts::retry_dead(),
                 cancel_tag: scripts::cancel_tag(),
@@ -131,6 +131,73 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("prefix", &self.keys.prefix)
             .finish_non_exhaustive()
+    }
+}
+
+/// How to settle one claimed job, for [`Client::settle_batch`].
+pub(crate) struct Settle {
+    pub(crate) id: JobId,
+    pub(crate) fence: u64,
+    pub(crate) op: SettleOp,
+}
+
+pub(crate) enum SettleOp {
+    Ack,
+    Fail {
+        reason: String,
+        backoff: Duration,
+        dead_now: bool,
+    },
+    Release,
+}
+
+impl Settle {
+    pub(crate) fn ack(job: &Claimed) -> Settle {
+        Settle {
+            id: job.id,
+            fence: job.fence,
+            op: SettleOp::Ack,
+        }
+    }
+    pub(crate) fn release(job: &Claimed) -> Settle {
+        Settle {
+            id: job.id,
+            fence: job.fence,
+            op: SettleOp::Release,
+        }
+    }
+    pub(crate) fn fail(job: &Claimed, reason: String, backoff: Duration, dead_now: bool) -> Settle {
+        Settle {
+            id: job.id,
+            fence: job.fence,
+            op: SettleOp::Fail {
+                reason,
+                backoff,
+                dead_now,
+            },
+        }
+    }
+}
+
+/// What became of one settled job; see the `settle` script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Settled {
+    Done,
+    Retry,
+    Dead,
+    Released,
+    Cancelled,
+    Stale,
+}
+
+impl Settled {
+    /// The error for an outcome the call did not ask for: stale, or a
+    /// reply that does not fit the operation.
+    fn unexpected<T>(self, id: JobId) -> Result<T, Error> {
+        match self {
+            Settled::Stale => Err(Error::stale(id)),
+            other => Err(Error::corrupt(format!("job {id} settled as {other:?}"))),
+        }
     }
 }
 
@@ -354,7 +421,8 @@ impl Client {
         max: usize,
     ) -> Result<Vec<Claimed>, Error> {
         let token = unique_token();
-        self.claim_batch(lease, owner, max, &token).await
+        self.claim_batch(lease, owner, max.min(BATCH_MAX), &token)
+            .await
     }
 
     /// Claims up to `max` jobs under `token`. Calling again with the same
@@ -435,22 +503,50 @@ impl Client {
     /// claimed again): the job then runs again, which is what at-least-once
     /// means.
     pub async fn ack(&self, job: &Claimed) -> Result<(), Error> {
-        let mut con = self.con.clone();
-        let done: i64 = self
-            .keys
-            .scripts
-            .ack
-            .key(&self.keys.leased)
-            .arg(&self.keys.prefix)
-            .arg(job.id.0)
-            .arg(job.fence)
-            .invoke_async(&mut con)
-            .await?;
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(Error::stale(job.id))
+        match self.settle_one(job, Settle::ack(job)).await? {
+            Settled::Done => Ok(()),
+            other => other.unexpected(job.id),
         }
+    }
+
+    /// Acknowledges many finished jobs in one round trip (one script per
+    /// 256 jobs), each as [`ack`](Client::ack) would: returns one result
+    /// per job, in order, and a job whose lease was lost is refused alone
+    /// ([`Error::is_stale`]) while the others are acknowledged.
+    ///
+    /// The outer error is Redis's: then some chunks may have been applied
+    /// and others not; acknowledging again is safe (an applied one is then
+    /// refused as stale).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(client: taskplan::durable::Client) -> Result<(), taskplan::durable::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let jobs = client.claim_many(Duration::from_secs(30), "worker-1", 32).await?;
+    /// // ... run them ...
+    /// for (job, acked) in jobs.iter().zip(client.ack_many(&jobs).await?) {
+    ///     if let Err(e) = acked {
+    ///         eprintln!("job {} runs again: {e}", job.id());
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn ack_many(&self, jobs: &[Claimed]) -> Result<Vec<Result<(), Error>>, Error> {
+        let mut results = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(BATCH_MAX) {
+            let entries: Vec<Settle> = chunk.iter().map(Settle::ack).collect();
+            let settled = self.settle_batch(&entries).await?;
+            for (job, settled) in chunk.iter().zip(settled) {
+                results.push(match settled {
+                    Settled::Done => Ok(()),
+                    other => other.unexpected(job.id),
+                });
+            }
+        }
+        Ok(results)
     }
 
     /// Records a failed attempt with its `reason`: the job waits `backoff`,
@@ -465,28 +561,12 @@ impl Client {
         backoff: Duration,
         dead_now: bool,
     ) -> Result<Failed, Error> {
-        let mut con = self.con.clone();
-        let outcome: String = self
-            .keys
-            .scripts
-            .fail
-            .key(&self.keys.leased)
-            .key(&self.keys.delayed)
-            .key(&self.keys.dead)
-            .arg(&self.keys.prefix)
-            .arg(job.id.0)
-            .arg(job.fence)
-            .arg(reason)
-            .arg(backoff.as_millis() as u64)
-            .arg(if dead_now { "1" } else { "0" })
-            .invoke_async(&mut con)
-            .await?;
-        match outcome.as_str() {
-            "retry" => Ok(Failed::Retry),
-            "dead" => Ok(Failed::Dead),
-            "cancelled" => Ok(Failed::Cancelled),
-            "stale" => Err(Error::stale(job.id)),
-            other => Err(Error::corrupt(format!("fail returned {other:?}"))),
+        let entry = Settle::fail(job, reason.to_owned(), backoff, dead_now);
+        match self.settle_one(job, entry).await? {
+            Settled::Retry => Ok(Failed::Retry),
+            Settled::Dead => Ok(Failed::Dead),
+            Settled::Cancelled => Ok(Failed::Cancelled),
+            other => other.unexpected(job.id),
         }
     }
 
@@ -496,23 +576,69 @@ impl Client {
     /// ([`cancel_tag`](Client::cancel_tag)) ends as cancelled instead.
     /// Refused as [`ack`](Client::ack) is.
     pub async fn release(&self, job: &Claimed) -> Result<(), Error> {
-        let mut con = self.con.clone();
-        let done: i64 = self
-            .keys
-            .scripts
-            .release
-            .key(&self.keys.leased)
-            .key(&self.keys.ready)
-            .arg(&self.keys.prefix)
-            .arg(job.id.0)
-            .arg(job.fence)
-            .invoke_async(&mut con)
-            .await?;
-        if done >= 1 {
-            Ok(())
-        } else {
-            Err(Error::stale(job.id))
+        match self.settle_one(job, Settle::release(job)).await? {
+            Settled::Released | Settled::Cancelled => Ok(()),
+            other => other.unexpected(job.id),
         }
+    }
+
+    async fn settle_one(&self, job: &Claimed, entry: Settle) -> Result<Settled, Error> {
+        self.settle_batch(std::slice::from_ref(&entry))
+            .await?
+            .pop()
+            .ok_or_else(|| Error::corrupt(format!("settling job {} returned nothing", job.id)))
+    }
+
+    /// Settles up to [`BATCH_MAX`] jobs in one script call, each by its own
+    /// fence. Returns one outcome per entry, in order.
+    pub(crate) async fn settle_batch(&self, entries: &[Settle]) -> Result<Vec<Settled>, Error> {
+        debug_assert!(entries.len() <= BATCH_MAX);
+        let mut con = self.con.clone();
+        let keys = &self.keys;
+        let mut call = keys.scripts.settle.key(&keys.leased);
+        call.key(&keys.ready)
+            .key(&keys.delayed)
+            .key(&keys.dead)
+            .arg(&keys.prefix);
+        for e in entries {
+            let (op, reason, backoff_ms, dead_now) = match &e.op {
+                SettleOp::Ack => ("a", "", 0, false),
+                SettleOp::Release => ("r", "", 0, false),
+                SettleOp::Fail {
+                    reason,
+                    backoff,
+                    dead_now,
+                } => ("f", reason.as_str(), backoff.as_millis() as u64, *dead_now),
+            };
+            call.arg(op)
+                .arg(e.id.0)
+                .arg(e.fence)
+                .arg(reason)
+                .arg(backoff_ms)
+                .arg(if dead_now { "1" } else { "0" });
+        }
+        let words: Vec<String> = call.invoke_async(&mut con).await?;
+        if words.len() != entries.len() {
+            return Err(Error::corrupt(format!(
+                "settling {} jobs returned {} outcomes",
+                entries.len(),
+                words.len()
+            )));
+        }
+        words
+            .iter()
+            .map(|w| {
+                Ok(match w.as_str() {
+                    "done" => Settled::Done,
+                    "retry" => Settled::Retry,
+                    "dead" => Settled::Dead,
+                    "released" => Settled::Released,
+                    "cancelled" => Settled::Cancelled,
+                    "stale" => Settled::Stale,
+                    other => return Err(Error::corrupt(format!("settle returned {other:?}"))),
+                })
+            })
+            .collect()
     }
 
     /// Extends to `lease` from now the leases of `jobs` (id and fence).

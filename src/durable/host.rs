@@ -1,12 +1,14 @@
 //! The claiming side: a [`Host`] claims jobs from Redis while its plan has
 //! room and runs each as an ordinary plan task.
 //!
-//! Four kinds of Tokio task make a host: one claim loop, one lease
-//! renewer, one events listener, and one small settler per running job that
-//! awaits the job's [`TaskHandle`](crate::TaskHandle) and acknowledges,
-//! fails or releases the job by its outcome. The settlers are separate
-//! tasks so that a slow Redis call for one job never holds up claiming or
-//! the others.
+//! Five kinds of Tokio task make a host: one claim loop, one lease
+//! renewer, one events listener, one small task per job handed to the plan
+//! that awaits the job's [`TaskHandle`](crate::TaskHandle) and frees its
+//! slot, and one settling task that acknowledges, fails or releases the
+//! finished jobs in batches (one script call for all the jobs that ended
+//! while the previous call was out). Settling is apart from claiming so
+//! that a slow Redis call never holds up claiming, and a job's slot is
+//! free for the next job before its acknowledgement is sent.
 //!
 //! The events listener holds a pub/sub connection of its own on
 //! `<prefix>:events` and turns its messages into wakeups: `ready` wakes the
@@ -26,13 +28,15 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::client::{Client, Renewed, random_hex, unique_token};
-use super::job::{Claimed, Failed, JobContext, JobId};
+use super::client::{
+    BATCH_MAX, Client, Renewed, Settle, SettleOp, Settled, random_hex, unique_token,
+};
+use super::job::{Claimed, JobContext, JobId};
 use crate::{CancelHandle, Plan, TaskError};
 
 type JobFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
@@ -51,6 +55,7 @@ pub struct HostBuilder {
     poll: Duration,
     renew_every: Option<Duration>,
     backoff: (Duration, Duration),
+    prefetch: Option<usize>,
 }
 
 impl fmt::Debug for HostBuilder {
@@ -157,6 +162,21 @@ impl HostBuilder {
         self
     }
 
+    /// Sets how many jobs this host claims beyond its plan's workers, so
+    /// that a worker that finishes a job finds the next one already in
+    /// the plan's queue instead of waiting for a round trip to Redis
+    /// (default: as many as the plan has workers, at most 64).
+    ///
+    /// Prefetched jobs are leased (and renewed) like running ones, so no
+    /// other host can run them meanwhile; set 0 where jobs are long and
+    /// hosts many, so that an idle host is never left waiting behind
+    /// another's queue. A prefetched job that has not started when the
+    /// host drains goes back to its place at once, its attempt not counted.
+    pub fn prefetch(mut self, jobs: usize) -> Self {
+        self.prefetch = Some(jobs);
+        self
+    }
+
     /// Starts claiming: spawns the claim loop and the lease renewer on the
     /// current Tokio runtime.
     ///
@@ -165,6 +185,13 @@ impl HostBuilder {
     /// Panics if called outside a Tokio runtime, as `tokio::spawn` does.
     pub fn start(self) -> Host {
         let name = self.name.unwrap_or_else(default_name);
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        tokio::spawn(settle_loop(
+            self.client.clone(),
+            name.clone(),
+            self.lease,
+            settle_rx,
+        ));
         let shared = Arc::new(HostShared {
             plan: self.plan,
             client: self.client,
@@ -185,6 +212,8 @@ impl HostBuilder {
             room: Notify::new(),
             stop: CancellationToken::new(),
             settlers: TaskTracker::new(),
+            settle_tx,
+            prefetch: self.prefetch,
         });
         // Tracked with the settlers: waiting for them waits for claiming to
         // end too, so no job is claimed after the wait.
@@ -201,8 +230,11 @@ impl HostBuilder {
 
 /// A host: claims jobs from a durable queue and runs them on a [`Plan`].
 ///
-/// It claims only while the plan has room: while fewer of its jobs are
-/// running than the plan has workers. Each claimed job becomes a plan task
+/// It claims while fewer of its jobs are in the plan (running or waiting
+/// their turn) than the plan has workers plus the
+/// [prefetch](HostBuilder::prefetch), as many as there is room for in one
+/// call, so that a worker that ends a job finds the next one already
+/// there. Each claimed job becomes a plan task
 /// with the job's tag, priority and timeout, so the plan's stats,
 /// `cancel_tag`, `promote` and `shutdown` see it like any other task. A job
 /// whose task is cancelled on this host (by the plan's shutdown or abort, or
@@ -276,8 +308,18 @@ struct HostShared {
     room: Notify,
     /// Stops the claim loop (and, once the settlers are done, the renewer).
     stop: CancellationToken,
+    /// The claim loop and one task per job handed to the plan, which ends
+    /// once its job is settled in Redis.
     settlers: TaskTracker,
+    /// Jobs to settle, for the one settling task.
+    settle_tx: mpsc::UnboundedSender<Pending>,
+    /// How many jobs to claim beyond the plan's workers; `None`: as many
+    /// as it has workers, at most [`PREFETCH_MAX`].
+    prefetch: Option<usize>,
 }
+
+/// The default prefetch's bound, for plans with many workers.
+const PREFETCH_MAX: usize = 64;
 
 struct Held {
     fence: u64,
@@ -312,6 +354,35 @@ impl HostShared {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// How many more jobs to claim now: the plan's workers and the
+    /// prefetch, less the jobs already handed to the plan.
+    fn room(&self) -> usize {
+        let workers = self.plan.stats().workers;
+        let prefetch = self.prefetch.unwrap_or(workers.min(PREFETCH_MAX));
+        (workers + prefetch).saturating_sub(self.in_flight.load(Ordering::Acquire))
+    }
+
+    /// Hands `job` to the settling task; the receiver completes once its
+    /// call is done (or given up: its lease then puts it back).
+    fn settle(&self, job: Claimed, op: SettleOp) -> oneshot::Receiver<()> {
+        let (done, settled) = oneshot::channel();
+        // The settling task lives while this host does: a send cannot fail.
+        let _ = self.settle_tx.send(Pending { job, op, done });
+        settled
+    }
+
+    fn settle_failed(&self, job: Claimed, reason: String, dead_now: bool) -> oneshot::Receiver<()> {
+        let backoff = self.backoff_for(job.attempt);
+        self.settle(
+            job,
+            SettleOp::Fail {
+                reason,
+                backoff,
+                dead_now,
+            },
+        )
+    }
+
     fn backoff_for(&self, attempt: u32) -> Duration {
         let (base, max) = self.backoff;
         let factor = 1u32 << attempt.saturating_sub(1).min(20);
@@ -332,6 +403,7 @@ impl Host {
             poll: Duration::from_millis(200),
             renew_every: None,
             backoff: (Duration::from_secs(1), Duration::from_secs(300)),
+            prefetch: None,
         }
     }
 
@@ -419,19 +491,19 @@ async fn claim_loop(host: Arc<HostShared>) {
     // (which would count an attempt, and dead-letter a job on its last).
     let mut unanswered: Option<String> = None;
     while !host.stop.is_cancelled() {
-        let workers = host.plan.stats().workers;
-        let room = workers.saturating_sub(host.in_flight.load(Ordering::Acquire));
-        if room == 0 || host.plan.is_closed() {
-            if host.plan.is_closed() {
-                break;
-            }
+        if host.plan.is_closed() {
+            break;
+        }
+        let room = host.room();
+        if room == 0 {
             wait(&host, host.poll).await;
             continue;
         }
         let token = unanswered.take().unwrap_or_else(unique_token);
+        let max = room.min(BATCH_MAX);
         match host
             .client
-            .claim_batch(host.lease, &host.name, room, &token)
+            .claim_batch(host.lease, &host.name, max, &token)
             .await
         {
             Ok(jobs) if jobs.is_empty() => {
@@ -440,8 +512,25 @@ async fn claim_loop(host: Arc<HostShared>) {
             }
             Ok(jobs) => {
                 failures = 0;
+                let mut refused = false;
+                let mut settling = Vec::new();
                 for job in jobs {
-                    start(&host, job).await;
+                    match start(&host, job) {
+                        Started::Running => {}
+                        Started::Settling(done) => settling.push(done),
+                        Started::Refused(done) => {
+                            refused = true;
+                            settling.push(done);
+                        }
+                    }
+                }
+                // Settled in one batch; waited for here so that a drain
+                // (which waits for this loop) returns after they land.
+                for done in settling {
+                    let _ = done.await;
+                }
+                if refused && !host.plan.is_closed() {
+                    wait(&host, host.poll).await;
                 }
             }
             Err(e) => {
@@ -461,8 +550,12 @@ async fn claim_loop(host: Arc<HostShared>) {
             .claim_batch(host.lease, &host.name, 1, &token)
             .await
         {
-            for job in jobs {
-                settle_release(&host, &job).await;
+            let dones: Vec<_> = jobs
+                .into_iter()
+                .map(|job| host.settle(job, SettleOp::Release))
+                .collect();
+            for done in dones {
+                let _ = done.await;
             }
         }
     }
@@ -476,8 +569,20 @@ async fn wait(host: &HostShared, pause: Duration) {
     }
 }
 
-/// Runs a claimed job as a plan task, or settles it at once if it cannot run.
-async fn start(host: &Arc<HostShared>, job: Claimed) {
+/// What [`start`] did with a claimed job.
+enum Started {
+    /// It runs (or waits its turn) as a plan task.
+    Running,
+    /// It cannot run here (unknown kind, bad payload): it is being failed;
+    /// the receiver completes once that is settled.
+    Settling(oneshot::Receiver<()>),
+    /// The plan refused it (full or closed): it is being released.
+    Refused(oneshot::Receiver<()>),
+}
+
+/// Runs a claimed job as a plan task, or has it settled at once if it
+/// cannot run.
+fn start(host: &Arc<HostShared>, job: Claimed) -> Started {
     let Some(handler) = host.handlers.get(job.kind()) else {
         let reason = format!(
             "no handler is registered for kind `{}` on host {}; register one with \
@@ -485,8 +590,7 @@ async fn start(host: &Arc<HostShared>, job: Claimed) {
             job.kind(),
             host.name
         );
-        settle_failed(host, &job, reason, true).await;
-        return;
+        return Started::Settling(host.settle_failed(job, reason, true));
     };
     // A `Deserialize` impl is user code: a panic in it must not end the
     // claim loop, and the job must not be lost.
@@ -500,10 +604,7 @@ async fn start(host: &Arc<HostShared>, job: Claimed) {
         });
     let run = match decoded {
         Ok(run) => run,
-        Err(reason) => {
-            settle_failed(host, &job, reason, true).await;
-            return;
-        }
+        Err(reason) => return Started::Settling(host.settle_failed(job, reason, true)),
     };
     let cx = JobContext {
         id: job.id,
@@ -512,8 +613,9 @@ async fn start(host: &Arc<HostShared>, job: Claimed) {
         max_attempts: job.max_attempts,
         tag: job.tag.clone(),
     };
-    // A job that waited in the plan's queue (behind other work) and whose
-    // turn comes once the host drains does not start: it goes back at once.
+    // A job that waited in the plan's queue (prefetched, or behind other
+    // work) and whose turn comes once the host drains does not start: it
+    // goes back at once.
     let draining = host.stop.clone();
     let plan = host.plan.clone();
     let job_task = async move {
@@ -545,19 +647,18 @@ async fn start(host: &Arc<HostShared>, job: Claimed) {
             let host2 = Arc::clone(host);
             host.settlers.spawn(async move {
                 let outcome = handle.await;
-                settle(&host2, job, &lost, outcome).await;
-                host2.room.notify_one();
+                if let Some(done) = settle(&host2, job, &lost, outcome) {
+                    let _ = done.await;
+                }
             });
+            Started::Running
         }
         Err(refused) => {
             // The plan is full of other work or closed: put the job back.
             tracing::debug!(host = %host.name, job = %job.id, closed = refused.is_closed(),
                 "durable: plan refused a claimed job; putting it back");
             drop(refused);
-            settle_release(host, &job).await;
-            if !host.plan.is_closed() {
-                wait(host, host.poll).await;
-            }
+            Started::Refused(host.settle(job, SettleOp::Release))
         }
     }
 }
@@ -602,35 +703,31 @@ fn apply_renewed(host: &HostShared, held: &HashMap<JobId, Held>, renewed: Renewe
     }
 }
 
-/// Settles a job by its plan task's outcome: `Ok(None)` is a job that did
-/// not start because the host is draining.
-async fn settle(
+/// Settles a job by its plan task's outcome (`Ok(None)` is a job that did
+/// not start because the host is draining): frees its slot at once, then
+/// hands it to the settling task. Returns what completes once it is
+/// settled, or `None` if its lease was lost and its result is dropped.
+fn settle(
     host: &HostShared,
     job: Claimed,
     lost: &AtomicBool,
     outcome: Result<Option<Result<(), String>>, TaskError>,
-) {
+) -> Option<oneshot::Receiver<()>> {
     unhold(&mut host.held(), job.id, job.fence);
     host.in_flight.fetch_sub(1, Ordering::AcqRel);
+    host.room.notify_one();
     if lost.load(Ordering::Acquire) {
         tracing::debug!(host = %host.name, job = %job.id, "durable: lease was lost; result dropped");
-        return;
+        return None;
     }
-    match outcome {
-        Ok(None) => settle_release(host, &job).await,
-        Ok(Some(Ok(()))) => {
-            let ok = retry_redis(host, || host.client.ack(&job)).await;
-            if let Some(Err(e)) = ok {
-                tracing::info!(host = %host.name, job = %job.id, error = %e, "durable: ack refused");
-            }
-        }
-        Ok(Some(Err(reason))) => {
-            settle_failed(host, &job, format!("failed: {reason}"), false).await
-        }
-        Err(e) if e.is_cancelled() => settle_release(host, &job).await,
+    Some(match outcome {
+        Ok(None) => host.settle(job, SettleOp::Release),
+        Ok(Some(Ok(()))) => host.settle(job, SettleOp::Ack),
+        Ok(Some(Err(reason))) => host.settle_failed(job, format!("failed: {reason}"), false),
+        Err(e) if e.is_cancelled() => host.settle(job, SettleOp::Release),
         Err(e) if e.is_timeout() => {
             let after = job.timeout.unwrap_or_default();
-            settle_failed(host, &job, format!("timed out after {after:?}"), false).await;
+            host.settle_failed(job, format!("timed out after {after:?}"), false)
         }
         Err(e) => {
             let reason = e.to_string();
@@ -638,52 +735,105 @@ async fn settle(
                 Some((_, rest)) => format!("panicked{rest}"),
                 None => reason,
             };
-            settle_failed(host, &job, reason, false).await;
+            host.settle_failed(job, reason, false)
+        }
+    })
+}
+
+/// A job waiting for the settling task, and who waits for it.
+struct Pending {
+    job: Claimed,
+    op: SettleOp,
+    done: oneshot::Sender<()>,
+}
+
+/// The settling task: sends every job waiting to be settled in one script
+/// call, one call in flight at a time. Jobs that end while a call is out
+/// wait for the next, so batches grow with the load and a lone job goes
+/// at once. Ends once every sender (the host and its jobs) is gone.
+///
+/// It holds no `Arc<HostShared>`: the host's sender lives there, and the
+/// task must end when the host and all its jobs are gone.
+async fn settle_loop(
+    client: Client,
+    name: String,
+    lease: Duration,
+    mut pending: mpsc::UnboundedReceiver<Pending>,
+) {
+    let mut batch: Vec<Pending> = Vec::new();
+    while let Some(first) = pending.recv().await {
+        batch.push(first);
+        while batch.len() < BATCH_MAX {
+            match pending.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        let entries: Vec<Settle> = batch
+            .iter_mut()
+            .map(|p| Settle {
+                id: p.job.id,
+                fence: p.job.fence,
+                op: std::mem::replace(&mut p.op, SettleOp::Ack),
+            })
+            .collect();
+        match retry_redis(&name, lease, || client.settle_batch(&entries)).await {
+            Some(Ok(outcomes)) => {
+                for ((p, entry), outcome) in batch.iter().zip(&entries).zip(outcomes) {
+                    log_settled(&name, &p.job, entry, outcome);
+                }
+            }
+            Some(Err(e)) => tracing::warn!(host = %name, jobs = batch.len(), error = %e,
+                "durable: settling refused; leases will put the jobs back"),
+            None => {}
+        }
+        for p in batch.drain(..) {
+            let _ = p.done.send(());
         }
     }
 }
 
-async fn settle_failed(host: &HostShared, job: &Claimed, reason: String, dead_now: bool) {
-    let backoff = host.backoff_for(job.attempt);
-    let outcome = retry_redis(host, || host.client.fail(job, &reason, backoff, dead_now)).await;
+fn log_settled(name: &str, job: &Claimed, entry: &Settle, outcome: Settled) {
+    let reason = match &entry.op {
+        SettleOp::Fail { reason, .. } => reason.as_str(),
+        _ => "",
+    };
     match outcome {
-        Some(Ok(Failed::Dead)) => tracing::warn!(host = %host.name, job = %job.id,
-            kind = %job.kind, %reason, "durable: job moved to the dead letters"),
-        Some(Ok(Failed::Retry)) => tracing::info!(host = %host.name, job = %job.id,
-            kind = %job.kind, %reason, ?backoff, "durable: attempt failed; will retry"),
-        Some(Ok(Failed::Cancelled)) => tracing::debug!(host = %host.name, job = %job.id,
-            "durable: failed attempt of a cancelled job; recorded as cancelled"),
-        Some(Err(e)) => tracing::info!(host = %host.name, job = %job.id, error = %e,
-            "durable: failure not recorded"),
-        None => {}
-    }
-}
-
-async fn settle_release(host: &HostShared, job: &Claimed) {
-    if let Some(Err(e)) = retry_redis(host, || host.client.release(job)).await {
-        tracing::debug!(host = %host.name, job = %job.id, error = %e, "durable: release refused");
+        Settled::Done | Settled::Released => {}
+        Settled::Dead => tracing::warn!(host = %name, job = %job.id, kind = %job.kind,
+            %reason, "durable: job moved to the dead letters"),
+        Settled::Retry => tracing::info!(host = %name, job = %job.id, kind = %job.kind,
+            %reason, "durable: attempt failed; will retry"),
+        Settled::Cancelled => tracing::debug!(host = %name, job = %job.id,
+            "durable: job of a cancelled tag; recorded as cancelled"),
+        Settled::Stale => tracing::info!(host = %name, job = %job.id,
+            "durable: lease was lost before settling; result not recorded"),
     }
 }
 
 /// Runs a settling call, retrying Redis errors for about one lease; after
 /// that the lease has run out and Redis puts the job back by itself, so
 /// giving up loses nothing. Returns `None` if it gave up.
-async fn retry_redis<T, F, Fut>(host: &HostShared, mut call: F) -> Option<Result<T, super::Error>>
+async fn retry_redis<T, F, Fut>(
+    name: &str,
+    lease: Duration,
+    mut call: F,
+) -> Option<Result<T, super::Error>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, super::Error>>,
 {
-    let deadline = tokio::time::Instant::now() + host.lease;
+    let deadline = tokio::time::Instant::now() + lease;
     let mut pause = Duration::from_millis(50);
     loop {
         match call().await {
             Err(e) if e.is_redis() => {
                 if tokio::time::Instant::now() + pause > deadline {
-                    tracing::warn!(host = %host.name, error = %e,
-                        "durable: giving up settling a job; its lease will put it back");
+                    tracing::warn!(host = %name, error = %e,
+                        "durable: giving up settling jobs; their leases will put them back");
                     return None;
                 }
-                tracing::debug!(host = %host.name, error = %e, "durable: settling failed; retrying");
+                tracing::debug!(host = %name, error = %e, "durable: settling failed; retrying");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(1));
             }

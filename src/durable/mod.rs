@@ -89,15 +89,31 @@
 //! original place**, not to the back.
 //!
 //! Every change that touches more than one key is one Lua script
-//! (`scripts.rs`), so it is atomic: enqueue; claim of up to `n` jobs (which first moves due
-//! delayed jobs and expired leases, at most 100 of each per call, so a
-//! backlog never blocks Redis for long; any host that claims keeps the
-//! queue moving); ack (fenced; the record then expires, one day by
-//! default); fail (fenced: to the delayed set with backoff, or to the dead
-//! letters); release (fenced: back to its place, attempt not counted);
+//! (`scripts.rs`), so it is atomic: enqueue; claim of up to 256 jobs in
+//! queue order (which first moves due delayed jobs and expired leases, at
+//! most 100 of each per call, so a backlog never blocks Redis for long;
+//! any host that claims keeps the queue moving); settle, of up to 256 jobs,
+//! each fenced on its own (a stale one is refused, the others apply) and
+//! each one of ack (the record then expires, one day by default), fail (to
+//! the delayed set with backoff, or to the dead letters) or release (back
+//! to its place, attempt not counted);
 //! renew (fenced, per job; reports lost leases and cancelled jobs, each with
 //! its fence); retry of a dead letter; and `cancel_tag`, `promote` and `tag_counts`, 500 jobs
 //! of the tag per script call.
+//!
+//! # Throughput
+//!
+//! A host claims as many jobs as it has room for in one script call: its
+//! plan's workers plus a prefetch ([`HostBuilder::prefetch`], by default as
+//! many as the workers, at most 64), so a worker that ends a job finds the
+//! next one waiting in the plan instead of waiting for Redis. Finished
+//! jobs go to one settling task per host, which sends all the jobs waiting
+//! to be settled in one script call, one call in flight at a time: batches
+//! grow with the load, with no timer, and a lone job is acknowledged at
+//! once. So a busy host makes about two round trips per batch of jobs, not
+//! two per job, and the due-work step runs once per claim call.
+//! [`Client::claim_many`] and [`Client::ack_many`] give hand-written
+//! workers the same batches.
 //!
 //! # Stats
 //!

@@ -190,31 +190,39 @@ if recorded and string.sub(recorded, 1, #token + 1) == token .. ' ' then
   return jobs
 end
 tick(prefix, KEYS[1], KEYS[2], KEYS[3], KEYS[4], now, tonumber(ARGV[4]))
-local jobs, leased = {}, {}
+local jobs, leased, leases = {}, {}, {}
 local want = tonumber(ARGV[6])
--- A rank whose job record is gone (it expired) is dropped and skipped, a
--- bounded number of times per call.
-local skips = 16
-while #jobs < want do
-  local best = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
-  if not best then break end
-  redis.call('ZREM', KEYS[1], best)
-  local id = tonumber(string.sub(best, 23), 16)
-  local key = job_key(prefix, id)
-  if redis.call('EXISTS', key) == 1 then
-    local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-    local fence = redis.call('HINCRBY', key, 'fence', 1)
-    redis.call('HSET', key, 'state', 'running', 'owner', owner)
-    count(prefix, key, 'claimed')
-    redis.call('ZADD', KEYS[2], now + lease, id)
-    table.insert(jobs, reply(key, id, fence, attempt))
-    table.insert(leased, id .. ':' .. fence)
-  else
-    skips = skips - 1
-    if skips == 0 then break end
+-- All ranks score 0, so ZPOPMIN pops the first ones as byte strings: the
+-- best jobs, in queue order. A rank whose job record is gone (it expired)
+-- is dropped; popping again for the gap happens a bounded number of times.
+for _ = 1, 4 do
+  local popped = redis.call('ZPOPMIN', KEYS[1], want - #jobs)
+  if #popped == 0 then break end
+  for i = 1, #popped, 2 do
+    local id = tonumber(string.sub(popped[i], 23), 16)
+    local key = job_key(prefix, id)
+    local f = redis.call('HMGET', key, 'kind', 'payload', 'tag', 'priority', 'timeout_ms',
+      'max_attempts', 'attempts', 'fence', 'ttl_s')
+    if f[1] then
+      local attempt = tonumber(f[7] or '0') + 1
+      local fence = tonumber(f[8] or '0') + 1
+      redis.call('HSET', key, 'attempts', attempt, 'fence', fence, 'state', 'running', 'owner', owner)
+      if f[3] and f[3] ~= '' then
+        local stats = prefix .. ':stats:' .. f[3]
+        redis.call('HINCRBY', stats, 'claimed', 1)
+        redis.call('EXPIRE', stats, tonumber(f[9] or '86400'))
+      end
+      table.insert(leases, now + lease)
+      table.insert(leases, id)
+      table.insert(jobs, {id, fence, attempt, f[1], f[2], f[3], f[4], f[5], f[6]})
+      table.insert(leased, id .. ':' .. fence)
+    end
   end
+  if #jobs >= want then break end
 end
-if #leased > 0 then
+if #jobs > 0 then
+  redis.call('ZADD', KEYS[2], unpack(leases))
+  redis.call('HINCRBY', prefix .. ':stats', 'claimed', #jobs)
   redis.call('SET', record, token .. ' ' .. table.concat(leased, ','), 'PX', lease)
 end
 return jobs
@@ -233,74 +241,91 @@ return 1
     )
 }
 
-/// Acknowledges a finished job. KEYS: leased. ARGV: prefix, id, fence.
-/// Returns 1, or 0 if the fence is stale.
-pub(crate) fn ack() -> Script {
-    fenced(
+/// Settles a batch of claimed jobs, each by its own fence: a stale entry is
+/// refused alone and the others still apply. KEYS: leased, ready, delayed,
+/// dead. ARGV: prefix, then six per entry: op (`a` ack, `f` fail, `r`
+/// release), id, fence, reason, backoff_ms, final (`1`: dead at once).
+/// Returns one word per entry, in order: `done` (acknowledged; the record
+/// then expires), `retry` (to the delayed set with its backoff), `dead`,
+/// `released` (back in its place, attempt not counted), `cancelled` (a
+/// cancel was asked for: a failed or released job ends as cancelled), or
+/// `stale`.
+///
+/// Each entry reads its job's record once and writes only what changes;
+/// the queue's event counts are added once per call.
+pub(crate) fn settle() -> Script {
+    script(
         r#"
-local prefix, id = ARGV[1], ARGV[2]
-if not holds(prefix, KEYS[1], id, ARGV[3]) then return 0 end
-redis.call('ZREM', KEYS[1], id)
-finish(prefix, job_key(prefix, id), id, 'done', now_ms())
-return 1
-"#,
-    )
-}
-
-/// Records a failed attempt. KEYS: leased, delayed, dead. ARGV: prefix, id,
-/// fence, reason, backoff_ms, final (1: dead at once). Returns `retry`,
-/// `dead`, `cancelled` (a cancel was asked for), or `stale`.
-pub(crate) fn fail() -> Script {
-    fenced(
-        r#"
-local prefix, id = ARGV[1], ARGV[2]
-if not holds(prefix, KEYS[1], id, ARGV[3]) then return 'stale' end
-local key = job_key(prefix, id)
+local prefix = ARGV[1]
+local ready, leased, delayed, dead = KEYS[2], KEYS[1], KEYS[3], KEYS[4]
 local now = now_ms()
-redis.call('ZREM', KEYS[1], id)
-redis.call('HDEL', key, 'owner')
-local f = redis.call('HMGET', key, 'attempts', 'max_attempts', 'cancel')
-count(prefix, key, 'failed')
-if f[3] == '1' then
-  redis.call('HSET', key, 'last_error', ARGV[4])
-  finish(prefix, key, id, 'cancelled', now)
-  return 'cancelled'
+local counts = {}
+local function tally(tag, ttl, field)
+  counts[field] = (counts[field] or 0) + 1
+  if tag and tag ~= '' then
+    local stats = prefix .. ':stats:' .. tag
+    redis.call('HINCRBY', stats, field, 1)
+    redis.call('EXPIRE', stats, tonumber(ttl or '86400'))
+  end
 end
-if ARGV[6] == '1' or tonumber(f[1]) >= tonumber(f[2]) then
-  count(prefix, key, 'dead')
-  untag(prefix, key, id)
-  redis.call('ZADD', KEYS[3], now, id)
-  redis.call('HSET', key, 'state', 'dead', 'last_error', ARGV[4])
-  return 'dead'
+local function ends(key, id, state, tag, ttl)
+  tally(tag, ttl, state == 'done' and 'completed' or state)
+  if tag and tag ~= '' then redis.call('SREM', prefix .. ':tag:' .. tag, id) end
+  -- A done job keeps its owner: the host that acknowledged it.
+  if state ~= 'done' then redis.call('HDEL', key, 'owner') end
+  redis.call('HSET', key, 'state', state, 'finished_ms', now)
+  redis.call('EXPIRE', key, tonumber(ttl or '86400'))
 end
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), id)
-redis.call('HSET', key, 'state', 'delayed', 'last_error', ARGV[4])
-return 'retry'
-"#,
-    )
-}
-
-/// Puts a claimed job back in its place in the ready set, its attempt not
-/// counted. KEYS: leased, ready. ARGV: prefix, id, fence. Returns 1, 2 if
-/// a cancel was asked for (the job ends as cancelled instead), or 0 if the
-/// fence is stale.
-pub(crate) fn release() -> Script {
-    fenced(
-        r#"
-local prefix, id = ARGV[1], ARGV[2]
-if not holds(prefix, KEYS[1], id, ARGV[3]) then return 0 end
-local key = job_key(prefix, id)
-redis.call('ZREM', KEYS[1], id)
-if redis.call('HGET', key, 'cancel') == '1' then
-  finish(prefix, key, id, 'cancelled', now_ms())
-  return 2
+local out = {}
+for i = 2, #ARGV, 6 do
+  local op, id, fence = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local key = job_key(prefix, id)
+  local f = redis.call('HMGET', key, 'fence', 'tag', 'ttl_s', 'cancel', 'attempts', 'max_attempts', 'rank')
+  local tag, ttl = f[2], f[3]
+  if f[1] ~= fence or not redis.call('ZSCORE', leased, id) then
+    table.insert(out, 'stale')
+  elseif op == 'a' then
+    redis.call('ZREM', leased, id)
+    ends(key, id, 'done', tag, ttl)
+    table.insert(out, 'done')
+  elseif op == 'f' then
+    redis.call('ZREM', leased, id)
+    redis.call('HDEL', key, 'owner')
+    tally(tag, ttl, 'failed')
+    local reason = ARGV[i + 3]
+    if f[4] == '1' then
+      redis.call('HSET', key, 'last_error', reason)
+      ends(key, id, 'cancelled', tag, ttl)
+      table.insert(out, 'cancelled')
+    elseif ARGV[i + 5] == '1' or tonumber(f[5]) >= tonumber(f[6]) then
+      tally(tag, ttl, 'dead')
+      if tag and tag ~= '' then redis.call('SREM', prefix .. ':tag:' .. tag, id) end
+      redis.call('ZADD', dead, now, id)
+      redis.call('HSET', key, 'state', 'dead', 'last_error', reason)
+      table.insert(out, 'dead')
+    else
+      redis.call('ZADD', delayed, now + tonumber(ARGV[i + 4]), id)
+      redis.call('HSET', key, 'state', 'delayed', 'last_error', reason)
+      table.insert(out, 'retry')
+    end
+  else
+    redis.call('ZREM', leased, id)
+    if f[4] == '1' then
+      ends(key, id, 'cancelled', tag, ttl)
+      table.insert(out, 'cancelled')
+    else
+      redis.call('HDEL', key, 'owner')
+      tally(tag, ttl, 'released')
+      redis.call('HSET', key, 'attempts', tonumber(f[5]) - 1, 'state', 'ready')
+      redis.call('ZADD', ready, 0, f[7])
+      table.insert(out, 'released')
+    end
+  end
 end
-redis.call('HDEL', key, 'owner')
-count(prefix, key, 'released')
-redis.call('HINCRBY', key, 'attempts', -1)
-redis.call('ZADD', KEYS[2], 0, redis.call('HGET', key, 'rank'))
-redis.call('HSET', key, 'state', 'ready')
-return 1
+for field, n in pairs(counts) do
+  redis.call('HINCRBY', prefix .. ':stats', field, n)
+end
+return out
 "#,
     )
 }
