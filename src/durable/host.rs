@@ -22,9 +22,9 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
@@ -164,14 +164,21 @@ impl HostBuilder {
 
     /// Sets how many jobs this host claims beyond its plan's workers, so
     /// that a worker that finishes a job finds the next one already in
-    /// the plan's queue instead of waiting for a round trip to Redis
-    /// (default: as many as the plan has workers, at most 64).
+    /// the plan's queue instead of waiting for a round trip to Redis.
+    ///
+    /// By default the host sizes it as it goes: as many jobs as its workers
+    /// finish during two claim round trips, by moving averages of how long
+    /// its jobs and its claim calls take (as many as the workers until
+    /// both are measured), at least one and at most 256. So jobs much
+    /// shorter than a round trip are claimed in large batches, and of jobs
+    /// much longer one waits in the plan.
     ///
     /// Prefetched jobs are leased (and renewed) like running ones, so no
-    /// other host can run them meanwhile; set 0 where jobs are long and
-    /// hosts many, so that an idle host is never left waiting behind
-    /// another's queue. A prefetched job that has not started when the
-    /// host drains goes back to its place at once, its attempt not counted.
+    /// other host can run them meanwhile: a fixed prefetch of 0 keeps every
+    /// ready job claimable by any idle host, at the cost of a round trip
+    /// between a worker's jobs. A prefetched job that has not started when
+    /// the host drains goes back to its place at once, its attempt not
+    /// counted.
     pub fn prefetch(mut self, jobs: usize) -> Self {
         self.prefetch = Some(jobs);
         self
@@ -186,6 +193,9 @@ impl HostBuilder {
     pub fn start(self) -> Host {
         let name = self.name.unwrap_or_else(default_name);
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        // Not tracked and not aborted: it ends by itself once the host and
+        // all its jobs are gone (jobs still running when the host is
+        // dropped are settled as usual).
         tokio::spawn(settle_loop(
             self.client.clone(),
             name.clone(),
@@ -214,6 +224,7 @@ impl HostBuilder {
             settlers: TaskTracker::new(),
             settle_tx,
             prefetch: self.prefetch,
+            pace: Arc::default(),
         });
         // Tracked with the settlers: waiting for them waits for claiming to
         // end too, so no job is claimed after the wait.
@@ -313,13 +324,52 @@ struct HostShared {
     settlers: TaskTracker,
     /// Jobs to settle, for the one settling task.
     settle_tx: mpsc::UnboundedSender<Pending>,
-    /// How many jobs to claim beyond the plan's workers; `None`: as many
-    /// as it has workers, at most [`PREFETCH_MAX`].
+    /// How many jobs to claim beyond the plan's workers; `None`: sized by
+    /// `pace`.
     prefetch: Option<usize>,
+    pace: Arc<Pace>,
 }
 
-/// The default prefetch's bound, for plans with many workers.
-const PREFETCH_MAX: usize = 64;
+/// The default prefetch's bound: one claim call's worth.
+const PREFETCH_MAX: usize = BATCH_MAX;
+
+/// How long this host's jobs and claim calls take, as moving averages in
+/// nanoseconds (0: not measured yet), for sizing the default prefetch.
+#[derive(Default)]
+struct Pace {
+    job_ns: AtomicU64,
+    claim_ns: AtomicU64,
+}
+
+impl Pace {
+    /// Folds `sample` into an average that weighs the last eight or so.
+    /// Two writers may race and lose a sample: it is an estimate.
+    fn record(cell: &AtomicU64, sample: Duration) {
+        let sample = u64::try_from(sample.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let old = cell.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        cell.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// The default prefetch: as many jobs as `workers` finish in two claim
+    /// round trips, so that a worker never waits for one, and no more, so
+    /// that long jobs are not held back from other hosts: one for jobs
+    /// much longer than a round trip, up to [`PREFETCH_MAX`] for tiny ones.
+    /// Before anything is measured, as many as the workers.
+    fn prefetch(&self, workers: usize) -> usize {
+        let job = self.job_ns.load(Ordering::Relaxed);
+        let claim = self.claim_ns.load(Ordering::Relaxed);
+        if job == 0 || claim == 0 {
+            return workers.min(PREFETCH_MAX);
+        }
+        let want = (2 * workers as u128 * claim as u128).div_ceil(job as u128);
+        want.min(PREFETCH_MAX as u128) as usize
+    }
+}
 
 struct Held {
     fence: u64,
@@ -358,7 +408,10 @@ impl HostShared {
     /// prefetch, less the jobs already handed to the plan.
     fn room(&self) -> usize {
         let workers = self.plan.stats().workers;
-        let prefetch = self.prefetch.unwrap_or(workers.min(PREFETCH_MAX));
+        let prefetch = match self.prefetch {
+            Some(fixed) => fixed,
+            None => self.pace.prefetch(workers),
+        };
         (workers + prefetch).saturating_sub(self.in_flight.load(Ordering::Acquire))
     }
 
@@ -501,11 +554,15 @@ async fn claim_loop(host: Arc<HostShared>) {
         }
         let token = unanswered.take().unwrap_or_else(unique_token);
         let max = room.min(BATCH_MAX);
-        match host
+        let asked = Instant::now();
+        let claimed = host
             .client
             .claim_batch(host.lease, &host.name, max, &token)
-            .await
-        {
+            .await;
+        if claimed.is_ok() {
+            Pace::record(&host.pace.claim_ns, asked.elapsed());
+        }
+        match claimed {
             Ok(jobs) if jobs.is_empty() => {
                 failures = 0;
                 wait(&host, host.poll).await;
@@ -618,11 +675,15 @@ fn start(host: &Arc<HostShared>, job: Claimed) -> Started {
     // goes back at once.
     let draining = host.stop.clone();
     let plan = host.plan.clone();
+    let pace = Arc::clone(&host.pace);
     let job_task = async move {
         if draining.is_cancelled() || plan.is_closed() {
             return None;
         }
-        Some(run(cx).await)
+        let began = Instant::now();
+        let outcome = run(cx).await;
+        Pace::record(&pace.job_ns, began.elapsed());
+        Some(outcome)
     };
     let mut task = host.plan.task(job_task).priority(job.priority);
     if let Some(tag) = &job.tag {
@@ -920,5 +981,40 @@ fn on_event(host: &HostShared, event: &str) {
             tracing::debug!(host = %host.name, job = %id, "durable: tag cancelled; stopping the job");
             h.cancel.cancel();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pace(job: Duration, claim: Duration) -> Pace {
+        let pace = Pace::default();
+        Pace::record(&pace.job_ns, job);
+        Pace::record(&pace.claim_ns, claim);
+        pace
+    }
+
+    #[test]
+    fn the_default_prefetch_covers_two_round_trips_of_work() {
+        // Nothing measured yet: as many as the workers.
+        assert_eq!(Pace::default().prefetch(4), 4);
+        // Jobs as long as a round trip: two rounds of every worker.
+        let ms = Duration::from_millis(1);
+        assert_eq!(pace(ms, ms).prefetch(4), 8);
+        // Jobs far longer than a round trip: one, never more.
+        assert_eq!(pace(Duration::from_secs(60), ms).prefetch(4), 1);
+        // Tiny jobs: one claim call's worth.
+        let us = Duration::from_micros(1);
+        assert_eq!(pace(us, ms).prefetch(4), PREFETCH_MAX);
+    }
+
+    #[test]
+    fn the_pace_is_a_moving_average() {
+        let cell = AtomicU64::new(0);
+        Pace::record(&cell, Duration::from_nanos(800));
+        assert_eq!(cell.load(Ordering::Relaxed), 800);
+        Pace::record(&cell, Duration::from_nanos(1600));
+        assert_eq!(cell.load(Ordering::Relaxed), 900);
     }
 }

@@ -104,9 +104,11 @@
 //! # Throughput
 //!
 //! A host claims as many jobs as it has room for in one script call: its
-//! plan's workers plus a prefetch ([`HostBuilder::prefetch`], by default as
-//! many as the workers, at most 64), so a worker that ends a job finds the
-//! next one waiting in the plan instead of waiting for Redis. Finished
+//! plan's workers plus a prefetch ([`HostBuilder::prefetch`]; by default
+//! as many jobs as the workers finish in two claim round trips, measured as
+//! it goes, at most 256), so a worker that ends a job finds the next one
+//! waiting in the plan instead of waiting for Redis, while long jobs are
+//! hardly prefetched and stay claimable by idle hosts. Finished
 //! jobs go to one settling task per host, which sends all the jobs waiting
 //! to be settled in one script call, one call in flight at a time: batches
 //! grow with the load, with no timer, and a lone job is acknowledged at
