@@ -3,8 +3,9 @@
 //!
 //! A `Client` is all a process needs to enqueue jobs and look at the queue;
 //! it runs no plan. The lease operations (claim, ack, fail, release, renew)
-//! are here too, as one call per script, so that a [`Host`](super::Host)
-//! and a hand-written worker go through the same fenced steps.
+//! are here too, each one script call (claims and settles of one job or of
+//! a batch alike), so that a [`Host`](super::Host) and a hand-written
+//! worker go through the same fenced steps.
 
 use std::fmt;
 use std::sync::Arc;
@@ -410,16 +411,22 @@ impl Client {
         Ok(self.claim_batch(lease, owner, 1, &token).await?.pop())
     }
 
-    /// Claims up to `max` of the best ready jobs in one call, in queue
-    /// order (the first is the one [`claim`](Client::claim) would return),
-    /// each under its own lease and fence as `claim` gives. Returns an empty
-    /// list if none is ready.
+    /// Claims up to `max` (at most 256) of the best ready jobs in one call,
+    /// in queue order (the first is the one [`claim`](Client::claim) would
+    /// return), each under its own lease and fence as `claim` gives, and
+    /// each counting an attempt. Returns an empty list if none is ready.
+    ///
+    /// Settle them one by one or with [`ack_many`](Client::ack_many); renew
+    /// them all with one [`renew`](Client::renew).
     pub async fn claim_many(
         &self,
         lease: Duration,
         owner: &str,
         max: usize,
     ) -> Result<Vec<Claimed>, Error> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
         let token = unique_token();
         self.claim_batch(lease, owner, max.min(BATCH_MAX), &token)
             .await

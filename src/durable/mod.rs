@@ -46,7 +46,9 @@
 //! A claim whose reply is lost (the connection dropped after Redis ran it)
 //! does not cost its jobs an attempt either: the host retries the claim
 //! with the same token until Redis answers, and Redis hands it the jobs
-//! that claim took, so they run on this host. Redis keeps each host's
+//! that claim took (while their leases last), so they run on this host.
+//! If Redis stays out of reach for longer than a lease, those leases run
+//! out like any other, and count an attempt. Redis keeps each host's
 //! last claim under the host's name, so **a host's name must be unique
 //! among the live hosts of a queue** ([`HostBuilder::name`]; the default
 //! is). A host that dies with a claim unanswered is not helped: its jobs'

@@ -251,7 +251,7 @@ return 1
 /// cancel was asked for: a failed or released job ends as cancelled), or
 /// `stale`.
 ///
-/// Each entry reads its job's record once and writes only what changes;
+/// An ack reads three fields of its job's record and writes only what changes;
 /// the queue's event counts are added once per call.
 pub(crate) fn settle() -> Script {
     script(
@@ -280,7 +280,8 @@ local out = {}
 for i = 2, #ARGV, 6 do
   local op, id, fence = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local key = job_key(prefix, id)
-  local f = redis.call('HMGET', key, 'fence', 'tag', 'ttl_s', 'cancel', 'attempts', 'max_attempts', 'rank')
+  -- Acks, the common case, read only what they need.
+  local f = redis.call('HMGET', key, 'fence', 'tag', 'ttl_s')
   local tag, ttl = f[2], f[3]
   -- Holding the job is its fence and its lease; the lease check is the
   -- ZREM that every outcome needs anyway (nothing else changes if it fails).
@@ -290,14 +291,15 @@ for i = 2, #ARGV, 6 do
     ends(key, id, 'done', tag, ttl)
     table.insert(out, 'done')
   elseif op == 'f' then
+    f = redis.call('HMGET', key, 'cancel', 'attempts', 'max_attempts')
     redis.call('HDEL', key, 'owner')
     tally(tag, ttl, 'failed')
     local reason = ARGV[i + 3]
-    if f[4] == '1' then
+    if f[1] == '1' then
       redis.call('HSET', key, 'last_error', reason)
       ends(key, id, 'cancelled', tag, ttl)
       table.insert(out, 'cancelled')
-    elseif ARGV[i + 5] == '1' or tonumber(f[5]) >= tonumber(f[6]) then
+    elseif ARGV[i + 5] == '1' or tonumber(f[2]) >= tonumber(f[3]) then
       tally(tag, ttl, 'dead')
       if tag and tag ~= '' then redis.call('SREM', prefix .. ':tag:' .. tag, id) end
       redis.call('ZADD', dead, now, id)
@@ -309,14 +311,15 @@ for i = 2, #ARGV, 6 do
       table.insert(out, 'retry')
     end
   else
-    if f[4] == '1' then
+    f = redis.call('HMGET', key, 'cancel', 'attempts', 'rank')
+    if f[1] == '1' then
       ends(key, id, 'cancelled', tag, ttl)
       table.insert(out, 'cancelled')
     else
       redis.call('HDEL', key, 'owner')
       tally(tag, ttl, 'released')
-      redis.call('HSET', key, 'attempts', tonumber(f[5]) - 1, 'state', 'ready')
-      redis.call('ZADD', ready, 0, f[7])
+      redis.call('HSET', key, 'attempts', tonumber(f[2]) - 1, 'state', 'ready')
+      redis.call('ZADD', ready, 0, f[3])
       table.insert(out, 'released')
     end
   end
