@@ -436,6 +436,7 @@ impl Client {
     /// token and owner, while the leases last, returns the jobs the first
     /// call took and still holds, rather than claiming more: so a caller
     /// that lost a reply retries with the token and runs what it claimed.
+    /// With `max` 0, only that: no new job is claimed.
     pub(crate) async fn claim_batch(
         &self,
         lease: Duration,
@@ -458,7 +459,7 @@ impl Client {
             .arg(owner)
             .arg(TICK_LIMIT)
             .arg(token)
-            .arg(max.max(1))
+            .arg(max)
             .invoke_async(&mut con)
             .await?;
         Ok(reply

@@ -173,12 +173,17 @@ impl HostBuilder {
     /// shorter than a round trip are claimed in large batches, and of jobs
     /// much longer one waits in the plan.
     ///
+    /// Either way it is at most the plan's
+    /// [`capacity`](crate::PlanBuilder::capacity), where prefetched jobs
+    /// wait.
+    ///
     /// Prefetched jobs are leased (and renewed) like running ones, so no
-    /// other host can run them meanwhile: a fixed prefetch of 0 keeps every
-    /// ready job claimable by any idle host, at the cost of a round trip
-    /// between a worker's jobs. A prefetched job that has not started when
-    /// the host drains goes back to its place at once, its attempt not
-    /// counted.
+    /// other host can run them meanwhile, [`Client::promote`] does not move
+    /// them and [`Client::cancel_tag`] stops them as running jobs: a fixed
+    /// prefetch of 0 keeps every job not yet running claimable by any idle
+    /// host, at the cost of a round trip between a worker's jobs. A
+    /// prefetched job that has not started when the host drains goes back
+    /// to its place at once, its attempt not counted.
     pub fn prefetch(mut self, jobs: usize) -> Self {
         self.prefetch = Some(jobs);
         self
@@ -412,6 +417,9 @@ impl HostShared {
             Some(fixed) => fixed,
             None => self.pace.prefetch(workers),
         };
+        // Prefetched jobs wait in the plan's queue: more than it holds
+        // would only be refused and put back.
+        let prefetch = prefetch.min(self.plan.capacity());
         (workers + prefetch).saturating_sub(self.in_flight.load(Ordering::Acquire))
     }
 
@@ -599,12 +607,13 @@ async fn claim_loop(host: Arc<HostShared>) {
             }
         }
     }
-    // Stopping with a claim unanswered: ask once more for its jobs, to put
-    // them back at once rather than when their leases run out.
+    // Stopping with a claim unanswered: ask once more for its jobs (and
+    // none new), to put them back at once rather than when their leases
+    // run out.
     if let Some(token) = unanswered {
         if let Ok(jobs) = host
             .client
-            .claim_batch(host.lease, &host.name, 1, &token)
+            .claim_batch(host.lease, &host.name, 0, &token)
             .await
         {
             let dones: Vec<_> = jobs

@@ -153,7 +153,8 @@ fn fenced(body: &str) -> Script {
 /// Claims up to `count` of the best ready jobs, after the due-work step.
 /// KEYS: ready, leased, delayed, dead. ARGV: prefix, lease_ms, owner, tick
 /// limit, token, count. Returns `{{id, fence, attempt, kind, payload, tag,
-/// priority, timeout_ms, max_attempts}, ...}` in queue order.
+/// priority, timeout_ms, max_attempts}, ...}` in queue order. A count of 0
+/// only replays (below).
 ///
 /// A claim whose reply is lost (the connection dropped, or the caller gave
 /// up waiting) has still counted its jobs' attempts and leased them to
@@ -189,9 +190,10 @@ if recorded and string.sub(recorded, 1, #token + 1) == token .. ' ' then
   end
   return jobs
 end
+local want = tonumber(ARGV[6])
+if want < 1 then return {} end
 tick(prefix, KEYS[1], KEYS[2], KEYS[3], KEYS[4], now, tonumber(ARGV[4]))
 local jobs, leased, leases = {}, {}, {}
-local want = tonumber(ARGV[6])
 -- All ranks score 0, so ZPOPMIN pops the first ones as byte strings: the
 -- best jobs, in queue order. A rank whose job record is gone (it expired)
 -- is dropped; popping again for the gap happens a bounded number of times.
