@@ -479,6 +479,9 @@ impl Host {
     }
 
     /// Stops claiming; jobs already running go on and are settled as usual.
+    /// A job claimed but not started yet (prefetched, or waiting behind
+    /// other work in the plan) does not start: it goes back to its place
+    /// in the queue when its turn comes, its attempt not counted.
     pub fn stop_claiming(&self) {
         self.shared.stop.cancel();
     }
