@@ -64,6 +64,7 @@ impl fmt::Debug for HostBuilder {
             .field("kinds", &self.handlers.keys().collect::<Vec<_>>())
             .field("lease", &self.lease)
             .field("poll", &self.poll)
+            .field("prefetch", &self.prefetch)
             .finish_non_exhaustive()
     }
 }

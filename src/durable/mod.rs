@@ -42,6 +42,9 @@
 //! to the dead letters with that reason instead of back to the queue. A job
 //! put back unstarted or cancelled by its host's shutdown
 //! ([`Client::release`], [`Host::shutdown`]) does not count an attempt.
+//! An acknowledgement is accepted while the job's fence is current and the
+//! job is still leased, even if its lease time has just passed and no host
+//! has put it back yet.
 //!
 //! A claim whose reply is lost (the connection dropped after Redis ran it)
 //! does not cost its jobs an attempt either: the host retries the claim
@@ -53,9 +56,6 @@
 //! among the live hosts of a queue** ([`HostBuilder::name`]; the default
 //! is). A host that dies with a claim unanswered is not helped: its jobs'
 //! leases run out and count an attempt, as for any job of a dead host.
-//! An acknowledgement is accepted while the job's fence is current and the
-//! job is still leased, even if its lease time has just passed and no host
-//! has put it back yet.
 //!
 //! # The Redis data model
 //!
@@ -94,23 +94,23 @@
 //! (`scripts.rs`), so it is atomic: enqueue; claim of up to 256 jobs in
 //! queue order (which first moves due delayed jobs and expired leases, at
 //! most 100 of each per call, so a backlog never blocks Redis for long;
-//! any host that claims keeps the queue moving); settle, of up to 256 jobs,
-//! each fenced on its own (a stale one is refused, the others apply) and
-//! each one of ack (the record then expires, one day by default), fail (to
-//! the delayed set with backoff, or to the dead letters) or release (back
-//! to its place, attempt not counted);
-//! renew (fenced, per job; reports lost leases and cancelled jobs, each with
-//! its fence); retry of a dead letter; and `cancel_tag`, `promote` and `tag_counts`, 500 jobs
-//! of the tag per script call.
+//! any host that claims keeps the queue moving); settle, of up to 256
+//! jobs, each fenced on its own (a stale one is refused, the others apply)
+//! and each an ack (the record then expires, one day by default), a fail
+//! (to the delayed set with backoff, or to the dead letters) or a release
+//! (back to its place, attempt not counted); renew (fenced, per job;
+//! reports lost leases and cancelled jobs, each with its fence); retry of
+//! a dead letter; and `cancel_tag`, `promote` and `tag_counts`, 500 jobs of
+//! the tag per script call.
 //!
 //! # Throughput
 //!
 //! A host claims as many jobs as it has room for in one script call: its
 //! plan's workers plus a prefetch ([`HostBuilder::prefetch`]; by default
-//! as many jobs as the workers finish in two claim round trips, measured as
-//! it goes, at most 256), so a worker that ends a job finds the next one
-//! waiting in the plan instead of waiting for Redis, while long jobs are
-//! hardly prefetched and stay claimable by idle hosts. Finished
+//! as many jobs as the workers finish in two claim round trips, measured
+//! as it goes, from 1 to 256), so a worker that ends a job finds the next
+//! one waiting in the plan instead of waiting for Redis, while of long
+//! jobs only one waits and the rest stay claimable by idle hosts. Finished
 //! jobs go to one settling task per host, which sends all the jobs waiting
 //! to be settled in one script call, one call in flight at a time: batches
 //! grow with the load, with no timer, and a lone job is acknowledged at
@@ -182,8 +182,8 @@
 //! An idle host asks Redis for work every [`HostBuilder::poll_interval`]
 //! (200 ms by default). On top of that, enqueueing a job that is ready at
 //! once publishes `ready` on `<prefix>:events`, and so do retrying a dead
-//! letter ([`Client::retry_dead`]) and a claim that
-//! moves due delayed jobs or expired leases back to the ready set; every
+//! letter ([`Client::retry_dead`]) and a claim that moves due delayed jobs
+//! or expired leases back to the ready set; every
 //! idle host that hears it claims at once. This too is best effort: a job
 //! whose message is lost waits at most one poll interval. A host that
 //! (re)subscribes looks for work once at once, so a job enqueued while it
