@@ -194,6 +194,9 @@ local want = tonumber(ARGV[6])
 if want < 1 then return {} end
 tick(prefix, KEYS[1], KEYS[2], KEYS[3], KEYS[4], now, tonumber(ARGV[4]))
 local jobs, leased, leases = {}, {}, {}
+-- Numbers are written as decimal strings made once: Lua's own conversion
+-- goes through a float format, which showed in profiles at high rates.
+local expires = string.format('%d', now + lease)
 -- All ranks score 0, so ZPOPMIN pops the first ones as byte strings: the
 -- best jobs, in queue order. A rank whose job record is gone (it expired)
 -- is dropped; popping again for the gap happens a bounded number of times.
@@ -202,30 +205,33 @@ for _ = 1, 4 do
   if #popped == 0 then break end
   for i = 1, #popped, 2 do
     local id = tonumber(string.sub(popped[i], 23), 16)
-    local key = job_key(prefix, id)
+    local sid = string.format('%d', id)
+    local key = job_key(prefix, sid)
     local f = redis.call('HMGET', key, 'kind', 'payload', 'tag', 'priority', 'timeout_ms',
       'max_attempts', 'attempts', 'fence', 'ttl_s')
     if f[1] then
       local attempt = tonumber(f[7] or '0') + 1
       local fence = tonumber(f[8] or '0') + 1
-      redis.call('HSET', key, 'attempts', attempt, 'fence', fence, 'state', 'running', 'owner', owner)
+      local sfence = string.format('%d', fence)
+      redis.call('HSET', key, 'attempts', string.format('%d', attempt), 'fence', sfence,
+        'state', 'running', 'owner', owner)
       if f[3] and f[3] ~= '' then
         local stats = prefix .. ':stats:' .. f[3]
         redis.call('HINCRBY', stats, 'claimed', 1)
-        redis.call('EXPIRE', stats, tonumber(f[9] or '86400'))
+        redis.call('EXPIRE', stats, f[9] or '86400')
       end
-      table.insert(leases, now + lease)
-      table.insert(leases, id)
+      table.insert(leases, expires)
+      table.insert(leases, sid)
       table.insert(jobs, {id, fence, attempt, f[1], f[2], f[3], f[4], f[5], f[6]})
-      table.insert(leased, id .. ':' .. fence)
+      table.insert(leased, sid .. ':' .. sfence)
     end
   end
   if #jobs >= want then break end
 end
 if #jobs > 0 then
   redis.call('ZADD', KEYS[2], unpack(leases))
-  redis.call('HINCRBY', prefix .. ':stats', 'claimed', #jobs)
-  redis.call('SET', record, token .. ' ' .. table.concat(leased, ','), 'PX', lease)
+  redis.call('HINCRBY', prefix .. ':stats', 'claimed', string.format('%d', #jobs))
+  redis.call('SET', record, token .. ' ' .. table.concat(leased, ','), 'PX', ARGV[2])
 end
 return jobs
 "#,
@@ -261,13 +267,16 @@ pub(crate) fn settle() -> Script {
 local prefix = ARGV[1]
 local ready, leased, delayed, dead = KEYS[2], KEYS[1], KEYS[3], KEYS[4]
 local now = now_ms()
+-- Written as a decimal string made once (Lua's own conversion of a number
+-- goes through a float format).
+local now_s = string.format('%d', now)
 local counts = {}
 local function tally(tag, ttl, field)
   counts[field] = (counts[field] or 0) + 1
   if tag and tag ~= '' then
     local stats = prefix .. ':stats:' .. tag
     redis.call('HINCRBY', stats, field, 1)
-    redis.call('EXPIRE', stats, tonumber(ttl or '86400'))
+    redis.call('EXPIRE', stats, ttl or '86400')
   end
 end
 local function ends(key, id, state, tag, ttl)
@@ -275,8 +284,8 @@ local function ends(key, id, state, tag, ttl)
   if tag and tag ~= '' then redis.call('SREM', prefix .. ':tag:' .. tag, id) end
   -- A done job keeps its owner: the host that acknowledged it.
   if state ~= 'done' then redis.call('HDEL', key, 'owner') end
-  redis.call('HSET', key, 'state', state, 'finished_ms', now)
-  redis.call('EXPIRE', key, tonumber(ttl or '86400'))
+  redis.call('HSET', key, 'state', state, 'finished_ms', now_s)
+  redis.call('EXPIRE', key, ttl or '86400')
 end
 local out = {}
 for i = 2, #ARGV, 6 do
@@ -304,7 +313,7 @@ for i = 2, #ARGV, 6 do
     elseif ARGV[i + 5] == '1' or tonumber(f[2]) >= tonumber(f[3]) then
       tally(tag, ttl, 'dead')
       if tag and tag ~= '' then redis.call('SREM', prefix .. ':tag:' .. tag, id) end
-      redis.call('ZADD', dead, now, id)
+      redis.call('ZADD', dead, now_s, id)
       redis.call('HSET', key, 'state', 'dead', 'last_error', reason)
       table.insert(out, 'dead')
     else
@@ -327,7 +336,7 @@ for i = 2, #ARGV, 6 do
   end
 end
 for field, n in pairs(counts) do
-  redis.call('HINCRBY', prefix .. ':stats', field, n)
+  redis.call('HINCRBY', prefix .. ':stats', field, string.format('%d', n))
 end
 return out
 "#,
