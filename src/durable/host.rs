@@ -1023,6 +1023,13 @@ mod tests {
     }
 
     #[test]
+    fn default_names_differ_between_hosts_of_one_process() {
+        let (a, b) = (default_name(), default_name());
+        assert_ne!(a, b);
+        assert!(a.contains(&format!("-{}-", std::process::id())), "{a}");
+    }
+
+    #[test]
     fn the_pace_is_a_moving_average() {
         let cell = AtomicU64::new(0);
         Pace::record(&cell, Duration::from_nanos(800));
