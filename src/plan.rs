@@ -962,6 +962,13 @@ impl Plan {
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
+
+    /// How many tasks may wait for a worker: the durable host prefetches
+    /// no more than that.
+    #[cfg(feature = "redis")]
+    pub(crate) fn capacity(&self) -> usize {
+        self.shared.capacity()
+    }
 }
 
 impl Clone for Plan {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::bounded;
-use common_redis::{RedisServer, eventually};
+use common_redis::{Proxy, RedisServer, eventually};
 use taskplan::Plan;
 use taskplan::durable::{Client, Host, JobId, JobState};
 
@@ -100,6 +100,9 @@ async fn shutdown_puts_unfinished_jobs_back_in_their_place() {
             .unwrap();
         let plan = Plan::builder().workers(2).build().unwrap();
         let host = host(&plan, &client)
+            // Only the running jobs are claimed: the prefetched case is
+            // `shutdown_puts_a_whole_prefetched_batch_back_at_once`.
+            .prefetch(0)
             .register("stuck", |_: (), _| async {
                 std::future::pending::<()>().await;
                 Ok::<(), String>(())
@@ -190,6 +193,116 @@ async fn shutdown_puts_a_claimed_but_unstarted_job_back_without_running_it() {
         assert!(!*ran.lock().unwrap(), "the handler never ran");
         let info = client.job_info(id).await.unwrap().unwrap();
         assert_eq!((info.state, info.attempts), (JobState::Ready, 0));
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_reply_is_lost_still_runs_its_job_on_its_last_attempt() {
+    // Redis runs the claim (the job's only attempt is counted and leased to
+    // the host) and the connection drops before the reply arrives. Were
+    // the claim forgotten, the lease would run out on the last attempt and
+    // the job go to the dead letters without ever running.
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis).await;
+    bounded(async {
+        let client = redis.client().await;
+        let via_proxy = Client::connect(&proxy.url()).await.unwrap();
+        let marker = "a-payload-only-the-claim-reply-carries";
+        proxy.cut_reply_containing(marker);
+        let (ran_tx, mut ran) = tokio::sync::mpsc::unbounded_channel();
+        let plan = Plan::builder().workers(2).build().unwrap();
+        let host = host(&plan, &via_proxy)
+            // Not about expiry: long enough that only a forgotten claim
+            // (never renewed) could run out.
+            .lease(Duration::from_secs(3))
+            .register(
+                "work",
+                move |payload: String, cx: taskplan::durable::JobContext| {
+                    let _ = ran_tx.send((payload, cx.attempt()));
+                    async { Ok::<(), String>(()) }
+                },
+            )
+            .start();
+        let id = client
+            .job("work", marker)
+            .max_attempts(1)
+            .enqueue()
+            .await
+            .unwrap();
+        let state = eventually("the job to finish", || async {
+            let info = client.job_info(id).await.ok().flatten()?;
+            matches!(info.state, JobState::Done | JobState::Dead).then_some(info)
+        })
+        .await;
+        assert_eq!(proxy.cuts(), 1, "the claim's reply was cut");
+        assert_eq!(
+            (state.state, state.attempts, state.last_error),
+            (JobState::Done, 1, None)
+        );
+        assert_eq!(ran.recv().await, Some((marker.to_owned(), 1)));
+        assert!(ran.try_recv().is_err(), "it ran once");
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_puts_a_whole_prefetched_batch_back_at_once() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let stuck = client
+            .job("stuck", &())
+            .priority(1)
+            .enqueue()
+            .await
+            .unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..3 {
+            queued.push(client.job("quick", &()).enqueue().await.unwrap());
+        }
+        let quick_runs = Arc::new(Mutex::new(0u32));
+        let counted = Arc::clone(&quick_runs);
+        let plan = Plan::builder().workers(1).build().unwrap();
+        let host = host(&plan, &client)
+            .lease(Duration::from_secs(30))
+            .prefetch(3)
+            .register("stuck", |_: (), _| async {
+                std::future::pending::<()>().await;
+                Ok::<(), String>(())
+            })
+            .register("quick", move |_: (), _| {
+                *counted.lock().unwrap() += 1;
+                async { Ok::<(), String>(()) }
+            })
+            .start();
+        // One running, three prefetched: claimed, waiting in the plan.
+        eventually("the batch to be claimed", || async {
+            let stats = plan.stats();
+            (stats.running == 1 && stats.queued == 3).then_some(())
+        })
+        .await;
+        assert_eq!(client.counts().await.unwrap().leased, 4);
+
+        host.shutdown(Duration::from_millis(100)).await;
+        assert_eq!(*quick_runs.lock().unwrap(), 0, "no prefetched job ran");
+        for &id in std::iter::once(&stuck).chain(&queued) {
+            let info = client.job_info(id).await.unwrap().unwrap();
+            assert_eq!(
+                (info.state, info.attempts),
+                (JobState::Ready, 0),
+                "job {id}"
+            );
+        }
+        assert_eq!(client.stats().await.unwrap().released, 4);
+        // Back in their places, in order.
+        let again = client
+            .claim_many(Duration::from_secs(5), "t", 10)
+            .await
+            .unwrap();
+        let ids: Vec<JobId> = again.iter().map(|j| j.id()).collect();
+        assert_eq!(ids, [stuck, queued[0], queued[1], queued[2]]);
     })
     .await
 }

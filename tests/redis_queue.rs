@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::bounded;
-use common_redis::{RedisServer, eventually};
+use common_redis::{Proxy, RedisServer, eventually};
 use taskplan::Plan;
 use taskplan::durable::{Client, Host, JobContext, JobId, JobState};
 use tokio::sync::{Semaphore, mpsc};
@@ -139,6 +139,8 @@ async fn two_hosts_claim_in_cluster_order() {
             let (started, gate) = (Arc::clone(&started), Arc::clone(&gate));
             let host = host(&plan, &client)
                 .name(name)
+                // One job at a time, none prefetched: the pairs below.
+                .prefetch(0)
                 .register("log", move |job: String, _| {
                     let (started, gate) = (Arc::clone(&started), Arc::clone(&gate));
                     async move {
@@ -220,7 +222,7 @@ async fn lease_that_runs_out_puts_the_job_back_in_its_place_and_fences_the_old_o
         let fail = client.fail(&old, "late", Duration::ZERO, false).await;
         assert!(fail.unwrap_err().is_stale());
         let renewed = client.renew(&[(first, old.fence())], LEASE).await.unwrap();
-        assert_eq!(renewed.lost, [first]);
+        assert_eq!(renewed.lost, [(first, old.fence())]);
         let renewed = client.renew(&[(first, new.fence())], LEASE).await.unwrap();
         assert!(renewed.lost.is_empty() && renewed.cancelled.is_empty());
         client.ack(&new).await.unwrap();
@@ -611,6 +613,9 @@ async fn cancel_tag_stops_a_job_running_on_a_host_within_a_second() {
         let plan = Plan::builder().workers(1).build().unwrap();
         let host = host(&plan, &client)
             .lease(Duration::from_secs(30)) // Renewals still come every 500 ms.
+            // The queued job stays in Redis's ready set (not prefetched),
+            // so cancel_tag ends it at once.
+            .prefetch(0)
             .register("stuck", |_: (), _| async {
                 std::future::pending::<()>().await;
                 Ok::<(), String>(())
@@ -866,7 +871,10 @@ async fn renewal_reports_a_cancelled_job_without_pubsub() {
         assert_eq!(job.id(), id);
         assert_eq!(client.cancel_tag("t").await.unwrap(), 1);
         let renewed = client.renew(&[(id, job.fence())], LEASE).await.unwrap();
-        assert_eq!((renewed.cancelled, renewed.lost), (vec![id], vec![]));
+        assert_eq!(
+            (renewed.cancelled, renewed.lost),
+            (vec![(id, job.fence())], vec![])
+        );
         client.release(&job).await.unwrap();
         assert_eq!(state_of(&client, id).await, Some(JobState::Cancelled));
     })
@@ -1018,6 +1026,242 @@ async fn without_pubsub_a_host_still_cancels_by_renewal_and_claims_by_polling() 
         assert!(took < Duration::from_secs(5), "{took:?}");
         assert_eq!(plan.stats().cancelled, 1);
         host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_tells_a_stale_attempt_from_the_current_one_of_the_same_job() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let id = client.job("k", &()).tag("t").enqueue().await.unwrap();
+        let old = client
+            .claim(Duration::from_millis(200), "h")
+            .await
+            .unwrap()
+            .unwrap();
+        eventually("the lease to run out", || async {
+            client.maintain().await.unwrap();
+            (state_of(&client, id).await == Some(JobState::Ready)).then_some(())
+        })
+        .await;
+        let new = client
+            .claim(Duration::from_secs(30), "h")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((new.id(), new.fence()), (id, old.fence() + 1));
+        // One host holding both attempts renews both in one call: only the
+        // old one is lost, and a cancel names the current one.
+        assert_eq!(client.cancel_tag("t").await.unwrap(), 1);
+        let both = [(id, old.fence()), (id, new.fence())];
+        let renewed = client.renew(&both, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(renewed.lost, [(id, old.fence())]);
+        assert_eq!(renewed.cancelled, [(id, new.fence())]);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_reclaims_a_job_after_a_stall_keeps_only_the_new_attempt() {
+    // The host reaches Redis through a proxy the test holds shut past the
+    // job's lease: a stall. The lease runs out, the host claims the job
+    // again, and a late renewal reply and the old attempt's end must touch
+    // neither the new attempt's lease nor its run.
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis).await;
+    bounded(async {
+        let client = redis.client().await;
+        let via_proxy = Client::connect(&proxy.url()).await.unwrap();
+        let lease = Duration::from_secs(2);
+        let (started_tx, mut started) = mpsc::unbounded_channel();
+        let second_started = Arc::new(tokio::sync::Notify::new());
+        let later_runs = Arc::new(AtomicU32::new(0));
+        let plan = Plan::builder().workers(2).build().unwrap();
+        let host = host(&plan, &via_proxy)
+            .lease(lease)
+            .renew_interval(Duration::from_millis(100))
+            .register("twice", {
+                let second_started = Arc::clone(&second_started);
+                let later_runs = Arc::clone(&later_runs);
+                move |_: (), cx: JobContext| {
+                    let started_tx = started_tx.clone();
+                    let second_started = Arc::clone(&second_started);
+                    let later_runs = Arc::clone(&later_runs);
+                    async move {
+                        let _ = started_tx.send((cx.attempt(), cx.fence()));
+                        match cx.attempt() {
+                            // Ends (Ok) only once the second attempt runs:
+                            // its end must not unregister the second.
+                            1 => second_started.notified().await,
+                            // Runs two leases: it must be renewed meanwhile.
+                            2 => {
+                                second_started.notify_one();
+                                tokio::time::sleep(Duration::from_secs(4)).await;
+                            }
+                            _ => {
+                                later_runs.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        Ok::<(), String>(())
+                    }
+                }
+            })
+            .start();
+        let id = client
+            .job("twice", &())
+            .max_attempts(5)
+            .enqueue()
+            .await
+            .unwrap();
+        assert_eq!(started.recv().await, Some((1, 1)));
+
+        proxy.pause();
+        eventually("the stalled host's lease to run out", || async {
+            client.maintain().await.unwrap();
+            (state_of(&client, id).await == Some(JobState::Ready)).then_some(())
+        })
+        .await;
+        proxy.resume();
+        assert_eq!(started.recv().await, Some((2, 2)));
+
+        until_state(&client, id, JobState::Done).await;
+        let info = client.job_info(id).await.unwrap().unwrap();
+        assert_eq!(
+            (info.attempts, info.fence, later_runs.load(Ordering::SeqCst)),
+            (2, 2, 0),
+            "the second attempt kept its lease and was acknowledged"
+        );
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_dead_letter_wakes_an_idle_host_long_before_its_poll() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let plan = Plan::builder().workers(1).build().unwrap();
+        let runs = Arc::new(AtomicU32::new(0));
+        let host = host(&plan, &client)
+            // Only the retry's message can start the job again in time.
+            .poll_interval(Duration::from_secs(60))
+            .register("once", {
+                let runs = Arc::clone(&runs);
+                move |_: (), _| {
+                    let run = runs.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if run == 0 {
+                            Err("first run fails".to_owned())
+                        } else {
+                            Ok(())
+                        }
+                    }
+                }
+            })
+            .start();
+        let id = client
+            .job("once", &())
+            .max_attempts(1)
+            .enqueue()
+            .await
+            .unwrap();
+        until_state(&client, id, JobState::Dead).await;
+        // Let the host go idle on its 60 s poll.
+        eventually("the host to be idle", || async {
+            (host.running() == 0).then_some(())
+        })
+        .await;
+        assert!(client.retry_dead(id).await.unwrap());
+        until_state(&client, id, JobState::Done).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_many_returns_the_best_jobs_in_queue_order() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        // Queue order: b e f a c d (priority, then FIFO).
+        let jobs = [("a", 0), ("b", 5), ("c", 0), ("d", -3), ("e", 5), ("f", 1)];
+        enqueue_logs(&client, &jobs).await;
+        let lease = Duration::from_secs(30);
+        let payloads = |claimed: &[taskplan::durable::Claimed]| {
+            claimed
+                .iter()
+                .map(|j| serde_json::from_str::<String>(j.payload()).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let first = client.claim_many(lease, "h", 4).await.unwrap();
+        assert_eq!(payloads(&first), ["b", "e", "f", "a"]);
+        assert!(first.iter().all(|j| (j.fence(), j.attempt()) == (1, 1)));
+        let rest = client.claim_many(lease, "h", 4).await.unwrap();
+        assert_eq!(payloads(&rest), ["c", "d"]);
+        assert!(client.claim_many(lease, "h", 4).await.unwrap().is_empty());
+        let counts = client.counts().await.unwrap();
+        assert_eq!((counts.ready, counts.leased), (0, 6));
+        assert_eq!(client.stats().await.unwrap().claimed, 6);
+        for job in first.iter().chain(&rest) {
+            let info = client.job_info(job.id()).await.unwrap().unwrap();
+            assert_eq!(
+                (info.state, info.owner.as_deref()),
+                (JobState::Running, Some("h"))
+            );
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_many_refuses_a_stale_fence_alone_and_applies_the_rest() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await;
+        let a = client.job("k", &()).tag("t").enqueue().await.unwrap();
+        let b = client.job("k", &()).tag("t").enqueue().await.unwrap();
+        let c = client.job("k", &()).enqueue().await.unwrap();
+        let old_a = client
+            .claim(Duration::from_millis(200), "h")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(old_a.id(), a);
+        let bc = client
+            .claim_many(Duration::from_secs(30), "h", 2)
+            .await
+            .unwrap();
+        eventually("a's lease to run out", || async {
+            client.maintain().await.unwrap();
+            (state_of(&client, a).await == Some(JobState::Ready)).then_some(())
+        })
+        .await;
+        let new_a = client
+            .claim(Duration::from_secs(30), "h")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((new_a.id(), new_a.fence()), (a, 2));
+
+        let batch = [old_a, bc[0].clone(), bc[1].clone()];
+        let acked = client.ack_many(&batch).await.unwrap();
+        assert_eq!(acked.len(), 3);
+        assert!(acked[0].as_ref().unwrap_err().is_stale());
+        assert!(acked[1].is_ok() && acked[2].is_ok());
+        assert_eq!(state_of(&client, a).await, Some(JobState::Running));
+        assert_eq!(state_of(&client, b).await, Some(JobState::Done));
+        assert_eq!(state_of(&client, c).await, Some(JobState::Done));
+        let stats = client.stats().await.unwrap();
+        assert_eq!((stats.completed, stats.expired), (2, 1));
+        assert_eq!(client.tag_counts("t").await.unwrap().running, 1);
+        assert_eq!(client.tag_stats("t").await.unwrap().completed, 1);
+
+        client.ack(&new_a).await.unwrap();
+        assert_eq!(state_of(&client, a).await, Some(JobState::Done));
     })
     .await
 }

@@ -3,8 +3,9 @@
 //!
 //! A `Client` is all a process needs to enqueue jobs and look at the queue;
 //! it runs no plan. The lease operations (claim, ack, fail, release, renew)
-//! are here too, as one call per script, so that a [`Host`](super::Host)
-//! and a hand-written worker go through the same fenced steps.
+//! are here too, each one script call (claims and settles of one job or of
+//! a batch alike), so that a [`Host`](super::Host) and a hand-written
+//! worker go through the same fenced steps.
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,6 +20,10 @@ use super::scripts;
 
 /// How many due delayed jobs and expired leases one claim moves at most.
 const TICK_LIMIT: u32 = 100;
+
+/// How many jobs one claim or settle script handles at most, so that a
+/// large batch never blocks Redis for long.
+pub(crate) const BATCH_MAX: usize = 256;
 
 /// How many of a tag's jobs one `cancel_tag` or `promote` script handles,
 /// so that a large tag never blocks Redis for long.
@@ -85,9 +90,7 @@ struct Scripts {
     enqueue: Script,
     claim: Script,
     maintain: Script,
-    ack: Script,
-    fail: Script,
-    release: Script,
+    settle: Script,
     renew: Script,
     retry_dead: Script,
     cancel_tag: Script,
@@ -109,9 +112,7 @@ impl Keys {
                 enqueue: scripts::enqueue(),
                 claim: scripts::claim(),
                 maintain: scripts::maintain(),
-                ack: scripts::ack(),
-                fail: scripts::fail(),
-                release: scripts::release(),
+                settle: scripts::settle(),
                 renew: scripts::renew(),
                 retry_dead: scripts::retry_dead(),
                 cancel_tag: scripts::cancel_tag(),
@@ -134,8 +135,97 @@ impl fmt::Debug for Client {
     }
 }
 
-/// The reply of the claim script.
-type ClaimReply = Option<(u64, u64, u32, String, String, String, i32, u64, u32)>;
+/// How to settle one claimed job, for [`Client::settle_batch`].
+pub(crate) struct Settle {
+    pub(crate) id: JobId,
+    pub(crate) fence: u64,
+    pub(crate) op: SettleOp,
+}
+
+pub(crate) enum SettleOp {
+    Ack,
+    Fail {
+        reason: String,
+        backoff: Duration,
+        dead_now: bool,
+    },
+    Release,
+}
+
+impl Settle {
+    pub(crate) fn ack(job: &Claimed) -> Settle {
+        Settle {
+            id: job.id,
+            fence: job.fence,
+            op: SettleOp::Ack,
+        }
+    }
+    pub(crate) fn release(job: &Claimed) -> Settle {
+        Settle {
+            id: job.id,
+            fence: job.fence,
+            op: SettleOp::Release,
+        }
+    }
+    pub(crate) fn fail(job: &Claimed, reason: String, backoff: Duration, dead_now: bool) -> Settle {
+        Settle {
+            id: job.id,
+            fence: job.fence,
+            op: SettleOp::Fail {
+                reason,
+                backoff,
+                dead_now,
+            },
+        }
+    }
+}
+
+/// What became of one settled job; see the `settle` script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Settled {
+    Done,
+    Retry,
+    Dead,
+    Released,
+    Cancelled,
+    Stale,
+}
+
+impl Settled {
+    /// The error for an outcome the call did not ask for: stale, or a
+    /// reply that does not fit the operation.
+    fn unexpected<T>(self, id: JobId) -> Result<T, Error> {
+        match self {
+            Settled::Stale => Err(Error::stale(id)),
+            other => Err(Error::corrupt(format!("job {id} settled as {other:?}"))),
+        }
+    }
+}
+
+/// One job in the reply of the claim script.
+type ClaimReply = (u64, u64, u32, String, String, String, i32, u64, u32);
+
+/// A token no other claim uses: a random per-process seed and a counter.
+pub(crate) fn unique_token() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", random_hex(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// 16 hex digits that differ between processes and between calls, from
+/// the standard library's randomly seeded hasher (no dependency needed for
+/// names that only have to be unlikely to collide).
+pub(crate) fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
 
 impl Client {
     /// Connects to the queue at `url` (`redis://host:port/db`), under the
@@ -283,8 +373,9 @@ impl Client {
     }
 
     /// Takes job `id` out of the dead letters and puts it back in its place
-    /// in the ready set, with its attempts reset. Returns `false` if it was
-    /// not a dead letter.
+    /// in the ready set, with its attempts reset, and wakes idle hosts as
+    /// [`JobBuilder::enqueue`] does. Returns `false` if it was not a dead
+    /// letter.
     pub async fn retry_dead(&self, id: JobId) -> Result<bool, Error> {
         let mut con = self.con.clone();
         let done: i64 = self
@@ -309,11 +400,54 @@ impl Client {
     /// fence; renew the lease with [`renew`](Client::renew) before it runs
     /// out, and settle the job with [`ack`](Client::ack),
     /// [`fail`](Client::fail) or [`release`](Client::release).
+    ///
+    /// If this returns an error after Redis ran the claim (the reply was
+    /// lost), the job stays leased to `owner` until its lease runs out,
+    /// which counts an attempt. A [`Host`](super::Host) does not lose jobs
+    /// that way: it retries a failed claim so that Redis hands it the jobs
+    /// that claim took.
     pub async fn claim(&self, lease: Duration, owner: &str) -> Result<Option<Claimed>, Error> {
+        let token = unique_token();
+        Ok(self.claim_batch(lease, owner, 1, &token).await?.pop())
+    }
+
+    /// Claims up to `max` (at most 256) of the best ready jobs in one call,
+    /// in queue order (the first is the one [`claim`](Client::claim) would
+    /// return), each under its own lease and fence as `claim` gives, and
+    /// each counting an attempt. Returns an empty list if none is ready.
+    ///
+    /// Settle them one by one or with [`ack_many`](Client::ack_many); renew
+    /// them all with one [`renew`](Client::renew).
+    pub async fn claim_many(
+        &self,
+        lease: Duration,
+        owner: &str,
+        max: usize,
+    ) -> Result<Vec<Claimed>, Error> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let token = unique_token();
+        self.claim_batch(lease, owner, max.min(BATCH_MAX), &token)
+            .await
+    }
+
+    /// Claims up to `max` jobs under `token`. Calling again with the same
+    /// token and owner, while the leases last, returns the jobs the first
+    /// call took and still holds, rather than claiming more: so a caller
+    /// that lost a reply retries with the token and runs what it claimed.
+    /// With `max` 0, only that: no new job is claimed.
+    pub(crate) async fn claim_batch(
+        &self,
+        lease: Duration,
+        owner: &str,
+        max: usize,
+        token: &str,
+    ) -> Result<Vec<Claimed>, Error> {
         let lease_ms = lease.as_millis().max(1) as u64;
         let mut con = self.con.clone();
         let keys = &self.keys;
-        let reply: ClaimReply = keys
+        let reply: Vec<ClaimReply> = keys
             .scripts
             .claim
             .key(&keys.ready)
@@ -324,23 +458,28 @@ impl Client {
             .arg(lease_ms)
             .arg(owner)
             .arg(TICK_LIMIT)
+            .arg(token)
+            .arg(max)
             .invoke_async(&mut con)
             .await?;
-        Ok(reply.map(
-            |(id, fence, attempt, kind, payload, tag, priority, timeout_ms, max_attempts)| {
-                Claimed {
-                    id: JobId(id),
-                    fence,
-                    attempt,
-                    max_attempts,
-                    kind,
-                    payload,
-                    tag: Some(tag).filter(|t| !t.is_empty()),
-                    priority,
-                    timeout: Some(Duration::from_millis(timeout_ms)).filter(|t| !t.is_zero()),
-                }
-            },
-        ))
+        Ok(reply
+            .into_iter()
+            .map(
+                |(id, fence, attempt, kind, payload, tag, priority, timeout_ms, max_attempts)| {
+                    Claimed {
+                        id: JobId(id),
+                        fence,
+                        attempt,
+                        max_attempts,
+                        kind,
+                        payload,
+                        tag: Some(tag).filter(|t| !t.is_empty()),
+                        priority,
+                        timeout: Some(Duration::from_millis(timeout_ms)).filter(|t| !t.is_zero()),
+                    }
+                },
+            )
+            .collect())
     }
 
     /// Moves due delayed jobs to the ready set and puts jobs whose lease ran
@@ -372,22 +511,50 @@ impl Client {
     /// claimed again): the job then runs again, which is what at-least-once
     /// means.
     pub async fn ack(&self, job: &Claimed) -> Result<(), Error> {
-        let mut con = self.con.clone();
-        let done: i64 = self
-            .keys
-            .scripts
-            .ack
-            .key(&self.keys.leased)
-            .arg(&self.keys.prefix)
-            .arg(job.id.0)
-            .arg(job.fence)
-            .invoke_async(&mut con)
-            .await?;
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(Error::stale(job.id))
+        match self.settle_one(job, Settle::ack(job)).await? {
+            Settled::Done => Ok(()),
+            other => other.unexpected(job.id),
         }
+    }
+
+    /// Acknowledges many finished jobs in one round trip (one script per
+    /// 256 jobs), each as [`ack`](Client::ack) would: returns one result
+    /// per job, in order, and a job whose lease was lost is refused alone
+    /// ([`Error::is_stale`]) while the others are acknowledged.
+    ///
+    /// The outer error is Redis's: then some chunks may have been applied
+    /// and others not; acknowledging again is safe (an applied one is then
+    /// refused as stale).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(client: taskplan::durable::Client) -> Result<(), taskplan::durable::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let jobs = client.claim_many(Duration::from_secs(30), "worker-1", 32).await?;
+    /// // ... run them ...
+    /// for (job, acked) in jobs.iter().zip(client.ack_many(&jobs).await?) {
+    ///     if let Err(e) = acked {
+    ///         eprintln!("job {} runs again: {e}", job.id());
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn ack_many(&self, jobs: &[Claimed]) -> Result<Vec<Result<(), Error>>, Error> {
+        let mut results = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(BATCH_MAX) {
+            let entries: Vec<Settle> = chunk.iter().map(Settle::ack).collect();
+            let settled = self.settle_batch(&entries).await?;
+            for (job, settled) in chunk.iter().zip(settled) {
+                results.push(match settled {
+                    Settled::Done => Ok(()),
+                    other => other.unexpected(job.id),
+                });
+            }
+        }
+        Ok(results)
     }
 
     /// Records a failed attempt with its `reason`: the job waits `backoff`,
@@ -402,28 +569,12 @@ impl Client {
         backoff: Duration,
         dead_now: bool,
     ) -> Result<Failed, Error> {
-        let mut con = self.con.clone();
-        let outcome: String = self
-            .keys
-            .scripts
-            .fail
-            .key(&self.keys.leased)
-            .key(&self.keys.delayed)
-            .key(&self.keys.dead)
-            .arg(&self.keys.prefix)
-            .arg(job.id.0)
-            .arg(job.fence)
-            .arg(reason)
-            .arg(backoff.as_millis() as u64)
-            .arg(if dead_now { "1" } else { "0" })
-            .invoke_async(&mut con)
-            .await?;
-        match outcome.as_str() {
-            "retry" => Ok(Failed::Retry),
-            "dead" => Ok(Failed::Dead),
-            "cancelled" => Ok(Failed::Cancelled),
-            "stale" => Err(Error::stale(job.id)),
-            other => Err(Error::corrupt(format!("fail returned {other:?}"))),
+        let entry = Settle::fail(job, reason.to_owned(), backoff, dead_now);
+        match self.settle_one(job, entry).await? {
+            Settled::Retry => Ok(Failed::Retry),
+            Settled::Dead => Ok(Failed::Dead),
+            Settled::Cancelled => Ok(Failed::Cancelled),
+            other => other.unexpected(job.id),
         }
     }
 
@@ -433,29 +584,77 @@ impl Client {
     /// ([`cancel_tag`](Client::cancel_tag)) ends as cancelled instead.
     /// Refused as [`ack`](Client::ack) is.
     pub async fn release(&self, job: &Claimed) -> Result<(), Error> {
-        let mut con = self.con.clone();
-        let done: i64 = self
-            .keys
-            .scripts
-            .release
-            .key(&self.keys.leased)
-            .key(&self.keys.ready)
-            .arg(&self.keys.prefix)
-            .arg(job.id.0)
-            .arg(job.fence)
-            .invoke_async(&mut con)
-            .await?;
-        if done >= 1 {
-            Ok(())
-        } else {
-            Err(Error::stale(job.id))
+        match self.settle_one(job, Settle::release(job)).await? {
+            Settled::Released | Settled::Cancelled => Ok(()),
+            other => other.unexpected(job.id),
         }
     }
 
+    async fn settle_one(&self, job: &Claimed, entry: Settle) -> Result<Settled, Error> {
+        self.settle_batch(std::slice::from_ref(&entry))
+            .await?
+            .pop()
+            .ok_or_else(|| Error::corrupt(format!("settling job {} returned nothing", job.id)))
+    }
+
+    /// Settles up to [`BATCH_MAX`] jobs in one script call, each by its own
+    /// fence. Returns one outcome per entry, in order.
+    pub(crate) async fn settle_batch(&self, entries: &[Settle]) -> Result<Vec<Settled>, Error> {
+        debug_assert!(entries.len() <= BATCH_MAX);
+        let mut con = self.con.clone();
+        let keys = &self.keys;
+        let mut call = keys.scripts.settle.key(&keys.leased);
+        call.key(&keys.ready)
+            .key(&keys.delayed)
+            .key(&keys.dead)
+            .arg(&keys.prefix);
+        for e in entries {
+            let (op, reason, backoff_ms, dead_now) = match &e.op {
+                SettleOp::Ack => ("a", "", 0, false),
+                SettleOp::Release => ("r", "", 0, false),
+                SettleOp::Fail {
+                    reason,
+                    backoff,
+                    dead_now,
+                } => ("f", reason.as_str(), backoff.as_millis() as u64, *dead_now),
+            };
+            call.arg(op)
+                .arg(e.id.0)
+                .arg(e.fence)
+                .arg(reason)
+                .arg(backoff_ms)
+                .arg(if dead_now { "1" } else { "0" });
+        }
+        let words: Vec<String> = call.invoke_async(&mut con).await?;
+        if words.len() != entries.len() {
+            return Err(Error::corrupt(format!(
+                "settling {} jobs returned {} outcomes",
+                entries.len(),
+                words.len()
+            )));
+        }
+        words
+            .iter()
+            .map(|w| {
+                Ok(match w.as_str() {
+                    "done" => Settled::Done,
+                    "retry" => Settled::Retry,
+                    "dead" => Settled::Dead,
+                    "released" => Settled::Released,
+                    "cancelled" => Settled::Cancelled,
+                    "stale" => Settled::Stale,
+                    other => return Err(Error::corrupt(format!("settle returned {other:?}"))),
+                })
+            })
+            .collect()
+    }
+
     /// Extends to `lease` from now the leases of `jobs` (id and fence).
-    /// Returns the ids whose lease was already lost (their results will be
-    /// refused, so a host stops running them) and those whose tag was
-    /// cancelled (a host stops them too; they then end as cancelled).
+    /// Returns the attempts (id and fence) whose lease was already lost
+    /// (their results will be refused, so a host stops running them) and
+    /// those whose tag was cancelled (a host stops them too; they then end
+    /// as cancelled). Attempts are reported with their fence, so that an
+    /// old attempt of a job and its newer claim are told apart.
     pub async fn renew(&self, jobs: &[(JobId, u64)], lease: Duration) -> Result<Renewed, Error> {
         if jobs.is_empty() {
             return Ok(Renewed::default());
@@ -467,10 +666,12 @@ impl Client {
         for &(id, fence) in jobs {
             call.arg(id.0).arg(fence);
         }
-        let (lost, cancel): (Vec<u64>, Vec<u64>) = call.invoke_async(&mut con).await?;
+        type Attempts = Vec<(u64, u64)>;
+        let (lost, cancel): (Attempts, Attempts) = call.invoke_async(&mut con).await?;
+        let attempts = |v: Vec<(u64, u64)>| v.into_iter().map(|(id, f)| (JobId(id), f)).collect();
         Ok(Renewed {
-            lost: lost.into_iter().map(JobId).collect(),
-            cancelled: cancel.into_iter().map(JobId).collect(),
+            lost: attempts(lost),
+            cancelled: attempts(cancel),
         })
     }
 
@@ -677,12 +878,12 @@ pub struct ClusterStats {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Renewed {
-    /// Jobs whose lease was already lost: stop them, their results will be
-    /// refused.
-    pub lost: Vec<JobId>,
-    /// Jobs whose tag was cancelled: stop them; releasing or failing them
-    /// then records them as cancelled.
-    pub cancelled: Vec<JobId>,
+    /// Attempts (id and fence) whose lease was already lost: stop them,
+    /// their results will be refused.
+    pub lost: Vec<(JobId, u64)>,
+    /// Attempts (id and fence) whose tag was cancelled: stop them;
+    /// releasing or failing them then records them as cancelled.
+    pub cancelled: Vec<(JobId, u64)>,
 }
 
 /// How many jobs are in each of the queue's sets, from [`Client::counts`].

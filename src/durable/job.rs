@@ -91,6 +91,7 @@ impl Claimed {
 #[derive(Clone, Debug)]
 pub struct JobContext {
     pub(crate) id: JobId,
+    pub(crate) fence: u64,
     pub(crate) attempt: u32,
     pub(crate) max_attempts: u32,
     pub(crate) tag: Option<String>,
@@ -100,6 +101,33 @@ impl JobContext {
     /// The job's id.
     pub fn id(&self) -> JobId {
         self.id
+    }
+    /// The fence of this attempt: it grows with every claim of the job, so
+    /// a newer attempt always has a larger one.
+    ///
+    /// Redis refuses this attempt's result once a newer claim has the job,
+    /// but side effects of the handler elsewhere are its own to guard: pass
+    /// the fence along (with the id) to a store that keeps the largest one
+    /// it has seen and refuses writes with a smaller one, and an attempt
+    /// that lost its lease (its host stalled past it) cannot overwrite what
+    /// the newer attempt wrote.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskplan::durable::JobContext;
+    ///
+    /// // A write to a store that keeps the fence of the last write per key.
+    /// fn fenced_write(cx: &JobContext, stored_fence: &mut u64, value: &mut String, new: &str) {
+    ///     if cx.fence() >= *stored_fence {
+    ///         *stored_fence = cx.fence();
+    ///         *value = new.to_owned();
+    ///     }
+    /// }
+    /// # let _ = fenced_write;
+    /// ```
+    pub fn fence(&self) -> u64 {
+        self.fence
     }
     /// Which attempt this is, from 1. Delivery is at least once: a job may
     /// run again after an attempt that did its work but was not

@@ -23,7 +23,11 @@
 //! and renewing carry the fence, and Redis refuses them once another claim
 //! has taken the job ([`Error::is_stale`]): a host that comes back after
 //! its lease ran out cannot overwrite the newer attempt's result. A host
-//! that learns on renewal that it lost a lease stops running that job.
+//! that learns on renewal that it lost a lease stops running that job; a
+//! host that claims a job again while its own older attempt still runs
+//! (it stalled past the lease) stops the older attempt and drops its
+//! result, and keeps renewing the newer one. Handlers can fence their own
+//! side effects with [`JobContext::fence`].
 //!
 //! A failed attempt (the handler's `Err`, a panic, or the job's timeout) is
 //! retried after an exponential backoff until the job's attempts run out,
@@ -42,6 +46,17 @@
 //! job is still leased, even if its lease time has just passed and no host
 //! has put it back yet.
 //!
+//! A claim whose reply is lost (the connection dropped after Redis ran it)
+//! does not cost its jobs an attempt either: the host retries the claim
+//! with the same token until Redis answers, and Redis hands it the jobs
+//! that claim took (while their leases last), so they run on this host.
+//! If Redis stays out of reach for longer than a lease, those leases run
+//! out like any other, and count an attempt. Redis keeps each host's
+//! last claim under the host's name, so **a host's name must be unique
+//! among the live hosts of a queue** ([`HostBuilder::name`]; the default
+//! is). A host that dies with a claim unanswered is not helped: its jobs'
+//! leases run out and count an attempt, as for any job of a dead host.
+//!
 //! # The Redis data model
 //!
 //! All keys start with a prefix (`taskplan` by default):
@@ -54,6 +69,7 @@
 //! | `<p>:leased` | sorted set | claimed job ids, scored by lease expiry (ms, Redis's clock) |
 //! | `<p>:delayed` | sorted set | job ids waiting for their run-after time or a retry's backoff, scored by due time |
 //! | `<p>:dead` | sorted set | dead-letter job ids, scored by time of death |
+//! | `<p>:claim:<host>` | string | the host's last claim that took jobs: its token and `id:fence` pairs, expiring with the lease; a claim retried with that token gets these jobs (those it still holds) back |
 //! | `<p>:tag:<tag>` | set | ids of the tag's unfinished jobs (ready, delayed or running), for `promote`, `cancel_tag` and `tag_counts` |
 //! | `<p>:promotions` | string | the last promotion number given (`INCR`) |
 //! | `<p>:stats`, `<p>:stats:<tag>` | hash | event counts for [`Client::stats`] and [`Client::tag_stats`], kept by the scripts; a tag's expire once it is idle |
@@ -75,15 +91,33 @@
 //! original place**, not to the back.
 //!
 //! Every change that touches more than one key is one Lua script
-//! (`scripts.rs`), so it is atomic: enqueue; claim (which first moves due
-//! delayed jobs and expired leases, at most 100 of each per call, so a
-//! backlog never blocks Redis for long; any host that claims keeps the
-//! queue moving); ack (fenced; the record then expires, one day by
-//! default); fail (fenced: to the delayed set with backoff, or to the dead
-//! letters); release (fenced: back to its place, attempt not counted);
-//! renew (fenced, per job; reports lost leases and cancelled jobs); retry
-//! of a dead letter; and `cancel_tag`, `promote` and `tag_counts`, 500 jobs
-//! of the tag per script call.
+//! (`scripts.rs`), so it is atomic: enqueue; claim of up to 256 jobs in
+//! queue order (which first moves due delayed jobs and expired leases, at
+//! most 100 of each per call, so a backlog never blocks Redis for long;
+//! any host that claims keeps the queue moving); settle, of up to 256
+//! jobs, each fenced on its own (a stale one is refused, the others apply)
+//! and each an ack (the record then expires, one day by default), a fail
+//! (to the delayed set with backoff, or to the dead letters) or a release
+//! (back to its place, attempt not counted); renew (fenced, per job;
+//! reports lost leases and cancelled jobs, each with its fence); retry of
+//! a dead letter; and `cancel_tag`, `promote` and `tag_counts`, 500 jobs of
+//! the tag per script call.
+//!
+//! # Throughput
+//!
+//! A host claims as many jobs as it has room for in one script call: its
+//! plan's workers plus a prefetch ([`HostBuilder::prefetch`]; by default
+//! as many jobs as the workers finish in two claim round trips, measured
+//! as it goes, from 1 to 256), so a worker that ends a job finds the next
+//! one waiting in the plan instead of waiting for Redis, while of long
+//! jobs only one waits and the rest stay claimable by idle hosts. Finished
+//! jobs go to one settling task per host, which sends all the jobs waiting
+//! to be settled in one script call, one call in flight at a time: batches
+//! grow with the load, with no timer, and a lone job is acknowledged at
+//! once. So a busy host makes about two round trips per batch of jobs, not
+//! two per job, and the due-work step runs once per claim call.
+//! [`Client::claim_many`] and [`Client::ack_many`] give hand-written
+//! workers the same batches.
 //!
 //! # Stats
 //!
@@ -147,8 +181,9 @@
 //!
 //! An idle host asks Redis for work every [`HostBuilder::poll_interval`]
 //! (200 ms by default). On top of that, enqueueing a job that is ready at
-//! once publishes `ready` on `<prefix>:events`, and so does a claim that
-//! moves due delayed jobs or expired leases back to the ready set; every
+//! once publishes `ready` on `<prefix>:events`, and so do retrying a dead
+//! letter ([`Client::retry_dead`]) and a claim that moves due delayed jobs
+//! or expired leases back to the ready set; every
 //! idle host that hears it claims at once. This too is best effort: a job
 //! whose message is lost waits at most one poll interval. A host that
 //! (re)subscribes looks for work once at once, so a job enqueued while it

@@ -137,37 +137,6 @@ return id
     )
 }
 
-/// Runs the due-work step, then claims the best ready job. KEYS: ready,
-/// leased, delayed, dead. ARGV: prefix, lease_ms, owner, tick limit.
-/// Returns nil, or `{id, fence, attempt, kind, payload, tag, priority,
-/// timeout_ms, max_attempts}`.
-pub(crate) fn claim() -> Script {
-    script(
-        r#"
-local prefix = ARGV[1]
-local now = now_ms()
-tick(prefix, KEYS[1], KEYS[2], KEYS[3], KEYS[4], now, tonumber(ARGV[4]))
-for _ = 1, 16 do
-  local best = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
-  if not best then return false end
-  redis.call('ZREM', KEYS[1], best)
-  local id = tonumber(string.sub(best, 23), 16)
-  local key = job_key(prefix, id)
-  if redis.call('EXISTS', key) == 1 then
-    local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-    local fence = redis.call('HINCRBY', key, 'fence', 1)
-    redis.call('HSET', key, 'state', 'running', 'owner', ARGV[3])
-    count(prefix, key, 'claimed')
-    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), id)
-    local f = redis.call('HMGET', key, 'kind', 'payload', 'tag', 'priority', 'timeout_ms', 'max_attempts')
-    return {id, fence, attempt, f[1], f[2], f[3], f[4], f[5], f[6]}
-  end
-end
-return false
-"#,
-    )
-}
-
 /// The fence check every lease-holder script starts with: the job's fence
 /// is the caller's and the job is still in the lease set.
 const HOLDS: &str = r#"
@@ -181,6 +150,94 @@ fn fenced(body: &str) -> Script {
     Script::new(&format!("{HELPERS}\n{HOLDS}\n{body}"))
 }
 
+/// Claims up to `count` of the best ready jobs, after the due-work step.
+/// KEYS: ready, leased, delayed, dead. ARGV: prefix, lease_ms, owner, tick
+/// limit, token, count. Returns `{{id, fence, attempt, kind, payload, tag,
+/// priority, timeout_ms, max_attempts}, ...}` in queue order. A count of 0
+/// only replays (below).
+///
+/// A claim whose reply is lost (the connection dropped, or the caller gave
+/// up waiting) has still counted its jobs' attempts and leased them to
+/// `owner`, which does not know it holds them; on its last attempt each
+/// such job would go to the dead letters once its lease runs out, never
+/// having run. So each claim that takes jobs records its `token` and the
+/// `id:fence` pairs it leased in `<prefix>:claim:<owner>` (one key per
+/// host, expiring with the lease), and a claim that comes again with the
+/// same token gets the jobs of that record it still holds, leases renewed,
+/// instead of new ones: the caller retries with one token until it hears
+/// an answer, and so runs what it claimed.
+pub(crate) fn claim() -> Script {
+    fenced(
+        r#"
+local prefix, owner, token = ARGV[1], ARGV[3], ARGV[5]
+local lease = tonumber(ARGV[2])
+local now = now_ms()
+local record = prefix .. ':claim:' .. owner
+local function reply(key, id, fence, attempt)
+  local f = redis.call('HMGET', key, 'kind', 'payload', 'tag', 'priority', 'timeout_ms', 'max_attempts')
+  return {id, fence, attempt, f[1], f[2], f[3], f[4], f[5], f[6]}
+end
+local recorded = redis.call('GET', record)
+if recorded and string.sub(recorded, 1, #token + 1) == token .. ' ' then
+  local jobs = {}
+  for id, fence in string.gmatch(string.sub(recorded, #token + 2), '(%d+):(%d+)') do
+    if holds(prefix, KEYS[2], id, fence) then
+      redis.call('ZADD', KEYS[2], 'XX', now + lease, id)
+      local key = job_key(prefix, id)
+      table.insert(jobs, reply(key, tonumber(id), tonumber(fence),
+        tonumber(redis.call('HGET', key, 'attempts'))))
+    end
+  end
+  return jobs
+end
+local want = tonumber(ARGV[6])
+if want < 1 then return {} end
+tick(prefix, KEYS[1], KEYS[2], KEYS[3], KEYS[4], now, tonumber(ARGV[4]))
+local jobs, leased, leases = {}, {}, {}
+-- Numbers are written as decimal strings made once: Lua's own conversion
+-- goes through a float format, which showed in profiles at high rates.
+local expires = string.format('%d', now + lease)
+-- All ranks score 0, so ZPOPMIN pops the first ones as byte strings: the
+-- best jobs, in queue order. A rank whose job record is gone (it expired)
+-- is dropped; popping again for the gap happens a bounded number of times.
+for _ = 1, 4 do
+  local popped = redis.call('ZPOPMIN', KEYS[1], want - #jobs)
+  if #popped == 0 then break end
+  for i = 1, #popped, 2 do
+    local id = tonumber(string.sub(popped[i], 23), 16)
+    local sid = string.format('%d', id)
+    local key = job_key(prefix, sid)
+    local f = redis.call('HMGET', key, 'kind', 'payload', 'tag', 'priority', 'timeout_ms',
+      'max_attempts', 'attempts', 'fence', 'ttl_s')
+    if f[1] then
+      local attempt = tonumber(f[7] or '0') + 1
+      local fence = tonumber(f[8] or '0') + 1
+      local sfence = string.format('%d', fence)
+      redis.call('HSET', key, 'attempts', string.format('%d', attempt), 'fence', sfence,
+        'state', 'running', 'owner', owner)
+      if f[3] and f[3] ~= '' then
+        local stats = prefix .. ':stats:' .. f[3]
+        redis.call('HINCRBY', stats, 'claimed', 1)
+        redis.call('EXPIRE', stats, f[9] or '86400')
+      end
+      table.insert(leases, expires)
+      table.insert(leases, sid)
+      table.insert(jobs, {id, fence, attempt, f[1], f[2], f[3], f[4], f[5], f[6]})
+      table.insert(leased, sid .. ':' .. sfence)
+    end
+  end
+  if #jobs >= want then break end
+end
+if #jobs > 0 then
+  redis.call('ZADD', KEYS[2], unpack(leases))
+  redis.call('HINCRBY', prefix .. ':stats', 'claimed', string.format('%d', #jobs))
+  redis.call('SET', record, token .. ' ' .. table.concat(leased, ','), 'PX', ARGV[2])
+end
+return jobs
+"#,
+    )
+}
+
 /// Runs the due-work step alone. KEYS: ready, leased, delayed, dead. ARGV:
 /// prefix, tick limit.
 pub(crate) fn maintain() -> Script {
@@ -192,80 +249,105 @@ return 1
     )
 }
 
-/// Acknowledges a finished job. KEYS: leased. ARGV: prefix, id, fence.
-/// Returns 1, or 0 if the fence is stale.
-pub(crate) fn ack() -> Script {
-    fenced(
+/// Settles a batch of claimed jobs, each by its own fence: a stale entry is
+/// refused alone and the others still apply. KEYS: leased, ready, delayed,
+/// dead. ARGV: prefix, then six per entry: op (`a` ack, `f` fail, `r`
+/// release), id, fence, reason, backoff_ms, final (`1`: dead at once).
+/// Returns one word per entry, in order: `done` (acknowledged; the record
+/// then expires), `retry` (to the delayed set with its backoff), `dead`,
+/// `released` (back in its place, attempt not counted), `cancelled` (a
+/// cancel was asked for: a failed or released job ends as cancelled), or
+/// `stale`.
+///
+/// An ack reads three fields of its job's record and writes only what changes;
+/// the queue's event counts are added once per call.
+pub(crate) fn settle() -> Script {
+    script(
         r#"
-local prefix, id = ARGV[1], ARGV[2]
-if not holds(prefix, KEYS[1], id, ARGV[3]) then return 0 end
-redis.call('ZREM', KEYS[1], id)
-finish(prefix, job_key(prefix, id), id, 'done', now_ms())
-return 1
-"#,
-    )
-}
-
-/// Records a failed attempt. KEYS: leased, delayed, dead. ARGV: prefix, id,
-/// fence, reason, backoff_ms, final (1: dead at once). Returns `retry`,
-/// `dead`, `cancelled` (a cancel was asked for), or `stale`.
-pub(crate) fn fail() -> Script {
-    fenced(
-        r#"
-local prefix, id = ARGV[1], ARGV[2]
-if not holds(prefix, KEYS[1], id, ARGV[3]) then return 'stale' end
-local key = job_key(prefix, id)
+local prefix = ARGV[1]
+local ready, leased, delayed, dead = KEYS[2], KEYS[1], KEYS[3], KEYS[4]
 local now = now_ms()
-redis.call('ZREM', KEYS[1], id)
-redis.call('HDEL', key, 'owner')
-local f = redis.call('HMGET', key, 'attempts', 'max_attempts', 'cancel')
-count(prefix, key, 'failed')
-if f[3] == '1' then
-  redis.call('HSET', key, 'last_error', ARGV[4])
-  finish(prefix, key, id, 'cancelled', now)
-  return 'cancelled'
+-- Written as a decimal string made once (Lua's own conversion of a number
+-- goes through a float format).
+local now_s = string.format('%d', now)
+local counts = {}
+local function tally(tag, ttl, field)
+  counts[field] = (counts[field] or 0) + 1
+  if tag and tag ~= '' then
+    local stats = prefix .. ':stats:' .. tag
+    redis.call('HINCRBY', stats, field, 1)
+    redis.call('EXPIRE', stats, ttl or '86400')
+  end
 end
-if ARGV[6] == '1' or tonumber(f[1]) >= tonumber(f[2]) then
-  count(prefix, key, 'dead')
-  untag(prefix, key, id)
-  redis.call('ZADD', KEYS[3], now, id)
-  redis.call('HSET', key, 'state', 'dead', 'last_error', ARGV[4])
-  return 'dead'
+local function ends(key, id, state, tag, ttl)
+  tally(tag, ttl, state == 'done' and 'completed' or state)
+  if tag and tag ~= '' then redis.call('SREM', prefix .. ':tag:' .. tag, id) end
+  -- A done job keeps its owner: the host that acknowledged it.
+  if state ~= 'done' then redis.call('HDEL', key, 'owner') end
+  redis.call('HSET', key, 'state', state, 'finished_ms', now_s)
+  redis.call('EXPIRE', key, ttl or '86400')
 end
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), id)
-redis.call('HSET', key, 'state', 'delayed', 'last_error', ARGV[4])
-return 'retry'
-"#,
-    )
-}
-
-/// Puts a claimed job back in its place in the ready set, its attempt not
-/// counted. KEYS: leased, ready. ARGV: prefix, id, fence. Returns 1, 2 if
-/// a cancel was asked for (the job ends as cancelled instead), or 0 if the
-/// fence is stale.
-pub(crate) fn release() -> Script {
-    fenced(
-        r#"
-local prefix, id = ARGV[1], ARGV[2]
-if not holds(prefix, KEYS[1], id, ARGV[3]) then return 0 end
-local key = job_key(prefix, id)
-redis.call('ZREM', KEYS[1], id)
-if redis.call('HGET', key, 'cancel') == '1' then
-  finish(prefix, key, id, 'cancelled', now_ms())
-  return 2
+local out = {}
+for i = 2, #ARGV, 6 do
+  local op, id, fence = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local key = job_key(prefix, id)
+  -- Acks, the common case, read only what they need.
+  local f = redis.call('HMGET', key, 'fence', 'tag', 'ttl_s')
+  local tag, ttl = f[2], f[3]
+  -- Holding the job is its fence and its lease; the lease check is the
+  -- ZREM that every outcome needs anyway (nothing else changes if it fails).
+  if f[1] ~= fence or redis.call('ZREM', leased, id) == 0 then
+    table.insert(out, 'stale')
+  elseif op == 'a' then
+    ends(key, id, 'done', tag, ttl)
+    table.insert(out, 'done')
+  elseif op == 'f' then
+    f = redis.call('HMGET', key, 'cancel', 'attempts', 'max_attempts')
+    redis.call('HDEL', key, 'owner')
+    tally(tag, ttl, 'failed')
+    local reason = ARGV[i + 3]
+    if f[1] == '1' then
+      redis.call('HSET', key, 'last_error', reason)
+      ends(key, id, 'cancelled', tag, ttl)
+      table.insert(out, 'cancelled')
+    elseif ARGV[i + 5] == '1' or tonumber(f[2]) >= tonumber(f[3]) then
+      tally(tag, ttl, 'dead')
+      if tag and tag ~= '' then redis.call('SREM', prefix .. ':tag:' .. tag, id) end
+      redis.call('ZADD', dead, now_s, id)
+      redis.call('HSET', key, 'state', 'dead', 'last_error', reason)
+      table.insert(out, 'dead')
+    else
+      redis.call('ZADD', delayed, now + tonumber(ARGV[i + 4]), id)
+      redis.call('HSET', key, 'state', 'delayed', 'last_error', reason)
+      table.insert(out, 'retry')
+    end
+  else
+    f = redis.call('HMGET', key, 'cancel', 'attempts', 'rank')
+    if f[1] == '1' then
+      ends(key, id, 'cancelled', tag, ttl)
+      table.insert(out, 'cancelled')
+    else
+      redis.call('HDEL', key, 'owner')
+      tally(tag, ttl, 'released')
+      redis.call('HSET', key, 'attempts', tonumber(f[2]) - 1, 'state', 'ready')
+      redis.call('ZADD', ready, 0, f[3])
+      table.insert(out, 'released')
+    end
+  end
 end
-redis.call('HDEL', key, 'owner')
-count(prefix, key, 'released')
-redis.call('HINCRBY', key, 'attempts', -1)
-redis.call('ZADD', KEYS[2], 0, redis.call('HGET', key, 'rank'))
-redis.call('HSET', key, 'state', 'ready')
-return 1
+for field, n in pairs(counts) do
+  redis.call('HINCRBY', prefix .. ':stats', field, string.format('%d', n))
+end
+return out
 "#,
     )
 }
 
 /// Extends leases. KEYS: leased. ARGV: prefix, lease_ms, then id, fence
-/// pairs. Returns `{lost ids, ids asked to cancel}`.
+/// pairs. Returns `{lost {id, fence} pairs, {id, fence} pairs asked to
+/// cancel}`: with their fences, so that a host holding two attempts of one
+/// job (an old one whose lease ran out, and its new claim) stops only the
+/// one that lost.
 pub(crate) fn renew() -> Script {
     fenced(
         r#"
@@ -277,10 +359,10 @@ for i = 3, #ARGV, 2 do
   if holds(prefix, KEYS[1], id, ARGV[i + 1]) then
     redis.call('ZADD', KEYS[1], 'XX', until_ms, id)
     if redis.call('HGET', job_key(prefix, id), 'cancel') == '1' then
-      table.insert(cancel, id)
+      table.insert(cancel, {id, ARGV[i + 1]})
     end
   else
-    table.insert(lost, id)
+    table.insert(lost, {id, ARGV[i + 1]})
   end
 end
 return {lost, cancel}
@@ -288,7 +370,8 @@ return {lost, cancel}
     )
 }
 
-/// Re-enqueues a dead job at its rank, attempts reset. KEYS: dead, ready.
+/// Re-enqueues a dead job at its rank, attempts reset, and announces it with
+/// `ready` on `<prefix>:events`, as an enqueue does. KEYS: dead, ready.
 /// ARGV: prefix, id. Returns 1, or 0 if the job is not a dead letter.
 pub(crate) fn retry_dead() -> Script {
     script(
@@ -304,6 +387,7 @@ local tag = redis.call('HGET', key, 'tag')
 if tag and tag ~= '' then
   redis.call('SADD', prefix .. ':tag:' .. tag, id)
 end
+redis.call('PUBLISH', prefix .. ':events', 'ready')
 return 1
 "#,
     )

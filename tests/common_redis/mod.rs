@@ -177,3 +177,136 @@ where
     }
     panic!("timed out waiting for {what}");
 }
+
+/// A TCP proxy in front of a Redis server, for faults a test controls:
+/// holding all traffic (a stalled network or host), or cutting the
+/// connection in place of one reply (a reply lost after Redis ran the
+/// command). Runs on the test's runtime; stops accepting when dropped.
+pub struct Proxy {
+    port: u16,
+    shared: std::sync::Arc<ProxyShared>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+struct ProxyShared {
+    /// While `true`, no byte goes through in either direction.
+    paused: tokio::sync::watch::Sender<bool>,
+    /// Cut the connection instead of passing the first server reply chunk
+    /// that contains these bytes (once).
+    cut_on: std::sync::Mutex<Option<Vec<u8>>>,
+    cuts: std::sync::atomic::AtomicUsize,
+}
+
+impl Proxy {
+    /// Starts a proxy to `redis` on a free loopback port.
+    pub async fn start(redis: &RedisServer) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let upstream = redis.port();
+        let shared = std::sync::Arc::new(ProxyShared {
+            paused: tokio::sync::watch::channel(false).0,
+            cut_on: std::sync::Mutex::new(None),
+            cuts: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let accept = tokio::spawn({
+            let shared = std::sync::Arc::clone(&shared);
+            async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let shared = std::sync::Arc::clone(&shared);
+                    tokio::spawn(async move {
+                        let Ok(server) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                        else {
+                            return;
+                        };
+                        let (cr, cw) = client.into_split();
+                        let (sr, sw) = server.into_split();
+                        // Either direction ending ends both: dropping the
+                        // halves closes the sockets.
+                        tokio::select! {
+                            _ = pump(&shared, cr, sw, false) => {}
+                            _ = pump(&shared, sr, cw, true) => {}
+                        }
+                    });
+                }
+            }
+        });
+        Proxy {
+            port,
+            shared,
+            accept,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Holds all traffic until [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.shared.paused.send_replace(true);
+    }
+
+    pub fn resume(&self) {
+        self.shared.paused.send_replace(false);
+    }
+
+    /// Cuts the connection in place of the next reply that contains
+    /// `marker`: Redis has run the command, its caller never hears.
+    pub fn cut_reply_containing(&self, marker: &str) {
+        *self.shared.cut_on.lock().unwrap() = Some(marker.as_bytes().to_vec());
+    }
+
+    /// How many replies were cut.
+    pub fn cuts(&self) -> usize {
+        self.shared.cuts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+async fn pump(
+    shared: &ProxyShared,
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    replies: bool,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut paused = shared.paused.subscribe();
+    let mut buf = vec![0u8; 64 * 1024];
+    // The end of the previous chunk, so a marker split across two reads
+    // is still found.
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if paused.wait_for(|p| !*p).await.is_err() {
+            return;
+        }
+        if replies {
+            let mut cut = shared.cut_on.lock().unwrap();
+            if let Some(marker) = cut.as_ref() {
+                let mut seen = std::mem::take(&mut tail);
+                seen.extend_from_slice(&buf[..n]);
+                if seen.windows(marker.len()).any(|w| w == marker.as_slice()) {
+                    *cut = None;
+                    shared
+                        .cuts
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                let keep = seen.len().min(marker.len());
+                tail = seen[seen.len() - keep..].to_vec();
+            }
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
