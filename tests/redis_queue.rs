@@ -1265,3 +1265,40 @@ async fn ack_many_refuses_a_stale_fence_alone_and_applies_the_rest() {
     })
     .await
 }
+
+/// Finished jobs expire: an acknowledged job's record, and a cancelled
+/// one's, are gone from Redis once the client's `finished_ttl` has passed,
+/// so a queue that runs forever does not grow. (Redis's own clock: a real
+/// second, waited for by polling.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_expire_after_the_finished_ttl() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await.finished_ttl(Duration::from_secs(1));
+        let plan = Plan::builder().workers(1).name("ttl").build().unwrap();
+        let done = client.job("noop", &()).enqueue().await.unwrap();
+        let cancelled = client
+            .job("noop", &())
+            .tag("gone")
+            .run_after(Duration::from_secs(3600))
+            .enqueue()
+            .await
+            .unwrap();
+        assert_eq!(client.cancel_tag("gone").await.unwrap(), 1);
+        let host = host(&plan, &client)
+            .register("noop", |(): (), _cx: JobContext| async {
+                Ok::<(), String>(())
+            })
+            .start();
+        until_state(&client, done, JobState::Done).await;
+        assert_eq!(state_of(&client, cancelled).await, Some(JobState::Cancelled));
+        for id in [done, cancelled] {
+            eventually(&format!("job {id}'s record to expire"), || async {
+                state_of(&client, id).await.is_none().then_some(())
+            })
+            .await;
+        }
+        host.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}

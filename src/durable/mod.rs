@@ -192,10 +192,14 @@
 //! the next claim (a poll), so it starts within one poll interval of its
 //! due time, as before.
 //!
-//! # Not yet
+//! # Limits
 //!
-//! Not built yet: a benchmark. Draining on SIGTERM is
-//! [`Host::shutdown_on_signal`] (feature `signal`).
+//! Enqueueing is one round trip per job (there is no bulk enqueue); claims
+//! and acknowledgements are batched. The keys a script touches are derived
+//! inside it, so the queue needs a standalone Redis (5.0 or later), not
+//! Redis Cluster. Dead letters stay until retried. Draining on SIGTERM is
+//! [`Host::shutdown_on_signal`] (feature `signal`). Throughput against the
+//! peers: `benches/durable_peers/` and BENCHMARKS.md.
 #![cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 
 mod client;
