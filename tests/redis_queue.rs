@@ -1291,7 +1291,10 @@ async fn finished_jobs_expire_after_the_finished_ttl() {
             })
             .start();
         until_state(&client, done, JobState::Done).await;
-        assert_eq!(state_of(&client, cancelled).await, Some(JobState::Cancelled));
+        assert_eq!(
+            state_of(&client, cancelled).await,
+            Some(JobState::Cancelled)
+        );
         for id in [done, cancelled] {
             eventually(&format!("job {id}'s record to expire"), || async {
                 state_of(&client, id).await.is_none().then_some(())
