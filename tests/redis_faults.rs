@@ -306,3 +306,74 @@ async fn shutdown_puts_a_whole_prefetched_batch_back_at_once() {
     })
     .await
 }
+
+/// A prefetched job whose lease ran out while its host could not reach
+/// Redis must not start once a worker frees up: another host may hold it
+/// now. (The host's renewals fail meanwhile, so it has not heard the lease
+/// is lost; but it knows it has not renewed it for longer than a lease.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefetched_job_whose_lease_ran_out_does_not_start_here() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis).await;
+    bounded(async {
+        let client = redis.client().await;
+        let via_proxy = Client::connect(&proxy.url()).await.unwrap();
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+        let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+        let (ran_tx, mut ran) = tokio::sync::mpsc::unbounded_channel();
+        let plan = Plan::builder().workers(1).build().unwrap();
+        let lease = Duration::from_millis(600);
+        let slow_gate = std::sync::Arc::clone(&gate);
+        let host = host(&plan, &via_proxy)
+            .lease(lease)
+            .prefetch(1)
+            .register("slow", move |(): (), _cx: taskplan::durable::JobContext| {
+                let gate = std::sync::Arc::clone(&slow_gate);
+                let started = started_tx.clone();
+                async move {
+                    let _ = started.send(());
+                    let _ = gate.acquire().await.map(|p| p.forget());
+                    Ok::<(), String>(())
+                }
+            })
+            .register("b", move |(): (), _cx: taskplan::durable::JobContext| {
+                let _ = ran_tx.send(());
+                async { Ok::<(), String>(()) }
+            })
+            .start();
+        let slow = client
+            .job("slow", &())
+            .priority(10)
+            .enqueue()
+            .await
+            .unwrap();
+        let b = client.job("b", &()).enqueue().await.unwrap();
+        started.recv().await.unwrap();
+        eventually("b to be prefetched into the plan", || async {
+            (plan.stats().queued == 1).then_some(())
+        })
+        .await;
+        // The host loses Redis for longer than a lease; another host takes
+        // both jobs.
+        proxy.pause();
+        tokio::time::sleep(lease * 3).await;
+        let other = client
+            .claim_many(Duration::from_secs(30), "other", 2)
+            .await
+            .unwrap();
+        let ids: Vec<_> = other.iter().map(|j| j.id()).collect();
+        assert_eq!(ids, vec![slow, b], "the other host holds both leases");
+        // The slow job ends here: the worker is free for the prefetched b.
+        gate.add_permits(1);
+        let ran_here = tokio::time::timeout(Duration::from_secs(2), ran.recv())
+            .await
+            .is_ok();
+        proxy.resume();
+        host.shutdown(Duration::from_secs(1)).await;
+        assert!(
+            !ran_here,
+            "b started on the stalled host while another host held its lease"
+        );
+    })
+    .await
+}

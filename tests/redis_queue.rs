@@ -1305,3 +1305,39 @@ async fn finished_jobs_expire_after_the_finished_ttl() {
     })
     .await;
 }
+
+/// A `finished_ttl` meant as "keep forever" (`Duration::MAX`) must not make
+/// the scripts fail: a settle script that errors half-way applies the
+/// entries before the bad one and none after, and the host then retries
+/// the whole batch for a lease and gives up, so finished jobs run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_ttl_of_forever_still_acknowledges_a_whole_batch() {
+    let redis = RedisServer::start();
+    bounded(async {
+        let client = redis.client().await.finished_ttl(Duration::MAX);
+        let a = client.job("k", &()).enqueue().await.unwrap();
+        let b = client.job("k", &()).enqueue().await.unwrap();
+        let jobs = client
+            .claim_many(Duration::from_secs(30), "h", 2)
+            .await
+            .unwrap();
+        assert_eq!(jobs.len(), 2);
+        let acked = client.ack_many(&jobs).await;
+        let after = (state_of(&client, a).await, state_of(&client, b).await);
+        assert!(
+            matches!(&acked, Ok(r) if r.iter().all(|r| r.is_ok())),
+            "ack_many: {acked:?}; states after: {after:?}"
+        );
+        assert_eq!(after, (Some(JobState::Done), Some(JobState::Done)));
+        // A tagged job too (its stats expire with the same TTL).
+        let c = client.job("k", &()).tag("t").enqueue().await.unwrap();
+        let job = client
+            .claim(Duration::from_secs(30), "h")
+            .await
+            .unwrap()
+            .unwrap();
+        client.ack(&job).await.unwrap();
+        assert_eq!(state_of(&client, c).await, Some(JobState::Done));
+    })
+    .await
+}

@@ -32,6 +32,15 @@ const CHUNK: u32 = 500;
 /// How long an acknowledged job's record stays by default: one day.
 const FINISHED_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The longest finished-job TTL written to Redis, in seconds (about 31,700
+/// years): a longer one (`Duration::MAX`, meant as "keep forever") makes
+/// Redis refuse the `EXPIRE` inside the scripts, and a script that fails
+/// half-way keeps the writes it made before the failure (a settle batch
+/// then applies its first entries and none after). Not a round number: a
+/// script that turns it into a Lua number and back must get digits, not
+/// `1e+12` (Redis 7.2 writes such numbers in exponent form).
+const FINISHED_TTL_MAX_S: u64 = 999_999_999_999;
+
 /// A connection to a durable queue in Redis: enqueue jobs, inspect them,
 /// and (for hosts) claim and settle them.
 ///
@@ -284,7 +293,8 @@ impl Client {
     /// Sets how long a finished (acknowledged or cancelled) job's record
     /// stays in Redis (default one day), for jobs enqueued through this
     /// client and its clones made after this call. Rounded up to whole
-    /// seconds.
+    /// seconds, and under 10^12 seconds (about 31,700 years), so
+    /// `Duration::MAX` keeps them for good.
     pub fn finished_ttl(mut self, ttl: Duration) -> Client {
         self.finished_ttl = ttl;
         self
@@ -1014,7 +1024,7 @@ impl JobBuilder<'_> {
             .arg(timeout_ms)
             .arg(self.max_attempts)
             .arg(self.run_after.as_millis() as u64)
-            .arg(client.finished_ttl.as_secs_f64().ceil().max(1.0) as u64)
+            .arg((client.finished_ttl.as_secs_f64().ceil().max(1.0) as u64).min(FINISHED_TTL_MAX_S))
             .invoke_async(&mut con)
             .await?;
         Ok(JobId(id))

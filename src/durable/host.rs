@@ -184,7 +184,9 @@ impl HostBuilder {
     /// prefetch of 0 keeps every job not yet running claimable by any idle
     /// host, at the cost of a round trip between a worker's jobs. A
     /// prefetched job that has not started when the host drains goes back
-    /// to its place at once, its attempt not counted.
+    /// to its place at once, its attempt not counted; so does one whose
+    /// turn comes more than a lease after this host last renewed it (it
+    /// could not reach Redis, so another host may hold the job now).
     pub fn prefetch(mut self, jobs: usize) -> Self {
         self.prefetch = Some(jobs);
         self
@@ -231,6 +233,7 @@ impl HostBuilder {
             settle_tx,
             prefetch: self.prefetch,
             pace: Arc::default(),
+            epoch: Instant::now(),
         });
         // Tracked with the settlers: waiting for them waits for claiming to
         // end too, so no job is claimed after the wait.
@@ -334,6 +337,8 @@ struct HostShared {
     /// `pace`.
     prefetch: Option<usize>,
     pace: Arc<Pace>,
+    /// The origin of [`Held::until`].
+    epoch: Instant,
 }
 
 /// The default prefetch's bound: one claim call's worth.
@@ -382,6 +387,12 @@ struct Held {
     cancel: CancelHandle,
     /// Shared with the attempt's settler, which drops the result if set.
     lost: Arc<AtomicBool>,
+    /// Until when (nanoseconds from [`HostShared::epoch`], this host's
+    /// clock) the lease surely holds: the send time of the claim or of the
+    /// last renewal that kept it, plus the lease. A job that has not
+    /// started by then (prefetched, while Redis was out of reach) does not
+    /// start: another host may hold it now.
+    until: Arc<AtomicU64>,
 }
 
 impl Held {
@@ -584,7 +595,7 @@ async fn claim_loop(host: Arc<HostShared>) {
                 let mut refused = false;
                 let mut settling = Vec::new();
                 for job in jobs {
-                    match start(&host, job) {
+                    match start(&host, job, asked) {
                         Started::Running => {}
                         Started::Settling(done) => settling.push(done),
                         Started::Refused(done) => {
@@ -652,7 +663,7 @@ enum Started {
 
 /// Runs a claimed job as a plan task, or has it settled at once if it
 /// cannot run.
-fn start(host: &Arc<HostShared>, job: Claimed) -> Started {
+fn start(host: &Arc<HostShared>, job: Claimed, asked: Instant) -> Started {
     let Some(handler) = host.handlers.get(job.kind()) else {
         let reason = format!(
             "no handler is registered for kind `{}` on host {}; register one with \
@@ -689,8 +700,19 @@ fn start(host: &Arc<HostShared>, job: Claimed) -> Started {
     let draining = host.stop.clone();
     let plan = host.plan.clone();
     let pace = Arc::clone(&host.pace);
+    let epoch = host.epoch;
+    let until = Arc::new(AtomicU64::new(nanos(
+        asked.saturating_duration_since(epoch) + host.lease,
+    )));
+    let lease_until = Arc::clone(&until);
     let job_task = async move {
         if draining.is_cancelled() || plan.is_closed() {
+            return None;
+        }
+        // Its lease may have run out while it waited (no renewal got
+        // through for a whole lease): put it back rather than run it
+        // beside the host that may hold it now.
+        if nanos(epoch.elapsed()) >= lease_until.load(Ordering::Acquire) {
             return None;
         }
         let began = Instant::now();
@@ -716,6 +738,7 @@ fn start(host: &Arc<HostShared>, job: Claimed) -> Started {
                     fence: job.fence,
                     cancel: handle.cancel_handle(),
                     lost: Arc::clone(&lost),
+                    until,
                 },
             );
             let host2 = Arc::clone(host);
@@ -735,6 +758,10 @@ fn start(host: &Arc<HostShared>, job: Claimed) -> Started {
             Started::Refused(host.settle(job, SettleOp::Release))
         }
     }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Records that this host runs `new`, an attempt of job `id`. An older
@@ -928,10 +955,23 @@ async fn renew_loop(host: Arc<HostShared>) {
             .filter(|(_, h)| !h.lost.load(Ordering::Acquire))
             .map(|(id, h)| (*id, h.fence))
             .collect();
+        let sent = Instant::now();
         match host.client.renew(&jobs, host.lease).await {
             // The reply may come after this host claimed one of these jobs
             // again: the fences keep it from stopping the newer attempt.
-            Ok(renewed) => apply_renewed(&host, &host.held(), renewed),
+            Ok(renewed) => {
+                let held = host.held();
+                let until = nanos(sent.saturating_duration_since(host.epoch) + host.lease);
+                for (id, fence) in &jobs {
+                    if renewed.lost.contains(&(*id, *fence)) {
+                        continue;
+                    }
+                    if let Some(h) = held.get(id).filter(|h| h.fence == *fence) {
+                        h.until.fetch_max(until, Ordering::AcqRel);
+                    }
+                }
+                apply_renewed(&host, &held, renewed);
+            }
             Err(e) => {
                 tracing::warn!(host = %host.name, error = %e, "durable: renewing leases failed")
             }
