@@ -110,11 +110,12 @@ impl HostBuilder {
     /// Names this host in logs and in the records of the jobs it runs.
     ///
     /// The name must be unique among the hosts of a queue that are alive at
-    /// the same time: a host finds the jobs of a claim whose reply it lost
-    /// by its name, so two live hosts of one name could pick up each
-    /// other's claims (the jobs still run once their leases run out, but
-    /// with an attempt counted). The default, `<hostname>-<process
-    /// id>-<random>`, is unique.
+    /// the same time: a host keeps the record of its last claim under its
+    /// name, to find that claim's jobs again should the reply be lost, so
+    /// two live hosts of one name overwrite each other's record, and the
+    /// jobs of a lost reply are then not found again at once (they still
+    /// run once their leases run out, but with an attempt counted). The
+    /// default, `<hostname>-<process id>-<random>`, is unique.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -192,8 +193,8 @@ impl HostBuilder {
         self
     }
 
-    /// Starts claiming: spawns the claim loop and the lease renewer on the
-    /// current Tokio runtime.
+    /// Starts claiming: spawns the claim loop, the lease renewer, the
+    /// events listener and the settling task on the current Tokio runtime.
     ///
     /// # Panics
     ///
@@ -480,7 +481,9 @@ impl Host {
         }
     }
 
-    /// How many jobs this host holds a lease on now.
+    /// How many jobs this host holds now, running or claimed and waiting in
+    /// its plan (prefetched); an attempt found to have lost its lease
+    /// counts until its task has ended.
     pub fn running(&self) -> usize {
         self.shared.held().len()
     }
