@@ -1539,11 +1539,16 @@ mod tests {
             /// The body's one word keeps both the queued-at time and
             /// whether the future was dropped, each unchanged by the other.
             /// Kills `mark_future_dropped -> ()`, `future_dropped ->
-            /// true/false` and a `set_queued_at` that clears the flag.
+            /// true/false`, a `set_queued_at` that clears the flag, and
+            /// one that sets it or keeps the old stamp's bits (`& with |`).
+            /// (`| with ^` there survives: the flag and the stamp share no
+            /// bit, so the two are the same.)
             #[test]
             fn the_body_word_keeps_the_stamp_and_the_dropped_flag_apart() {
                 let mut meta = Meta::NONE;
                 assert_eq!((meta.future_dropped(), meta.queued_at()), (false, None));
+                meta.set_queued_at(Duration::from_nanos(6));
+                assert!(!meta.future_dropped(), "a stamp leaves the flag unset");
                 meta.set_queued_at(Duration::from_nanos(5));
                 meta.mark_future_dropped();
                 assert!(meta.future_dropped());
