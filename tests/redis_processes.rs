@@ -194,10 +194,13 @@ async fn sigterm_drains_a_host_and_puts_the_unfinished_job_back() {
         let mut host = HostProcess::spawn(&redis, "a", 5000, 400, &tx);
         expect(&mut lines, "ready").await;
 
-        let short = client.job("sleep", &200u64).enqueue().await.unwrap();
+        // One at a time, so the host's lines come in the order they are
+        // expected (`expect` skips what comes before): enqueued together,
+        // the short job could end before the long one had started.
         let long = client.job("sleep", &60_000u64).enqueue().await.unwrap();
-        expect(&mut lines, &format!("start {short} 1")).await;
         expect(&mut lines, &format!("start {long} 1")).await;
+        let short = client.job("sleep", &200u64).enqueue().await.unwrap();
+        expect(&mut lines, &format!("start {short} 1")).await;
         host.signal("TERM");
 
         // The short job finishes within the grace; the long one is put back.
