@@ -61,6 +61,20 @@ async fn zero_capacity_is_an_error_that_says_what_to_do() {
     .await
 }
 
+/// The queue's keys are 32 bits: a capacity past what they can number is
+/// taken as the most they can, and the plan says so.
+#[tokio::test]
+async fn a_capacity_past_2_pow_32_minus_2_is_taken_as_that() {
+    common::harness(async {
+        let plan = Plan::builder().capacity(usize::MAX).build().unwrap();
+        let shown = format!("{plan:?}");
+        assert!(shown.contains("capacity: 4294967294"), "{shown}");
+        let plan = Plan::builder().capacity(4_294_967_294).build().unwrap();
+        assert!(format!("{plan:?}").contains("capacity: 4294967294"));
+    })
+    .await
+}
+
 #[test]
 fn bad_settings_are_reported_even_outside_a_runtime() {
     // The settings are checked first, so the error names the real mistake.

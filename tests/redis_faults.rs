@@ -207,7 +207,7 @@ async fn a_claim_whose_reply_is_lost_still_runs_its_job_on_its_last_attempt() {
     let proxy = Proxy::start(&redis).await;
     bounded(async {
         let client = redis.client().await;
-        let via_proxy = Client::connect(&proxy.url()).await.unwrap();
+        let via_proxy = proxy.client().await;
         let marker = "a-payload-only-the-claim-reply-carries";
         proxy.cut_reply_containing(marker);
         let (ran_tx, mut ran) = tokio::sync::mpsc::unbounded_channel();
@@ -317,7 +317,7 @@ async fn a_prefetched_job_whose_lease_ran_out_does_not_start_here() {
     let proxy = Proxy::start(&redis).await;
     bounded(async {
         let client = redis.client().await;
-        let via_proxy = Client::connect(&proxy.url()).await.unwrap();
+        let via_proxy = proxy.client().await;
         let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
         let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
         let (ran_tx, mut ran) = tokio::sync::mpsc::unbounded_channel();

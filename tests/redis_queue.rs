@@ -881,25 +881,30 @@ async fn renewal_reports_a_cancelled_job_without_pubsub() {
     .await
 }
 
+/// A host that runs `note` jobs (a number each, sent to the receiver) and
+/// polls every 30 s: only an event can start a job on it in time.
+fn idle_note_host(plan: &Plan, client: &Client) -> (Host, mpsc::UnboundedReceiver<u32>) {
+    let (ran_tx, ran) = mpsc::unbounded_channel();
+    let host = host(plan, client)
+        .poll_interval(Duration::from_secs(30))
+        .register("note", move |n: u32, _| {
+            let ran = ran_tx.clone();
+            async move {
+                let _ = ran.send(n);
+                Ok::<(), String>(())
+            }
+        })
+        .start();
+    (host, ran)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_host_is_woken_by_an_enqueue_long_before_its_poll() {
     let redis = RedisServer::start();
     bounded(async {
         let client = redis.client().await;
         let plan = Plan::builder().workers(1).build().unwrap();
-        let (ran_tx, mut ran) = mpsc::unbounded_channel();
-        let host = host(&plan, &client)
-            // Polls every 30 s: only the enqueue's message can start a job
-            // in time.
-            .poll_interval(Duration::from_secs(30))
-            .register("note", move |n: u32, _| {
-                let ran = ran_tx.clone();
-                async move {
-                    let _ = ran.send(n);
-                    Ok::<(), String>(())
-                }
-            })
-            .start();
+        let (host, mut ran) = idle_note_host(&plan, &client);
         // Several rounds, each enqueued once the host has gone idle again
         // (its last job done), so each one has to wake it.
         for n in 0..3u32 {
@@ -926,17 +931,7 @@ async fn an_idle_host_resubscribes_after_redis_restarts() {
     bounded(async {
         let client = redis.client().await;
         let plan = Plan::builder().workers(1).build().unwrap();
-        let (ran_tx, mut ran) = mpsc::unbounded_channel();
-        let host = host(&plan, &client)
-            .poll_interval(Duration::from_secs(30))
-            .register("note", move |n: u32, _| {
-                let ran = ran_tx.clone();
-                async move {
-                    let _ = ran.send(n);
-                    Ok::<(), String>(())
-                }
-            })
-            .start();
+        let (host, mut ran) = idle_note_host(&plan, &client);
         redis.restart();
         // The client reconnects by itself; the host's listener resubscribes.
         let id = eventually("an enqueue after the restart", || async {
@@ -1073,7 +1068,7 @@ async fn a_host_that_reclaims_a_job_after_a_stall_keeps_only_the_new_attempt() {
     let proxy = Proxy::start(&redis).await;
     bounded(async {
         let client = redis.client().await;
-        let via_proxy = Client::connect(&proxy.url()).await.unwrap();
+        let via_proxy = proxy.client().await;
         let lease = Duration::from_secs(2);
         let (started_tx, mut started) = mpsc::unbounded_channel();
         let second_started = Arc::new(tokio::sync::Notify::new());

@@ -242,6 +242,13 @@ impl Proxy {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// A client whose every call goes through this proxy.
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.url())
+            .await
+            .expect("connect through the proxy")
+    }
+
     /// Holds all traffic until [`resume`](Self::resume).
     pub fn pause(&self) {
         self.shared.paused.send_replace(true);
