@@ -280,7 +280,7 @@ impl TaskError {
         let kind = match failure {
             Failure::Cancelled => Kind::Cancelled,
             Failure::TimedOut => Kind::TimedOut,
-            Failure::Panic(payload) => Kind::Panic(Mutex::new(payload)),
+            Failure::Panic(payload) => Kind::Panic(Mutex::new(*payload)),
         };
         TaskError { id, kind }
     }

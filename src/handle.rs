@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
-use crate::engine::cell::{Control, Join, TaskId};
+use crate::engine::cell::{Control, Joiner, TaskId};
 use crate::engine::shared::Shared;
 use crate::error::TaskError;
 
@@ -44,13 +44,13 @@ use crate::error::TaskError;
 /// Polling a handle again after it returned `Ready` panics, as for any
 /// future that is not fused.
 pub struct TaskHandle<T> {
-    core: Arc<dyn Join<T>>,
+    core: Joiner<T>,
     plan: Arc<Shared>,
     id: TaskId,
 }
 
 impl<T> TaskHandle<T> {
-    pub(crate) fn new(core: Arc<dyn Join<T>>, plan: Arc<Shared>, id: TaskId) -> TaskHandle<T> {
+    pub(crate) fn new(core: Joiner<T>, plan: Arc<Shared>, id: TaskId) -> TaskHandle<T> {
         TaskHandle { core, plan, id }
     }
 
@@ -134,7 +134,7 @@ impl<T> TaskHandle<T> {
     /// ```
     pub fn cancel_handle(&self) -> CancelHandle {
         CancelHandle {
-            task: Arc::downgrade(&Arc::clone(&self.core).control()),
+            task: Arc::downgrade(&self.core.control()),
             plan: Arc::downgrade(&self.plan),
             id: self.id,
         }
@@ -169,7 +169,7 @@ impl<T> Future for TaskHandle<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let id = self.id;
-        self.core.poll_output(cx).map(|output| {
+        self.get_mut().core.poll_output(cx).map(|output| {
             output
                 .expect("`TaskHandle` polled after it returned `Ready`")
                 .map_err(|failure| TaskError::new(id, failure))

@@ -54,7 +54,8 @@
 //! checked by `sources::loom_copies_match_the_source`, so a change to the
 //! source fails that test until the copy here is brought up to date):
 //!
-//! - `header`: the task lifecycle (`Header`, `Core`, `Task::poll_run`,
+//! - `header`: the task lifecycle (`Header`, `Core` with its waker slot, a
+//!   loom `UnsafeCell` whose every access loom checks, `Task::poll_run`,
 //!   `Task::end` and `Task`'s drop, `Queue`), all real. What stands in for the plan is the
 //!   glue around them: `Shared::cancel`, the pop in `Shared::try_pop`, and
 //!   the drain in `Shared::cancel_queued`, copied call for call under a loom
@@ -78,8 +79,9 @@
 //! State that needs no loom model, and why:
 //!
 //! - `Outcomes`' outcome counters: each is a lone `fetch_add`, and what
-//!   orders them against the handle is the slot mutex, checked in `header`
-//!   (a resolved handle always finds its task counted). `Stats` snapshots
+//!   orders them against the handle is the state word's DONE (Release after
+//!   the count, Acquire in the handle), checked in `header` (a resolved
+//!   handle always finds its task counted). `Stats` snapshots
 //!   are documented as not adding up while tasks move.
 //! - `Header::queue_key`: only read and written under the queue lock.
 //! - `forced`: one flag, only ever set, stored before the supervisors exit
@@ -98,7 +100,7 @@ use std::task::{Context, Poll, Waker};
 use loom::future::block_on;
 use loom::thread;
 
-use crate::engine::cell::{CancelRequest, Ended, Header, Join, NewTask, Outcome, Setup, Task};
+use crate::engine::cell::{CancelRequest, Ended, Header, Joiner, NewTask, Outcome, Setup, Task};
 use crate::engine::counters::{Counters, Outcomes};
 use crate::engine::panic::Failure;
 use crate::engine::queue::Queue;
@@ -243,20 +245,20 @@ impl Future for Probe {
 type ProbeTask = Task;
 
 /// A task around a [`Probe`], with its shared core and its "polled" flag.
-fn probe_task(finishes: bool) -> (ProbeTask, Arc<dyn Join<u32>>, Polled) {
+fn probe_task(finishes: bool) -> (ProbeTask, Joiner<u32>, Polled) {
     let polled = Polled::default();
     let future = Probe {
         finishes,
         polled: Polled::clone(&polled),
     };
-    let task = NewTask::new(future, Setup::default());
+    let mut task = NewTask::new(future, Setup::default());
     let core = task.join();
     (task.into_task(), core, polled)
 }
 
 /// Awaits a task's handle: what `TaskHandle::poll` does, with loom's
 /// `block_on`, which reports a deadlock if the wakeup never comes.
-fn await_handle(core: &dyn Join<u32>) -> Result<u32, Failure> {
+fn await_handle(core: &mut Joiner<u32>) -> Result<u32, Failure> {
     block_on(poll_fn(|cx| core.poll_output(cx))).expect("polled once after Ready")
 }
 
@@ -473,7 +475,7 @@ mod header {
     fn loom_cancel_racing_start_cancels_once_and_never_loses_the_wakeup() {
         check(Some(4), || {
             let plan = Arc::new(Plan::new());
-            let (task, core, polled) = probe_task(false);
+            let (task, mut core, polled) = probe_task(false);
             plan.queue.lock().unwrap().push(task, 0, None);
 
             let supervisor = {
@@ -481,11 +483,11 @@ mod header {
                 thread::spawn(move || plan.pop_and_run())
             };
             let canceller = {
-                let (plan, core) = (Arc::clone(&plan), Arc::clone(&core));
-                thread::spawn(move || plan.cancel(core.header()))
+                let (plan, control) = (Arc::clone(&plan), core.control());
+                thread::spawn(move || plan.cancel(control.header()))
             };
 
-            let result = await_handle(&*core);
+            let result = await_handle(&mut core);
             assert!(is_cancelled(&result), "the handle of a cancelled task");
             assert_eq!(plan.cancelled(), 1, "a resolved handle's task is counted");
 
@@ -515,7 +517,7 @@ mod header {
     fn loom_cancel_racing_completion_resolves_one_outcome() {
         check(EXHAUSTIVE, || {
             let plan = Arc::new(Plan::new());
-            let (task, core, _) = probe_task(true);
+            let (task, mut core, _) = probe_task(true);
             task.header().mark_started(SUPERVISOR);
 
             let supervisor = {
@@ -526,11 +528,11 @@ mod header {
                 })
             };
             let canceller = {
-                let (plan, core) = (Arc::clone(&plan), Arc::clone(&core));
-                thread::spawn(move || plan.cancel(core.header()))
+                let (plan, control) = (Arc::clone(&plan), core.control());
+                thread::spawn(move || plan.cancel(control.header()))
             };
 
-            let result = await_handle(&*core);
+            let result = await_handle(&mut core);
             let completed = matches!(result, Ok(7));
             assert!(completed || is_cancelled(&result));
 
@@ -568,7 +570,7 @@ mod header {
         for completes in [true, false] {
             check(EXHAUSTIVE, move || {
                 let plan = Arc::new(Plan::new());
-                let (task, core, _) = probe_task(true);
+                let (task, mut core, _) = probe_task(true);
                 let ending = if completes {
                     task.header().mark_started(SUPERVISOR);
                     let plan = Arc::clone(&plan);
@@ -578,8 +580,10 @@ mod header {
                     })
                 } else {
                     plan.queue.lock().unwrap().push(task, 0, None);
-                    let (plan, core) = (Arc::clone(&plan), Arc::clone(&core));
-                    thread::spawn(move || assert_eq!(plan.cancel(core.header()), Cancel::Unqueued))
+                    let (plan, control) = (Arc::clone(&plan), core.control());
+                    thread::spawn(move || {
+                        assert_eq!(plan.cancel(control.header()), Cancel::Unqueued)
+                    })
                 };
                 while !core.header().is_done() {
                     thread::yield_now();
@@ -642,7 +646,7 @@ mod header {
     fn loom_cancel_racing_an_abort_drain_and_a_start_ends_the_task_once() {
         check(EXHAUSTIVE, || {
             let plan = Arc::new(Plan::new());
-            let (task, core, polled) = probe_task(false);
+            let (task, mut core, polled) = probe_task(false);
             plan.queue.lock().unwrap().push(task, 0, None);
 
             let supervisor = {
@@ -657,7 +661,7 @@ mod header {
 
             let ran = supervisor.join().unwrap();
             aborter.join().unwrap();
-            let result = await_handle(&*core);
+            let result = await_handle(&mut core);
             assert!(is_cancelled(&result));
             assert_eq!((plan.cancelled(), plan.completed()), (1, 0));
             match ran {

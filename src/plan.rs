@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::builder::PlanBuilder;
 use crate::engine::blocking::Blocking as BlockingCounts;
-use crate::engine::cell::{Join, NewTask, TaskId};
+use crate::engine::cell::{Joiner, NewTask, TaskId};
 use crate::engine::shared::{Prepared, Refused, Settings, Shared, TaskOptions};
 use crate::engine::sync::Arc;
 use crate::engine::sync::Ordering;
@@ -457,7 +457,7 @@ impl Plan {
             .map_err(submit_error)
     }
 
-    fn handle<T>(&self, join: Arc<dyn Join<T>>, id: TaskId) -> TaskHandle<T> {
+    fn handle<T>(&self, join: Joiner<T>, id: TaskId) -> TaskHandle<T> {
         TaskHandle::new(join, Arc::clone(&self.shared), id)
     }
 

@@ -3,16 +3,19 @@
 //!
 //! A task is a `Cell`, allocated once in an `Arc` when it is submitted (a
 //! second, small allocation holds its tag, priority, timeout or token, only
-//! if it sets one). The cell has two parts:
+//! if it sets one): 80 bytes for a 16-byte future, counts included. The
+//! cell has three parts:
 //!
 //! - `Core`, shared with the [`TaskHandle`](crate::TaskHandle) and the tag
-//!   registry: the lifecycle state, the task's place in the queue and the
-//!   supervisor running it (so a cancel can unlink it or wake that
-//!   supervisor), and one mutex-guarded slot that holds either the handle's
-//!   waker or the result.
+//!   registry: the lifecycle state word, one word that is the task's place
+//!   in the queue and then the supervisor running it (so a cancel can
+//!   unlink it or wake that supervisor), and the handle's waker. No lock:
+//!   bits of the state word say whose the waker is.
+//! - `Stage`, the future until the task ends and then its result, in one
+//!   place: the owner's until the task is DONE, the handle's after.
 //! - `Body`, reached only by the task's unique owner, the [`Task`] that
-//!   moves from the queue to a supervisor: the future, the id, when it was
-//!   queued and its optional setup.
+//!   moves from the queue to a supervisor: the id, when it was queued,
+//!   whether the future was dropped, and its optional setup.
 //!
 //! The owner is the only place a user future is polled or dropped, which is
 //! why every way a task can end (completion, panic, cancellation, being
@@ -35,13 +38,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use pin_project_lite::pin_project;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::counters::Outcomes;
 use crate::engine::panic::{Failure, contain_panic, panic_text};
-use crate::engine::sync::{Arc, Mutex, MutexGuard};
-use crate::engine::sync::{AtomicU8, AtomicU32, AtomicWaker, Ordering};
+use crate::engine::sync::UnsafeCell as CheckedUnsafeCell;
+use crate::engine::sync::{Arc, AtomicU8, AtomicU32, AtomicWaker, Ordering};
 use crate::engine::tags::TagInfo;
 use crate::tag::Tag;
 
@@ -96,30 +98,44 @@ impl fmt::Debug for TaskId {
 // unlinks it), so a task seen as QUEUED under that lock is still linked at
 // `Header::queue_key`, unless an abort drained the whole queue: drained tasks
 // stay QUEUED until they are dropped, and `Queue::holds` tells them apart.
+//
+// Only the task's owner (see `Cell`) changes the stage bits; the canceller
+// sets CANCEL and the handle sets JOIN_WAKER and OUTPUT_TAKEN, each with one
+// read-modify-write that leaves the other bits alone. So the owner always
+// knows the stage it moves from, and moves with one `fetch_xor` or
+// `fetch_or` rather than a compare-exchange loop.
 const STAGE_MASK: u8 = 0b011;
 const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
 const DONE: u8 = 2;
 /// A running task whose end is decided and being counted; DONE follows
-/// under the same slot lock.
+/// once the result is stored.
 const ENDING: u8 = 3;
 /// Set once cancellation was requested; the supervisor drops the future at
 /// its next poll, and the canceller wakes that supervisor so the poll
 /// happens.
 const CANCEL: u8 = 0b100;
+/// The handle's waker is in `Core::waker`, handed over to whoever ends the
+/// task. While it is clear the slot is the handle's alone; while it is set,
+/// the handle leaves the slot alone until it has cleared the bit again and
+/// found the task not DONE. The owner looks at the bit once, in the
+/// read-modify-write that marks the task DONE: set then, the waker is the
+/// owner's to take; clear, it stays where it is (dropped with the cell).
+/// The handle's changes to the bit after DONE change nothing.
+const JOIN_WAKER: u8 = 0b1000;
+/// The handle took the result out of the stage (see `Stage`).
+const OUTPUT_TAKEN: u8 = 0b1_0000;
 
 /// The type-erased part of a task's shared state.
 pub(crate) struct Header {
-    /// The task's node in the queue, and its entry for a priority or tag
-    /// (`u32::MAX` if it has neither); only meaningful while QUEUED and
-    /// only read or written with the queue lock held. 32 bits each, so the
-    /// header stays 16 bytes (see `engine::queue`).
-    queue_key: AtomicU32,
-    extra_key: AtomicU32,
-    /// The plan's number for the supervisor running the task: whom a cancel
-    /// wakes. Written before the task is marked RUNNING (Release), so a
-    /// canceller that sees RUNNING (Acquire) reads the right one.
-    supervisor: AtomicU32,
+    /// While QUEUED, the task's node in the queue; from RUNNING on, the
+    /// plan's number for the supervisor running it: whom a cancel wakes.
+    /// One word for both, as a task is never in both places. The node is
+    /// only read or written with the queue lock held; the supervisor is
+    /// written before the task is marked RUNNING (Release), so a canceller
+    /// that sees RUNNING (Acquire) reads the right one. 32 bits, so the
+    /// header is 8 bytes (see `engine::queue::MAX_QUEUED`).
+    place: AtomicU32,
     state: AtomicU8,
 }
 
@@ -136,34 +152,27 @@ impl Header {
         self.state.load(Ordering::Acquire) & CANCEL != 0
     }
 
+    /// The task's node in the queue; only meaningful while QUEUED. Caller
+    /// holds the queue lock.
     pub(crate) fn queue_key(&self) -> usize {
-        self.queue_key.load(Ordering::Relaxed) as usize
+        self.place.load(Ordering::Relaxed) as usize
     }
 
     /// Caller holds the queue lock; `key` fits in 32 bits (see
     /// `engine::queue::MAX_QUEUED`).
     pub(crate) fn set_queue_key(&self, key: u32) {
-        self.queue_key.store(key, Ordering::Relaxed);
-    }
-
-    pub(crate) fn extra_key(&self) -> u32 {
-        self.extra_key.load(Ordering::Relaxed)
-    }
-
-    /// Caller holds the queue lock.
-    pub(crate) fn set_extra_key(&self, key: u32) {
-        self.extra_key.store(key, Ordering::Relaxed);
+        self.place.store(key, Ordering::Relaxed);
     }
 
     /// The supervisor running the task, once it is RUNNING.
     pub(crate) fn supervisor(&self) -> u32 {
-        self.supervisor.load(Ordering::Relaxed)
+        self.place.load(Ordering::Relaxed)
     }
 
     /// Marks a task as taken off the queue by `supervisor`. Caller holds the
     /// queue lock.
     pub(crate) fn mark_started(&self, supervisor: u32) {
-        self.supervisor.store(supervisor, Ordering::Relaxed);
+        self.place.store(supervisor, Ordering::Relaxed);
         self.state.fetch_or(RUNNING, Ordering::AcqRel);
     }
 
@@ -182,9 +191,10 @@ impl Header {
             _ => {
                 // A running task only moves on to DONE, where the flag is
                 // ignored, so setting it unconditionally is safe. Racing a
-                // task's end, this `fetch_or` and the end's compare-exchange
-                // in `Core::conclude` order the two: seeing RUNNING here means
-                // the end will see CANCEL and end the task cancelled.
+                // task's end, this `fetch_or` and the end's `fetch_or` of
+                // ENDING in `Cell::conclude` order the two: seeing RUNNING
+                // here means the end will see CANCEL and end the task
+                // cancelled.
                 let previous = self.state.fetch_or(CANCEL, Ordering::AcqRel);
                 let newly_requested = previous & STAGE_MASK == RUNNING && previous & CANCEL == 0;
                 if newly_requested {
@@ -209,121 +219,91 @@ pub(crate) enum CancelRequest {
     AlreadyDone,
 }
 
-/// Where a task's result meets its handle.
-enum Slot<T> {
-    /// Not finished; holds the waker of the handle's last poll, if any.
-    Waiting(Option<Waker>),
-    Ready(Result<T, Failure>),
-    /// The handle took the result.
-    Taken,
-}
-
-/// The waker a slot held before its result was stored: a task is resolved
-/// once.
-fn waiting_waker<T>(previous: Slot<T>) -> Option<Waker> {
-    match previous {
-        Slot::Waiting(waker) => waker,
-        Slot::Ready(_) | Slot::Taken => unreachable!("a task is resolved once"),
-    }
-}
-
-/// Shared state of a task whose output is `T`.
-pub(crate) struct Core<T> {
+/// The part of a task its handle shares: the lifecycle state and the
+/// handle's waker.
+///
+/// There is no lock: the state word says who may touch the waker slot
+/// (see `JOIN_WAKER`) and when the result in the task's stage is the
+/// handle's to take (DONE, stored with Release before it).
+pub(crate) struct Core {
     header: Header,
-    /// The result and the handle's waker share one lock, so a result is
-    /// never stored without the waker that was registered before it being
-    /// woken, and a handle never registers after the result without seeing it.
-    slot: Mutex<Slot<T>>,
+    /// The waker of the handle's last poll.
+    waker: CheckedUnsafeCell<Option<Waker>>,
 }
 
-impl<T> Core<T> {
-    pub(crate) fn new() -> Core<T> {
+impl Core {
+    fn new() -> Core {
         Core {
             header: Header {
-                queue_key: AtomicU32::new(u32::MAX),
-                extra_key: AtomicU32::new(u32::MAX),
-                supervisor: AtomicU32::new(u32::MAX),
+                place: AtomicU32::new(u32::MAX),
                 state: AtomicU8::new(QUEUED),
             },
-            slot: Mutex::new(Slot::Waiting(None)),
+            waker: CheckedUnsafeCell::new(None),
         }
     }
 
-    fn lock_slot(&self) -> MutexGuard<'_, Slot<T>> {
-        // User code can run under this lock (a waker's `clone` or drop, a
-        // metrics recorder in the count of `conclude`), but the slot is whole
-        // after every statement, so poison is harmless.
-        self.slot.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Stores the result of a task that ends without a value, and returns
-    /// the waker of its handle's last poll, for the caller to wake (see
-    /// [`HandleWaker`]). Called after the user's future has been dropped and
-    /// the end counted: by `end_cancelled`, and by `abandon` for a task whose
-    /// end was interrupted. A task already resolved is left as it is.
+    /// Marks the task DONE, for its owner, once its result is stored, and
+    /// takes the handle's waker if it handed one over, for the caller to
+    /// wake (see [`HandleWaker`]). The task is not DONE yet.
     #[must_use = "the handle is only woken by waking the returned waker"]
-    fn resolve(&self, result: Result<T, Failure>) -> Option<Waker> {
-        let mut slot = self.lock_slot();
-        if !matches!(*slot, Slot::Waiting(_)) {
+    fn mark_done(&self) -> Option<Waker> {
+        // The stage bits are the owner's alone (see the stage constants):
+        // this load is exact, and the xor turns that stage into DONE,
+        // leaving the handle's and the canceller's bits as they are. Release:
+        // whoever sees DONE sees the result and the counts before it.
+        let stage = self.header.state.load(Ordering::Relaxed) & STAGE_MASK;
+        let previous = self.header.state.fetch_xor(stage ^ DONE, Ordering::AcqRel);
+        if previous & JOIN_WAKER == 0 {
             return None;
         }
-        // Marked under the lock: whoever sees DONE (Acquire in `is_done`) and
-        // then takes the lock finds the result.
-        self.header.state.swap(DONE, Ordering::AcqRel);
-        waiting_waker(std::mem::replace(&mut *slot, Slot::Ready(result)))
+        // SAFETY: JOIN_WAKER was set when the task became DONE, and the
+        // handle only reaches the slot after clearing the bit and finding
+        // the task not DONE: the slot is the owner's from now on.
+        self.waker.with_mut(|slot| unsafe { (*slot).take() })
     }
 
-    /// Ends a running task with `result`, unless its cancel was requested
-    /// first: then hands `result` back and changes nothing.
+    /// Leaves `waker` for whoever ends the task, unless the task is DONE:
+    /// then returns the state that says so, and the result is the
+    /// caller's to take.
     ///
-    /// The decision is one compare-exchange of RUNNING for ENDING, racing the
-    /// canceller's `fetch_or` of CANCEL in `Header::request_cancel`: exactly
-    /// one of them sees the other's state, so a cancel reported as requested
-    /// (and counted by `cancel_tag`) always ends the task cancelled. `count`
-    /// runs once the end is decided and before the handle can see it. On
-    /// `Ok`, returns the waker of the handle's last poll, for the caller to
-    /// wake (see [`HandleWaker`]).
-    fn conclude(
-        &self,
-        result: Result<T, Failure>,
-        count: impl FnOnce(),
-    ) -> Result<Option<Waker>, Result<T, Failure>> {
-        let mut slot = self.lock_slot();
-        if self
-            .header
-            .state
-            .compare_exchange(RUNNING, ENDING, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return Err(result);
+    /// # Safety
+    ///
+    /// Only the task's one handle calls this, never from two threads at
+    /// once.
+    unsafe fn register(&self, waker: &Waker) -> Result<(), u8> {
+        let state = self.header.state.load(Ordering::Acquire);
+        if state & STAGE_MASK == DONE {
+            return Err(state);
         }
-        count();
-        // After the count: whoever sees DONE sees it counted.
-        self.header.state.store(DONE, Ordering::Release);
-        Ok(waiting_waker(std::mem::replace(
-            &mut *slot,
-            Slot::Ready(result),
-        )))
-    }
-
-    /// Polls for the task's result, for the handle: `Ready(None)` once the
-    /// result was taken.
-    pub(crate) fn poll_output(&self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Failure>>> {
-        let mut slot = self.lock_slot();
-        match &mut *slot {
-            Slot::Waiting(waker) => {
-                match waker {
-                    Some(waker) if waker.will_wake(cx.waker()) => {}
-                    _ => *waker = Some(cx.waker().clone()),
-                }
-                Poll::Pending
+        if state & JOIN_WAKER != 0 {
+            // Take the slot back to look at the waker in it. A task that
+            // ended first has taken the waker or is taking it: leave the
+            // slot alone (clearing the bit after DONE changes nothing, as
+            // the owner looked at it once, as it marked the task DONE).
+            let previous = self.header.state.fetch_and(!JOIN_WAKER, Ordering::AcqRel);
+            if previous & STAGE_MASK == DONE {
+                return Err(previous);
             }
-            Slot::Ready(_) => match std::mem::replace(&mut *slot, Slot::Taken) {
-                Slot::Ready(result) => Poll::Ready(Some(result)),
-                _ => unreachable!("matched above"),
-            },
-            Slot::Taken => Poll::Ready(None),
         }
+        self.waker.with_mut(|slot| {
+            // SAFETY: JOIN_WAKER is clear, so the slot is this handle's
+            // alone (the owner only takes the waker when it finds the bit
+            // set), and the caller's contract rules out a second handle.
+            let slot = unsafe { &mut *slot };
+            match slot {
+                Some(stored) if stored.will_wake(waker) => {}
+                _ => *slot = Some(waker.clone()),
+            }
+        });
+        // Hand the slot over. A task that ended while the bit was clear
+        // left this waker where it is (it is dropped with the task), and
+        // setting the bit after DONE changes nothing: the caller takes the
+        // result.
+        let previous = self.header.state.fetch_or(JOIN_WAKER, Ordering::AcqRel);
+        if previous & STAGE_MASK == DONE {
+            return Err(previous);
+        }
+        Ok(())
     }
 }
 
@@ -383,6 +363,9 @@ impl HandleWaker {
 
     /// Wakes the handle, if it was waiting; a panic of its waker is
     /// contained and logged with `plan`'s name.
+    // Inlined, with the waking out of line: most tasks end before anyone
+    // awaits their handle, and then this is one test of a word.
+    #[inline]
     pub(crate) fn wake(mut self, plan: &str) {
         if let Some(wakeup) = self.0.take() {
             wakeup.wake(Some(plan));
@@ -391,6 +374,7 @@ impl HandleWaker {
 }
 
 impl Drop for HandleWaker {
+    #[inline]
     fn drop(&mut self) {
         if let Some(wakeup) = self.0.take() {
             wakeup.wake(None);
@@ -399,6 +383,7 @@ impl Drop for HandleWaker {
 }
 
 impl Wakeup {
+    #[inline(never)]
     fn wake(self, plan: Option<&str>) {
         let Wakeup { waker, task, tag } = self;
         contain_panic(
@@ -433,11 +418,43 @@ pub(crate) trait Control: Send + Sync {
 /// The handle's view of a task: its header and its result, with the
 /// future's type erased.
 pub(crate) trait Join<T>: Control {
-    fn poll_output(&self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Failure>>>;
+    /// Polls for the task's result: `Ready(None)` once it was taken.
+    ///
+    /// # Safety
+    ///
+    /// Only the task's one handle calls this, never from two threads at
+    /// once: the result is taken once, and the waker slot is the handle's.
+    unsafe fn poll_output(&self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Failure>>>;
 
     /// The same task as a `Control`, for a cancel handle that does not
     /// know the output's type.
     fn control(self: Arc<Self>) -> Arc<dyn Control>;
+}
+
+/// The handle's one hold on its task: made once per task (see
+/// [`NewTask::join`]) and never cloned, which is what lets it take the
+/// result and use the waker slot without a lock.
+pub(crate) struct Joiner<T>(Arc<dyn Join<T>>);
+
+impl<T> Joiner<T> {
+    pub(crate) fn header(&self) -> &Header {
+        self.0.header()
+    }
+
+    /// Polls for the task's result, for the handle: `Ready(None)` once the
+    /// result was taken.
+    pub(crate) fn poll_output(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Failure>>> {
+        // SAFETY: a `Joiner` is made once per task and is not `Clone`, so
+        // this is the task's one handle, and `&mut self` rules out a second
+        // poll at the same time.
+        unsafe { self.0.poll_output(cx) }
+    }
+
+    /// The same task as a `Control`, for a cancel handle that does not
+    /// know the output's type.
+    pub(crate) fn control(&self) -> Arc<dyn Control> {
+        Arc::clone(&self.0).control()
+    }
 }
 
 /// Counts how a task ended, for the plan and for its tag.
@@ -448,79 +465,16 @@ fn record(tag: Option<&Arc<TagInfo>>, plan: &Outcomes, outcome: &Outcome) {
     }
 }
 
-pin_project! {
-    /// The user's future, dropped in place when the task ends, and the
-    /// body's word of bookkeeping ([`Meta`]), which says whether it was.
-    ///
-    /// An `enum` of a running future and a finished one would add a tag of
-    /// 8 bytes to every task whose future has no niche to hide it in; the
-    /// bit in `meta` costs nothing. The `unsafe` that this takes is all in
-    /// `future`, `drop_future` and `take_future` below.
-    struct Stage<F> {
-        #[pin]
-        future: ManuallyDrop<F>,
-        meta: Meta,
-    }
-
-    impl<F> PinnedDrop for Stage<F> {
-        fn drop(this: Pin<&mut Self>) {
-            this.drop_future();
-        }
-    }
-}
-
-impl<F> Stage<F> {
-    fn new(future: F) -> Stage<F> {
-        Stage {
-            future: ManuallyDrop::new(future),
-            meta: Meta::NONE,
-        }
-    }
-
-    fn future_dropped(&self) -> bool {
-        self.meta.future_dropped()
-    }
-
-    /// The future, unless it was dropped.
-    fn future(self: Pin<&mut Self>) -> Option<Pin<&mut F>> {
-        let this = self.project();
-        if this.meta.future_dropped() {
-            return None;
-        }
-        // SAFETY: `ManuallyDrop<F>` is `repr(transparent)` over `F`, and
-        // the pinning is structural: a pinned stage's future is never moved
-        // out (`take_future` takes `&mut`, only for a task never pinned),
-        // only dropped in place (`drop_future`). Not dropped yet: checked.
-        Some(unsafe { this.future.map_unchecked_mut(|future| &mut **future) })
-    }
-
-    /// Drops the future in place, once; later calls do nothing.
-    fn drop_future(self: Pin<&mut Self>) {
-        let this = self.project();
-        if this.meta.future_dropped() {
-            return;
-        }
-        // Marked first: if the destructor panics, the future still counts
-        // as dropped and is never touched again.
-        this.meta.mark_future_dropped();
-        // SAFETY: the future was not dropped before (checked above) and is
-        // never used after (marked); dropping a pinned value in place is
-        // what `Pin` allows.
-        unsafe { ManuallyDrop::drop(this.future.get_unchecked_mut()) }
-    }
-
-    /// Moves the future out of a stage that was never pinned.
-    fn take_future(&mut self) -> Option<F> {
-        if self.meta.future_dropped() {
-            return None;
-        }
-        self.meta.mark_future_dropped();
-        // SAFETY: not dropped or taken before (checked above), and marked,
-        // so neither `drop_future` nor the stage's drop touches it again.
-        // Moving it is allowed: the caller's `&mut` (not a `Pin`) says the
-        // stage was never pinned, as for a task never queued.
-        Some(unsafe { ManuallyDrop::take(&mut self.future) })
-    }
+/// The user's future until the task ends, then its result until the handle
+/// takes it: one place for both, as tokio's task cell has, since a task
+/// never holds both.
+///
+/// Which one is there: the future until the body's [`Meta`] says it was
+/// dropped; the result from DONE until OUTPUT_TAKEN (every way to DONE
+/// stores one, after dropping the future); between the two, neither.
+union Stage<F: Future> {
+    future: ManuallyDrop<F>,
+    output: ManuallyDrop<Result<F::Output, Failure>>,
 }
 
 /// A task's tag: its name from submission until the task is queued, then
@@ -550,6 +504,11 @@ pub(crate) struct Setup {
     /// A running tagged task's slot in its tag's registry of running tasks;
     /// only read or written with the queue lock held.
     pub(crate) running_key: usize,
+    /// A queued task's entry for its priority or tag in the queue (see
+    /// `engine::queue`), `u32::MAX` if it has neither; only read or written
+    /// with the queue lock held. Here rather than in the header: only a
+    /// task with a priority or a tag has one, and such a task has a setup.
+    pub(crate) extra_key: u32,
 }
 
 impl Default for Setup {
@@ -560,6 +519,7 @@ impl Default for Setup {
             timeout: None,
             token: None,
             running_key: usize::MAX,
+            extra_key: u32::MAX,
         }
     }
 }
@@ -616,24 +576,23 @@ impl Meta {
     }
 }
 
-pin_project! {
-    /// The part of a task only its owner touches: the user's future and
-    /// what running it needs.
-    struct Body<F> {
-        // With, in its `meta`, when the task was queued, for its queue-wait
-        // time; set by the plan just before it queues the task, if the plan
-        // keeps timings.
-        #[pin]
-        stage: Stage<F>,
-        id: TaskId,
-        setup: Option<Box<Setup>>,
-    }
+/// The part of a task only its owner touches, beside its stage.
+struct Body {
+    /// With, besides whether the future was dropped, when the task was
+    /// queued, for its queue-wait time; set by the plan just before it
+    /// queues the task, if the plan keeps timings. A `Cell` (the standard
+    /// one): the owner marks the future dropped through `&Body`, while it
+    /// holds the body shared for its id and setup.
+    meta: std::cell::Cell<Meta>,
+    id: TaskId,
+    setup: Option<Box<Setup>>,
 }
 
-/// One task in one allocation: the part it shares with its handle (`core`)
-/// and the part only its owner touches (`body`).
+/// One task in one allocation: the part it shares with its handle (`core`),
+/// its future or result (`stage`), and the part only its owner touches
+/// (`body`).
 ///
-/// # Ownership of `body`
+/// # Ownership of `stage` and `body`
 ///
 /// `body` is reached only through the one value that owns the right to run
 /// the task: a [`NewTask`] until it is queued, then the [`Task`] it becomes,
@@ -643,21 +602,49 @@ pin_project! {
 /// `unsafe` block below relies on: `&mut` access to `body` comes from
 /// `&mut NewTask` or `&mut Task`, `&` access from `&NewTask` or `&Task`.
 ///
+/// `stage` is the owner's the same way until the task is DONE, and the
+/// handle's from then on: the owner stores the result and marks the task
+/// DONE (Release) as its last touch of the stage, and the handle reaches
+/// the stage only once it has seen DONE (Acquire). The two are separate
+/// cells so that neither side's reference ever covers the other's part.
+///
 /// The allocation is an `Arc`'s, which never moves its contents, so the
-/// future in `body` is pinned for as long as it lives.
+/// future in `stage` is pinned for as long as it lives.
 struct Cell<F: Future> {
-    core: Core<F::Output>,
-    body: UnsafeCell<Body<F>>,
+    core: Core,
+    stage: UnsafeCell<Stage<F>>,
+    body: UnsafeCell<Body>,
 }
 
-// SAFETY: `core` is synchronized (atomics and a mutex). `body` is only
-// reached through the unique owner described on `Cell`, so two threads never
-// reach it at once: a shared borrow of the owner never reaches the body
-// from two threads (`NewTask` reaches it only through `&mut self`; `Task`
-// is `!Sync` by its marker), and the
-// owner moves between threads only with `F: Send` (the owner types are
-// `Send` only through this impl and the auto-trait on
-// `UnsafeCell<Body<F>>: Send`, which needs `F: Send`).
+impl<F: Future> Drop for Cell<F> {
+    fn drop(&mut self) {
+        let state = self.core.header.state.load(Ordering::Acquire);
+        let future_dropped = self.body.get_mut().meta.get().future_dropped();
+        let stage = self.stage.get_mut();
+        if state & STAGE_MASK == DONE {
+            if state & OUTPUT_TAKEN == 0 {
+                // SAFETY: DONE and not taken: the stage holds the result
+                // (see `Stage`), and `&mut self` is the last access.
+                unsafe { ManuallyDrop::drop(&mut stage.output) }
+            }
+        } else if !future_dropped {
+            // SAFETY: not DONE and not dropped: the stage holds the future,
+            // dropped in place where it was pinned.
+            unsafe { ManuallyDrop::drop(&mut stage.future) }
+        }
+    }
+}
+
+// SAFETY: `core` is synchronized (atomics, and a waker slot whose owner the
+// state word decides). `stage` and `body` are only reached through the
+// unique owner described on `Cell`, and `stage` by the one handle after
+// DONE, so two threads never reach them at once: a shared borrow of the
+// owner never reaches them from two threads (`NewTask` reaches them only
+// through `&mut self`; `Task` is `!Sync` by its marker), and the owner
+// moves between threads only with `F: Send` (the owner types are `Send`
+// only through this impl and the auto-trait on `UnsafeCell<Stage<F>>:
+// Send`, which needs `F: Send` and `F::Output: Send`). The result crosses
+// to the handle's thread, hence `F::Output: Send`.
 unsafe impl<F> Sync for Cell<F>
 where
     F: Future + Send,
@@ -680,8 +667,27 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    fn poll_output(&self, cx: &mut Context<'_>) -> Poll<Option<Result<F::Output, Failure>>> {
-        self.core.poll_output(cx)
+    unsafe fn poll_output(&self, cx: &mut Context<'_>) -> Poll<Option<Result<F::Output, Failure>>> {
+        // SAFETY: forwarded from the caller's contract.
+        let state = match unsafe { self.core.register(cx.waker()) } {
+            Ok(()) => return Poll::Pending,
+            Err(done) => done,
+        };
+        if state & OUTPUT_TAKEN != 0 {
+            return Poll::Ready(None);
+        }
+        // Marked first, as `Relaxed`: only this handle reads the flag
+        // before the cell's drop, which the `Arc`'s count orders after.
+        self.core
+            .header
+            .state
+            .fetch_or(OUTPUT_TAKEN, Ordering::Relaxed);
+        // SAFETY: DONE, seen with Acquire by `register`: the owner stored
+        // the result and left the stage to the handle (see `Cell`), and
+        // OUTPUT_TAKEN was clear, so the result is still there; the flag
+        // just set keeps anyone from reading or dropping it again.
+        let result = unsafe { ManuallyDrop::take(&mut (*self.stage.get()).output) };
+        Poll::Ready(Some(result))
     }
 
     fn control(self: Arc<Self>) -> Arc<dyn Control> {
@@ -691,7 +697,11 @@ where
 
 /// A task made but not yet queued, with its future's type still known, so
 /// a refused task can give its future back.
-pub(crate) struct NewTask<F: Future>(Arc<Cell<F>>);
+pub(crate) struct NewTask<F: Future> {
+    cell: Arc<Cell<F>>,
+    /// Whether [`join`](NewTask::join) made the task's one `Joiner`.
+    joined: bool,
+}
 
 impl<F> NewTask<F>
 where
@@ -701,29 +711,45 @@ where
     /// Makes a task of `future`: the task's one allocation (two if `setup`
     /// is not the default).
     pub(crate) fn new(future: F, setup: Setup) -> NewTask<F> {
-        NewTask(Arc::new(Cell {
+        let cell = Arc::new(Cell {
             core: Core::new(),
+            stage: UnsafeCell::new(Stage {
+                future: ManuallyDrop::new(future),
+            }),
             body: UnsafeCell::new(Body {
-                stage: Stage::new(future),
+                meta: std::cell::Cell::new(Meta::NONE),
                 id: TaskId::from_sequence(0),
                 setup: setup.boxed(),
             }),
-        }))
+        });
+        NewTask {
+            cell,
+            joined: false,
+        }
     }
 
     /// The handle's half of the task.
-    pub(crate) fn join(&self) -> Arc<dyn Join<F::Output>> {
-        Arc::clone(&self.0) as Arc<dyn Join<F::Output>>
+    ///
+    /// # Panics
+    ///
+    /// If called twice: a task has one handle.
+    pub(crate) fn join(&mut self) -> Joiner<F::Output> {
+        assert!(
+            !std::mem::replace(&mut self.joined, true),
+            "a task has one handle"
+        );
+        Joiner(Arc::clone(&self.cell) as Arc<dyn Join<F::Output>>)
     }
 
-    fn body(&mut self) -> &mut Body<F> {
+    fn body(&mut self) -> &mut Body {
         // SAFETY: `&mut self` is the unique owner's (see `Cell`).
-        unsafe { &mut *self.0.body.get() }
+        unsafe { &mut *self.cell.body.get() }
     }
 
     /// Records that the task is being queued now.
     pub(crate) fn stamp_queued(&mut self, since_epoch: Duration) {
-        self.body().stage.meta.set_queued_at(since_epoch);
+        let meta = self.body().meta.get_mut();
+        meta.set_queued_at(since_epoch);
     }
 
     /// The name of the task's tag, until the task is queued.
@@ -754,18 +780,20 @@ where
 
     /// Erases the future's type, to queue the task.
     pub(crate) fn into_task(self) -> Task {
-        Task(self.0, PhantomData)
+        Task(self.cell, PhantomData)
     }
 
     /// Takes the future back out of a task that was never queued, for
     /// handing a refused task back to its submitter.
     pub(crate) fn into_future(mut self) -> F {
-        // Never pinned: a task is only pinned once it is queued, so moving
-        // the future out is allowed.
-        self.body()
-            .stage
-            .take_future()
-            .expect("a refused task is never polled")
+        let meta = self.body().meta.get_mut();
+        assert!(!meta.future_dropped(), "a refused task is never polled");
+        // Marked first, so the cell's drop leaves the stage alone.
+        meta.mark_future_dropped();
+        // SAFETY: `self` is the unique owner's (see `Cell`) and the task was
+        // never queued, so never polled and never pinned: moving the future
+        // out is allowed. It was there (checked) and is marked taken.
+        unsafe { ManuallyDrop::take(&mut (*self.cell.stage.get()).future) }
     }
 }
 
@@ -797,9 +825,9 @@ impl WeakTask {
 ///
 /// # Safety
 ///
-/// Every method but `header` reaches the task's `body`: the caller must be
-/// the task's unique owner (see `Cell`), holding it by `&mut` for the
-/// methods marked as writing.
+/// Every method but `header` reaches the task's `body` or `stage`: the
+/// caller must be the task's unique owner (see `Cell`), holding it by
+/// `&mut` for the methods marked as writing.
 trait Runnable: Control {
     unsafe fn id(&self) -> TaskId;
 
@@ -808,8 +836,9 @@ trait Runnable: Control {
 
     unsafe fn setup(&self) -> Option<&Setup>;
 
-    /// Writes.
-    unsafe fn set_running_key(&self, key: usize);
+    /// Writes. The setup, made with the defaults if the task had none.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn setup_mut(&self) -> &mut Setup;
 
     unsafe fn queued_at(&self) -> Option<Duration>;
 
@@ -888,8 +917,23 @@ impl Task {
     }
 
     pub(crate) fn set_running_key(&mut self, key: usize) {
+        if self.setup().is_some() {
+            // SAFETY: `&mut self` on the unique owner (see `Cell`).
+            unsafe { self.0.setup_mut() }.running_key = key;
+        }
+    }
+
+    /// A queued task's entry for its priority or tag in the queue, or
+    /// `u32::MAX`; only read or written with the queue lock held.
+    pub(crate) fn extra_key(&self) -> u32 {
+        self.setup().map_or(u32::MAX, |setup| setup.extra_key)
+    }
+
+    /// Sets the entry; a task without a setup (only ever one queued by a
+    /// unit test with a priority it does not carry) gets one.
+    pub(crate) fn set_extra_key(&mut self, key: u32) {
         // SAFETY: `&mut self` on the unique owner (see `Cell`).
-        unsafe { self.0.set_running_key(key) }
+        unsafe { self.0.setup_mut() }.extra_key = key;
     }
 
     /// A shared handle on the header, for registries that outlive a run.
@@ -950,7 +994,13 @@ impl Task {
     /// its handle as cancelled; the caller has counted it. Returns the
     /// handle's waker, for the caller to wake once the task is settled; it
     /// has none if the task had ended already.
+    #[inline]
     pub(crate) fn end(&mut self) -> HandleWaker {
+        // Most tasks have ended by the time they are dropped: one load
+        // spares them the rest. Only the owner, the caller, sets DONE.
+        if self.header().is_done() {
+            return HandleWaker::default();
+        }
         // SAFETY: `&mut self` on the unique owner (see `Cell`).
         unsafe { self.0.abandon() }
     }
@@ -973,72 +1023,156 @@ where
     ///
     /// The caller is the unique owner and holds it by `&mut` (see `Cell`).
     #[allow(clippy::mut_from_ref)]
-    unsafe fn body_mut(&self) -> Pin<&mut Body<F>> {
-        // SAFETY: exclusive by the caller's contract; pinned because the
-        // `Arc`'s allocation never moves and `body` is dropped in place.
-        unsafe { Pin::new_unchecked(&mut *self.body.get()) }
+    unsafe fn body_mut(&self) -> &mut Body {
+        // SAFETY: exclusive by the caller's contract.
+        unsafe { &mut *self.body.get() }
     }
 
     /// # Safety
     ///
     /// The caller is the unique owner (see `Cell`).
-    unsafe fn body(&self) -> &Body<F> {
+    unsafe fn body(&self) -> &Body {
         // SAFETY: no `&mut` exists while the owner is borrowed shared.
         unsafe { &*self.body.get() }
     }
 
+    /// The future, unless it was dropped.
+    ///
+    /// # Safety
+    ///
+    /// The caller is the unique owner and holds it by `&mut` (see `Cell`),
+    /// and the task is not DONE.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn future(&self) -> Option<Pin<&mut F>> {
+        // SAFETY: the caller's contract.
+        if unsafe { self.body() }.meta.get().future_dropped() {
+            return None;
+        }
+        // SAFETY: before DONE the stage is the owner's (caller's contract);
+        // not dropped, so it holds the future (see `Stage`); pinned because
+        // the `Arc`'s allocation never moves and the future is only ever
+        // dropped in place.
+        Some(unsafe { Pin::new_unchecked(&mut *(*self.stage.get()).future) })
+    }
+
+    /// Drops the future in place, once, after cancelling `token` if the
+    /// task has one; later calls do nothing. A panicking destructor must not
+    /// take the supervisor down with it, so its panic is contained and
+    /// logged.
+    ///
+    /// # Safety
+    ///
+    /// As for [`future`](Cell::future).
+    unsafe fn discard(&self, token: Option<&CancellationToken>) {
+        if let Some(token) = token {
+            cancel_token(token);
+        }
+        // SAFETY: the caller's contract.
+        let meta = &unsafe { self.body() }.meta;
+        let mut marked = meta.get();
+        if marked.future_dropped() {
+            return;
+        }
+        // Marked first: if the destructor panics, the future still counts
+        // as dropped and is never touched again.
+        marked.mark_future_dropped();
+        meta.set(marked);
+        // SAFETY: the stage is the owner's and holds the future (not
+        // dropped: checked), which is never used after (marked).
+        let future = unsafe { &mut (*self.stage.get()).future };
+        contain_panic(
+            // SAFETY: as above; dropping a pinned value in place is what
+            // `Pin` allows.
+            || unsafe { ManuallyDrop::drop(future) },
+            |panic| tracing::error!(panic, "a task's destructor panicked"),
+        );
+    }
+
+    /// Stores the task's result and marks it DONE: the owner's last touch
+    /// of the stage. Returns the handle's waker, if it was waiting.
+    ///
+    /// # Safety
+    ///
+    /// As for [`future`](Cell::future), and the future was dropped.
+    unsafe fn store(&self, result: Result<F::Output, Failure>) -> Option<Waker> {
+        // SAFETY: the stage is the owner's until DONE, and holds nothing
+        // (the future was dropped, no result stored yet), so writing over
+        // it leaks nothing.
+        unsafe { (*self.stage.get()).output = ManuallyDrop::new(result) };
+        self.core.mark_done()
+    }
+
     /// Ends the task as cancelled: drops the future, counts the cancel, then
     /// resolves the handle.
-    fn end_cancelled(&self, body: Pin<&mut Body<F>>, counters: &Outcomes) -> Ended {
-        let body = body.project();
+    ///
+    /// # Safety
+    ///
+    /// As for [`future`](Cell::future).
+    unsafe fn end_cancelled(&self, counters: &Outcomes) -> Ended {
+        // SAFETY: the caller's contract.
+        let body = unsafe { self.body() };
         let setup = body.setup.as_deref();
-        discard(body.stage, setup.and_then(|setup| setup.token.as_ref()));
-        let tag = setup.and_then(Setup::tag);
-        self.resolve_cancelled(*body.id, tag, counters)
+        // SAFETY: the caller's contract.
+        unsafe { self.discard(setup.and_then(|setup| setup.token.as_ref())) };
+        // SAFETY: the caller's contract; the future is dropped.
+        unsafe { self.resolve_cancelled(body.id, setup.and_then(Setup::tag), counters) }
     }
 
     /// Counts a task whose future is dropped as cancelled, then resolves its
     /// handle so.
-    fn resolve_cancelled(
+    ///
+    /// # Safety
+    ///
+    /// As for [`store`](Cell::store).
+    unsafe fn resolve_cancelled(
         &self,
         id: TaskId,
         tag: Option<&Arc<TagInfo>>,
         counters: &Outcomes,
     ) -> Ended {
         record(tag, counters, &Outcome::Cancelled);
-        let waker = self.core.resolve(Err(Failure::Cancelled));
+        // SAFETY: the caller's contract.
+        let waker = unsafe { self.store(Err(Failure::Cancelled)) };
         Ended {
             outcome: Outcome::Cancelled,
             handle: HandleWaker::new(waker, id, tag),
         }
     }
 
-    /// Ends a task whose future is already dropped with `outcome` and
-    /// `result`, or as cancelled if its cancel was requested first (see
-    /// `Core::conclude`). Counts the end that happened, then resolves the
-    /// handle.
-    fn conclude(
+    /// Ends a running task whose future is already dropped with `outcome`
+    /// and `result`, unless its cancel was requested first: then counts it
+    /// and resolves it as cancelled.
+    ///
+    /// The decision is one `fetch_or` of ENDING, racing the canceller's
+    /// `fetch_or` of CANCEL in `Header::request_cancel`: exactly one of them
+    /// sees the other's bit, so a cancel reported as requested (and counted
+    /// by `cancel_tag`) always ends the task cancelled. The end is counted
+    /// once decided, and before the handle can see it.
+    ///
+    /// # Safety
+    ///
+    /// As for [`store`](Cell::store), and the task is RUNNING.
+    unsafe fn conclude(
         &self,
-        body: Pin<&mut Body<F>>,
         counters: &Outcomes,
         outcome: Outcome,
         result: Result<F::Output, Failure>,
     ) -> Ended {
-        let body = body.project();
+        // SAFETY: the caller's contract.
+        let body = unsafe { self.body() };
         let setup = body.setup.as_deref();
         let tag = setup.and_then(Setup::tag);
-        let overruled = match self
-            .core
-            .conclude(result, || record(tag, counters, &outcome))
-        {
-            Ok(waker) => {
-                return Ended {
-                    outcome,
-                    handle: HandleWaker::new(waker, *body.id, tag),
-                };
-            }
-            Err(overruled) => overruled,
-        };
+        // RUNNING | ENDING is ENDING.
+        let previous = self.core.header.state.fetch_or(ENDING, Ordering::AcqRel);
+        if previous & CANCEL == 0 {
+            record(tag, counters, &outcome);
+            // SAFETY: the caller's contract.
+            let waker = unsafe { self.store(result) };
+            return Ended {
+                outcome,
+                handle: HandleWaker::new(waker, body.id, tag),
+            };
+        }
         // The cancel came first and was reported as requested; the value,
         // timeout or panic of the same instant gives way to it.
         if let Some(token) = setup.and_then(|setup| setup.token.as_ref()) {
@@ -1053,10 +1187,11 @@ where
             );
         }
         contain_panic(
-            || drop(overruled),
+            || drop(result),
             |panic| tracing::error!(task = %body.id, panic, "a task's output destructor panicked"),
         );
-        self.resolve_cancelled(*body.id, tag, counters)
+        // SAFETY: the caller's contract.
+        unsafe { self.resolve_cancelled(body.id, tag, counters) }
     }
 }
 
@@ -1066,19 +1201,6 @@ fn cancel_token(token: &CancellationToken) {
     contain_panic(
         || token.cancel(),
         |panic| tracing::error!(panic, "a waker of a task's token panicked"),
-    );
-}
-
-/// Drops the user's future in place, after cancelling the task's token if
-/// it has one. A panicking destructor must not take the supervisor down with
-/// it, so its panic is contained and logged.
-fn discard<F>(mut stage: Pin<&mut Stage<F>>, token: Option<&CancellationToken>) {
-    if let Some(token) = token {
-        cancel_token(token);
-    }
-    contain_panic(
-        || stage.as_mut().drop_future(),
-        |panic| tracing::error!(panic, "a task's destructor panicked"),
     );
 }
 
@@ -1094,7 +1216,7 @@ where
 
     unsafe fn set_id(&self, id: TaskId) {
         // SAFETY: forwarded from the caller's contract.
-        *unsafe { self.body_mut() }.project().id = id;
+        unsafe { self.body_mut() }.id = id;
     }
 
     unsafe fn setup(&self) -> Option<&Setup> {
@@ -1102,25 +1224,28 @@ where
         unsafe { self.body() }.setup.as_deref()
     }
 
-    unsafe fn set_running_key(&self, key: usize) {
+    unsafe fn setup_mut(&self) -> &mut Setup {
         // SAFETY: forwarded from the caller's contract.
-        if let Some(setup) = unsafe { self.body_mut() }.project().setup {
-            setup.running_key = key;
-        }
+        unsafe { self.body_mut() }.setup.get_or_insert_default()
     }
 
     unsafe fn queued_at(&self) -> Option<Duration> {
         // SAFETY: forwarded from the caller's contract.
-        unsafe { self.body() }.stage.meta.queued_at()
+        unsafe { self.body() }.meta.get().queued_at()
     }
 
     unsafe fn time_out(&self, counters: &Outcomes) -> Ended {
         // SAFETY: forwarded from the caller's contract.
-        let mut body = unsafe { self.body_mut() };
-        let this = body.as_mut().project();
-        let token = this.setup.as_deref().and_then(|setup| setup.token.as_ref());
-        discard(this.stage, token);
-        self.conclude(body, counters, Outcome::TimedOut, Err(Failure::TimedOut))
+        let token = unsafe { self.body() }
+            .setup
+            .as_deref()
+            .and_then(|setup| setup.token.as_ref());
+        // SAFETY: forwarded from the caller's contract; a task that timed
+        // out is RUNNING.
+        unsafe {
+            self.discard(token);
+            self.conclude(counters, Outcome::TimedOut, Err(Failure::TimedOut))
+        }
     }
 
     unsafe fn poll_run(
@@ -1129,58 +1254,69 @@ where
         counters: &Outcomes,
         cancel_waker: &AtomicWaker,
     ) -> Poll<Ended> {
-        // SAFETY: forwarded from the caller's contract.
-        let mut body = unsafe { self.body_mut() };
         if self.core.header.cancel_requested() {
-            return Poll::Ready(self.end_cancelled(body, counters));
+            // SAFETY: forwarded from the caller's contract: a task being
+            // polled is not DONE.
+            return Poll::Ready(unsafe { self.end_cancelled(counters) });
         }
-        let mut this = body.as_mut().project();
-        let Some(future) = this.stage.as_mut().future() else {
+        // SAFETY: as above.
+        let Some(future) = (unsafe { self.future() }) else {
             unreachable!("a finished task is never polled again");
         };
         match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
             Ok(Poll::Ready(output)) => {
                 // Finished with a value: the token, if any, is left alone;
                 // what the task handed on was meant to outlive it.
-                discard(this.stage, None);
-                Poll::Ready(self.conclude(body, counters, Outcome::Completed, Ok(output)))
+                // SAFETY: as above; the task is RUNNING.
+                Poll::Ready(unsafe {
+                    self.discard(None);
+                    self.conclude(counters, Outcome::Completed, Ok(output))
+                })
             }
             Ok(Poll::Pending) => {
                 // Register before the second look at the flag, so a cancel
                 // between the two either is seen here or wakes us.
                 cancel_waker.register(cx.waker());
                 if self.core.header.cancel_requested() {
-                    return Poll::Ready(self.end_cancelled(body, counters));
+                    // SAFETY: as above.
+                    return Poll::Ready(unsafe { self.end_cancelled(counters) });
                 }
                 Poll::Pending
             }
             Err(payload) => {
                 let message = panic_text(&*payload).to_owned();
-                let token = this.setup.as_deref().and_then(|setup| setup.token.as_ref());
-                discard(this.stage, token);
+                // SAFETY: as above.
+                let token = unsafe { self.body() }
+                    .setup
+                    .as_deref()
+                    .and_then(|setup| setup.token.as_ref());
                 let outcome = Outcome::Panicked(message);
-                Poll::Ready(self.conclude(body, counters, outcome, Err(Failure::Panic(payload))))
+                // SAFETY: as above; the task is RUNNING.
+                Poll::Ready(unsafe {
+                    self.discard(token);
+                    self.conclude(counters, outcome, Err(Failure::panic(payload)))
+                })
             }
         }
     }
 
     unsafe fn abandon(&self) -> HandleWaker {
-        // SAFETY: forwarded from the caller's contract.
-        let body = unsafe { self.body_mut() }.project();
-        let setup = body.setup.as_deref();
-        if !body.stage.future_dropped() {
-            discard(body.stage, setup.and_then(|setup| setup.token.as_ref()));
-        }
-        // Decided by the slot, not the stage: an end interrupted between
+        // Decided by the state, not the stage: an end interrupted between
         // dropping the future and storing the result (a panic in a metrics
         // recorder or a tracing subscriber as it was counted) must still
-        // resolve the handle. The load spares a lock after a normal end.
+        // resolve the handle. DONE is only ever set by the owner, the
+        // caller, so the load is exact.
         if self.core.header.is_done() {
             return HandleWaker::default();
         }
-        let waker = self.core.resolve(Err(Failure::Cancelled));
-        let tag = setup.and_then(Setup::tag);
-        HandleWaker::new(waker, *body.id, tag)
+        // SAFETY: forwarded from the caller's contract; not DONE (checked).
+        let body = unsafe { self.body() };
+        let setup = body.setup.as_deref();
+        // SAFETY: as above.
+        unsafe { self.discard(setup.and_then(|setup| setup.token.as_ref())) };
+        // SAFETY: as above; the future is dropped.
+        let waker = unsafe { self.store(Err(Failure::Cancelled)) };
+        HandleWaker::new(waker, body.id, setup.and_then(Setup::tag))
     }
 
     fn control(self: Arc<Self>) -> Arc<dyn Control> {
@@ -1209,11 +1345,11 @@ mod tests {
     /// of that allocation, so a field that grows it fails here before it
     /// shows in the memory benchmark.
     #[test]
-    fn a_task_of_a_16_byte_future_is_one_allocation_of_at_most_104_bytes() {
+    fn a_task_of_a_16_byte_future_is_one_allocation_of_at_most_80_bytes() {
         assert_eq!(std::mem::size_of::<Sixteen>(), 16);
         let allocation = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Cell<Sixteen>>();
         println!("a task of a 16-byte future allocates {allocation} bytes");
-        assert!(allocation <= 104, "a task cell is {allocation} bytes");
+        assert!(allocation <= 80, "a task cell is {allocation} bytes");
     }
 
     /// A task with no tag, priority, timeout or token has no side part.
@@ -1262,18 +1398,18 @@ mod tests {
         fn probe(
             polls_until_ready: usize,
             setup: Setup,
-        ) -> (Task, Arc<dyn Join<u32>>, std::sync::Arc<Count>) {
+        ) -> (Task, Joiner<u32>, std::sync::Arc<Count>) {
             let drops = std::sync::Arc::new(Count::new(0));
             let future = Probe {
                 drops: drops.clone(),
                 polls_until_ready,
             };
-            let new = NewTask::new(future, setup);
+            let mut new = NewTask::new(future, setup);
             let join = new.join();
             (new.into_task(), join, drops)
         }
 
-        fn output(join: &dyn Join<u32>) -> Poll<Option<Result<u32, Failure>>> {
+        fn output(join: &mut Joiner<u32>) -> Poll<Option<Result<u32, Failure>>> {
             join.poll_output(&mut Context::from_waker(Waker::noop()))
         }
 
@@ -1290,9 +1426,9 @@ mod tests {
         #[test]
         fn a_completed_task_hands_its_value_over_and_drops_its_future_once() {
             let counters = Outcomes::default();
-            let (mut task, join, drops) = probe(1, Setup::default());
+            let (mut task, mut join, drops) = probe(1, Setup::default());
             task.header().mark_started(0);
-            assert!(output(&*join).is_pending());
+            assert!(output(&mut join).is_pending());
             assert!(run(&mut task, &counters).is_pending());
             assert!(matches!(
                 run(&mut task, &counters),
@@ -1301,19 +1437,88 @@ mod tests {
             assert_eq!(drops.load(SeqCst), 1, "dropped as it completed");
             drop(task);
             assert_eq!(drops.load(SeqCst), 1, "not dropped again with the task");
-            assert!(matches!(output(&*join), Poll::Ready(Some(Ok(7)))));
-            assert!(matches!(output(&*join), Poll::Ready(None)));
+            assert!(matches!(output(&mut join), Poll::Ready(Some(Ok(7)))));
+            assert!(matches!(output(&mut join), Poll::Ready(None)));
             assert_eq!(counters.completed.load(SeqCst), 1);
+        }
+
+        /// Counts the wakes of a waker made from it.
+        #[derive(Default)]
+        struct Wakes(Count);
+
+        impl std::task::Wake for Wakes {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.0.fetch_add(1, SeqCst);
+            }
+        }
+
+        fn poll_with(join: &mut Joiner<u32>, wakes: &std::sync::Arc<Wakes>) -> Poll<Option<u32>> {
+            let waker = Waker::from(wakes.clone());
+            join.poll_output(&mut Context::from_waker(&waker))
+                .map(|output| output.map(|result| result.ok().expect("completed")))
+        }
+
+        /// The handle's waker changes hands without a lock (`JOIN_WAKER`):
+        /// a handle polled with one waker and then another is woken through
+        /// the second only, once, as its task ends; polled after the end, it
+        /// gets the result at once and no waker is called again. Fails if
+        /// the ender misses a waker handed over, wakes a replaced one, or
+        /// a second poll loses the first's hand-over.
+        #[test]
+        fn the_end_wakes_the_waker_of_the_handles_last_poll_once() {
+            let counters = Outcomes::default();
+            let (first, second) = (
+                std::sync::Arc::new(Wakes::default()),
+                std::sync::Arc::new(Wakes::default()),
+            );
+            let (mut task, mut join, _drops) = probe(1, Setup::default());
+            task.header().mark_started(0);
+            assert!(poll_with(&mut join, &first).is_pending());
+            assert!(poll_with(&mut join, &second).is_pending());
+            assert!(
+                poll_with(&mut join, &second).is_pending(),
+                "the same waker again"
+            );
+            assert!(run(&mut task, &counters).is_pending());
+            assert_eq!((first.0.load(SeqCst), second.0.load(SeqCst)), (0, 0));
+            assert!(matches!(
+                run(&mut task, &counters),
+                Poll::Ready(Outcome::Completed)
+            ));
+            assert_eq!((first.0.load(SeqCst), second.0.load(SeqCst)), (0, 1));
+            assert_eq!(poll_with(&mut join, &first), Poll::Ready(Some(7)));
+            drop(task);
+            assert_eq!((first.0.load(SeqCst), second.0.load(SeqCst)), (0, 1));
+        }
+
+        /// A handle polled only after its task ended was never waiting:
+        /// the end wakes nobody, and the result is there at once.
+        #[test]
+        fn a_handle_first_polled_after_the_end_is_not_woken() {
+            let counters = Outcomes::default();
+            let wakes = std::sync::Arc::new(Wakes::default());
+            let (mut task, mut join, _drops) = probe(0, Setup::default());
+            task.header().mark_started(0);
+            let ended = task
+                .poll_run(
+                    &mut Context::from_waker(Waker::noop()),
+                    &counters,
+                    &AtomicWaker::new(),
+                )
+                .map(|ended| ended.handle.is_waiting());
+            assert_eq!(ended, Poll::Ready(false));
+            assert_eq!(poll_with(&mut join, &wakes), Poll::Ready(Some(7)));
+            assert_eq!(wakes.0.load(SeqCst), 0);
         }
 
         #[test]
         fn a_task_dropped_in_the_queue_drops_its_future_and_resolves_cancelled() {
-            let (task, join, drops) = probe(0, Setup::default());
+            let (task, mut join, drops) = probe(0, Setup::default());
             drop(task);
             assert_eq!(drops.load(SeqCst), 1);
             assert!(join.header().is_done());
             assert!(matches!(
-                output(&*join),
+                output(&mut join),
                 Poll::Ready(Some(Err(Failure::Cancelled)))
             ));
         }
@@ -1321,7 +1526,7 @@ mod tests {
         #[test]
         fn a_cancel_of_a_running_task_drops_it_at_its_next_poll() {
             let counters = Outcomes::default();
-            let (mut task, join, drops) = probe(usize::MAX, Setup::default());
+            let (mut task, mut join, drops) = probe(usize::MAX, Setup::default());
             task.header().mark_started(0);
             assert!(run(&mut task, &counters).is_pending());
             assert_eq!(join.header().request_cancel(), CancelRequest::Requested);
@@ -1333,7 +1538,7 @@ mod tests {
             drop(task);
             assert_eq!(drops.load(SeqCst), 1);
             assert!(matches!(
-                output(&*join),
+                output(&mut join),
                 Poll::Ready(Some(Err(Failure::Cancelled)))
             ));
             assert_eq!(counters.cancelled.load(SeqCst), 1);
@@ -1342,8 +1547,8 @@ mod tests {
         #[test]
         fn a_panicking_task_resolves_with_its_panic() {
             let counters = Outcomes::default();
-            let new = NewTask::new(async { panic!("boom") }, Setup::default());
-            let join: Arc<dyn Join<()>> = new.join();
+            let mut new = NewTask::new(async { panic!("boom") }, Setup::default());
+            let mut join: Joiner<()> = new.join();
             let mut task = new.into_task();
             task.header().mark_started(0);
             let cancel_waker = AtomicWaker::new();
@@ -1365,7 +1570,7 @@ mod tests {
                 token: Some(CancellationToken::new()),
                 ..Setup::default()
             };
-            let (mut task, join, drops) = probe(usize::MAX, setup);
+            let (mut task, mut join, drops) = probe(usize::MAX, setup);
             let token = task.setup().and_then(|setup| setup.token.clone()).unwrap();
             task.header().mark_started(0);
             assert!(run(&mut task, &counters).is_pending());
@@ -1380,7 +1585,7 @@ mod tests {
             );
             drop(task);
             assert!(matches!(
-                output(&*join),
+                output(&mut join),
                 Poll::Ready(Some(Err(Failure::TimedOut)))
             ));
             assert_eq!(counters.timed_out.load(SeqCst), 1);
@@ -1411,7 +1616,7 @@ mod tests {
                 drops: drops.clone(),
                 polls_until_ready: 1,
             };
-            let new = NewTask::new(future, Setup::default());
+            let mut new = NewTask::new(future, Setup::default());
             let join = new.join();
             drop(new);
             assert_eq!(drops.load(SeqCst), 0, "the handle keeps the cell");
@@ -1425,7 +1630,7 @@ mod tests {
         fn a_task_run_on_another_thread_meets_its_handle_and_frees_once() {
             for handle_leaves_first in [false, true] {
                 let counters = std::sync::Arc::new(Outcomes::default());
-                let (mut task, join, drops) = probe(2, Setup::default());
+                let (mut task, mut join, drops) = probe(2, Setup::default());
                 task.header().mark_started(0);
                 let runner = {
                     let counters = counters.clone();
@@ -1436,7 +1641,7 @@ mod tests {
                     runner.join().unwrap();
                 } else {
                     let value = loop {
-                        if let Poll::Ready(result) = output(&*join) {
+                        if let Poll::Ready(result) = output(&mut join) {
                             break result;
                         }
                         std::thread::yield_now();
@@ -1453,11 +1658,11 @@ mod tests {
         #[test]
         fn a_cancel_from_another_thread_ends_the_task_once() {
             let counters = std::sync::Arc::new(Outcomes::default());
-            let (mut task, join, drops) = probe(3, Setup::default());
+            let (mut task, mut join, drops) = probe(3, Setup::default());
             task.header().mark_started(0);
             let canceller = {
-                let join = join.clone();
-                std::thread::spawn(move || join.header().request_cancel())
+                let control = join.control();
+                std::thread::spawn(move || control.header().request_cancel())
             };
             while run(&mut task, &counters).is_pending() {}
             canceller.join().unwrap();
@@ -1465,7 +1670,7 @@ mod tests {
             assert_eq!(drops.load(SeqCst), 1);
             let ended = counters.completed.load(SeqCst) + counters.cancelled.load(SeqCst);
             assert_eq!(ended, 1);
-            assert!(matches!(output(&*join), Poll::Ready(Some(_))));
+            assert!(matches!(output(&mut join), Poll::Ready(Some(_))));
         }
 
         /// Written for the mutants of this file that the plan-level suites
@@ -1505,9 +1710,9 @@ mod tests {
                 assert!(header.is_queued() && !header.is_done());
                 header.set_queue_key(7);
                 assert_eq!(header.queue_key(), 7);
-                assert_eq!(header.extra_key(), u32::MAX, "none until queued");
-                header.set_extra_key(9);
-                assert_eq!(header.extra_key(), 9);
+                assert_eq!(task.extra_key(), u32::MAX, "none until queued");
+                task.set_extra_key(9);
+                assert_eq!(task.extra_key(), 9);
                 task.header().mark_started(5);
                 assert_eq!(header.supervisor(), 5);
                 assert!(!header.is_queued() && !header.is_done());
@@ -1523,7 +1728,7 @@ mod tests {
             /// for a second cancel, which has nothing to unlink or wake.
             #[test]
             fn a_task_taken_off_the_queue_for_a_cancel_is_left_to_its_dropper() {
-                let (task, join, drops) = probe(usize::MAX, Setup::default());
+                let (task, mut join, drops) = probe(usize::MAX, Setup::default());
                 task.header().mark_unqueued_for_cancel();
                 assert!(!join.header().is_queued());
                 assert!(!join.header().is_done());
@@ -1531,7 +1736,7 @@ mod tests {
                 drop(task);
                 assert_eq!(drops.load(SeqCst), 1);
                 assert!(matches!(
-                    output(&*join),
+                    output(&mut join),
                     Poll::Ready(Some(Err(Failure::Cancelled)))
                 ));
             }
@@ -1660,7 +1865,7 @@ mod tests {
                 // SAFETY: every function of the vtable ignores the data
                 // pointer, so any pointer (here null) upholds its contract.
                 let waker = unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &COUNTING)) };
-                let (_task, join, _drops) = probe(usize::MAX, Setup::default());
+                let (_task, mut join, _drops) = probe(usize::MAX, Setup::default());
                 let mut cx = Context::from_waker(&waker);
                 for _ in 0..3 {
                     assert!(join.poll_output(&mut cx).is_pending());

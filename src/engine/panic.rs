@@ -5,12 +5,21 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-/// How a task ended without a value, as its shared slot stores it until
+/// How a task ended without a value, as its cell stores it until
 /// the handle makes a [`TaskError`] of it.
 pub(crate) enum Failure {
     Cancelled,
     TimedOut,
-    Panic(Box<dyn Any + Send + 'static>),
+    /// Boxed once more, so a result is 16 bytes rather than 24: it shares
+    /// the task's stage with the future (see `engine::cell`), and a panic is
+    /// rare enough to pay the second allocation.
+    Panic(Box<Box<dyn Any + Send + 'static>>),
+}
+
+impl Failure {
+    pub(crate) fn panic(payload: Box<dyn Any + Send + 'static>) -> Failure {
+        Failure::Panic(Box::new(payload))
+    }
 }
 
 /// Best-effort text of a panic payload, for logs and `Display`.

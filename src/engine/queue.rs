@@ -212,7 +212,9 @@ impl Queue {
         } else {
             NIL
         };
-        task.header().set_extra_key(extra);
+        if extra != NIL {
+            task.set_extra_key(extra);
+        }
         self.nodes.insert(Node {
             task,
             links: Links::UNLINKED,
@@ -359,7 +361,7 @@ impl Queue {
     }
 
     fn remove_node(&mut self, node: Key) -> (Task, Option<usize>) {
-        let extra = self.nodes[node as usize].task.header().extra_key();
+        let extra = self.nodes[node as usize].task.extra_key();
         self.unlink_place(node, extra);
         let mut tag = None;
         if extra != NIL {
@@ -580,7 +582,7 @@ mod tests {
         queue.push(task(), 3, None);
         queue.push(task(), 0, Some(0));
         assert_eq!(queue.extras.len(), 2, "a priority and a tag");
-        let extra_of = |queue: &Queue, key: usize| queue.nodes[key].task.header().extra_key();
+        let extra_of = |queue: &Queue, key: usize| queue.nodes[key].task.extra_key();
         let plain = queue.nodes.iter().map(|(key, _)| key).min().unwrap();
         assert_eq!(extra_of(&queue, plain), NIL);
         let (first, tag) = queue.pop().unwrap();

@@ -23,7 +23,7 @@ use slab::Slab;
 
 use crate::engine::blocking::Blocking;
 use crate::engine::cell::{
-    CancelRequest, Control, Header, Join, NewTask, Setup, Task, TaskId, TaskTag,
+    CancelRequest, Control, Header, Joiner, NewTask, Setup, Task, TaskId, TaskTag,
 };
 use crate::engine::counters::{CachePadded, Counters, Outcomes};
 use crate::engine::current;
@@ -246,7 +246,7 @@ impl Shared {
             token,
             ..Setup::default()
         };
-        let task = NewTask::new(future, setup);
+        let mut task = NewTask::new(future, setup);
         Prepared {
             join: task.join(),
             task,
@@ -1239,7 +1239,7 @@ enum OthersIdle {
 /// goes.
 pub(crate) struct Prepared<F: Future> {
     pub(crate) task: NewTask<F>,
-    pub(crate) join: Arc<dyn Join<F::Output>>,
+    pub(crate) join: Joiner<F::Output>,
     pub(crate) placement: Placement,
 }
 

@@ -10,6 +10,11 @@
 //! `--cfg loom` for another crate's tests, keeps the standard ones, as
 //! Tokio's `cfg(all(test, loom))` does.)
 //!
+//! `UnsafeCell` is the standard one behind loom's interface (`with_mut`):
+//! under loom, loom's, which reports two threads reaching the cell without
+//! an ordering between them. The task cell's waker slot uses it, being the
+//! one cell two threads hand back and forth.
+//!
 //! `Arc` is the standard one in both builds: the crate keeps nothing of its
 //! own in reference counts, and `Waker::from`, `Arc<dyn Trait>` coercions and
 //! `self: &Arc<Self>` receivers all need the standard type. Tokio's and
@@ -55,3 +60,25 @@ impl AtomicWaker {
         self.0.wake();
     }
 }
+
+/// The standard `UnsafeCell` behind the part of loom's interface the crate
+/// uses, so loom can check every access.
+#[cfg(not(all(test, loom)))]
+#[derive(Debug, Default)]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(all(test, loom)))]
+impl<T> UnsafeCell<T> {
+    pub(crate) const fn new(value: T) -> UnsafeCell<T> {
+        UnsafeCell(std::cell::UnsafeCell::new(value))
+    }
+
+    /// Calls `f` with a pointer to the value; what `f` may do with it is
+    /// the caller's contract.
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+#[cfg(all(test, loom))]
+pub(crate) use loom::cell::UnsafeCell;
