@@ -614,6 +614,21 @@ mod tests {
         assert_eq!(queue.extras.capacity(), 0);
     }
 
+    /// Entries that grew only up to the queue's initial capacity are kept
+    /// when it empties, as its nodes are: refilling it with tagged tasks
+    /// allocates nothing. Kills `replace > with >= in Queue::remove_node`
+    /// (the entries' bound), which frees them at exactly that capacity.
+    #[test]
+    fn extra_storage_within_the_initial_capacity_is_kept_when_the_queue_empties() {
+        let mut queue = Queue::with_capacity(4);
+        for _ in 0..4 {
+            queue.push(task(), 0, Some(0));
+        }
+        assert_eq!(queue.extras.capacity(), 4, "grown up to the capacity");
+        while queue.pop().is_some() {}
+        assert_eq!(queue.extras.capacity(), 4);
+    }
+
     #[test]
     fn matches_a_sorted_vector_model() {
         for seed in 1..=40u64 {
