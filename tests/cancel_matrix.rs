@@ -10,7 +10,7 @@
 //!   marks it DONE; in between, a second cancel finds it neither in the
 //!   queue (`holds`) nor running, marked or not.
 //! - `replace match guard waker.will_wake(cx.waker()) with false` in
-//!   `Core::poll_output`: it stores a clone of a waker equal to the one it
+//!   `Core::register` (was `Core::poll_output`): it stores a clone of a waker equal to the one it
 //!   holds, which costs a clone and changes no wakeup.
 //!
 //! Two survive, equivalent: `replace | with ^` in

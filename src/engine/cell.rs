@@ -1858,7 +1858,7 @@ mod tests {
                 RawWakerVTable::new(count_clone, ignore, ignore, ignore);
 
             /// Kills `replace match guard waker.will_wake(cx.waker()) with
-            /// false in Core::poll_output`: a handle polled again by the same
+            /// false in Core::register`: a handle polled again by the same
             /// task keeps the waker it holds instead of cloning it again.
             #[test]
             fn a_handle_polled_again_by_the_same_waker_does_not_clone_it() {
