@@ -610,6 +610,38 @@ mod header {
         }
     }
 
+    /// The handle polled with one waker and then awaited with another while
+    /// its task ends on another thread: the second poll takes the waker slot
+    /// back (clearing `JOIN_WAKER`) and hands it over again. Whatever the
+    /// interleaving, the slot is never reached from both threads without an
+    /// order between them (the slot is a loom `UnsafeCell`, which checks
+    /// that), and the handle ends with the value: a poll sees the task
+    /// DONE, or the end wakes the waker of the handle's last poll (a lost
+    /// wakeup is a deadlock, which loom reports).
+    #[test]
+    fn loom_a_handle_polled_again_while_its_task_ends_gets_the_value() {
+        check(HAND_OVER_BOUND, || {
+            let plan = Arc::new(Plan::new());
+            let (task, mut core, _) = probe_task(true);
+            task.header().mark_started(SUPERVISOR);
+            let supervisor = {
+                let plan = Arc::clone(&plan);
+                thread::spawn(move || {
+                    let mut task: Task = task;
+                    plan.run(&mut task)
+                })
+            };
+            // A waker that wakes nothing: only the second one can.
+            let result = match core.poll_output(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready(result) => result.expect("taken once"),
+                Poll::Pending => await_handle(&mut core),
+            };
+            assert!(matches!(result, Ok(7)), "the handle got the value");
+            assert!(matches!(supervisor.join().unwrap(), Outcome::Completed));
+            assert_eq!(plan.completed(), 1);
+        });
+    }
+
     /// `Plan::cancel_tag` counts each `Requested` cancel as "cancelled", and
     /// its docs say "a task that finishes while this runs is not counted".
     /// A running task that completes while it is cancelled: whatever the
