@@ -356,6 +356,20 @@ mod header {
         supervisor: AtomicWaker,
     }
 
+    /// A task that finishes on its first poll, marked started by the one
+    /// supervisor and run to its end on a thread of its own: the
+    /// supervisor's side of the models that race that end.
+    fn spawn_finishing_run(plan: &Arc<Plan>) -> (thread::JoinHandle<Outcome>, Joiner<u32>) {
+        let (task, core, _) = probe_task(true);
+        task.header().mark_started(SUPERVISOR);
+        let plan = Arc::clone(plan);
+        let supervisor = thread::spawn(move || {
+            let mut task: Task = task;
+            plan.run(&mut task)
+        });
+        (supervisor, core)
+    }
+
     /// What a cancel did.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Cancel {
@@ -524,16 +538,8 @@ mod header {
     fn loom_cancel_racing_completion_resolves_one_outcome() {
         check(HAND_OVER_BOUND, || {
             let plan = Arc::new(Plan::new());
-            let (task, mut core, _) = probe_task(true);
-            task.header().mark_started(SUPERVISOR);
+            let (supervisor, mut core) = spawn_finishing_run(&plan);
 
-            let supervisor = {
-                let plan = Arc::clone(&plan);
-                thread::spawn(move || {
-                    let mut task: Task = task;
-                    plan.run(&mut task)
-                })
-            };
             let canceller = {
                 let (plan, control) = (Arc::clone(&plan), core.control());
                 thread::spawn(move || plan.cancel(control.header()))
@@ -622,15 +628,7 @@ mod header {
     fn loom_a_handle_polled_again_while_its_task_ends_gets_the_value() {
         check(HAND_OVER_BOUND, || {
             let plan = Arc::new(Plan::new());
-            let (task, mut core, _) = probe_task(true);
-            task.header().mark_started(SUPERVISOR);
-            let supervisor = {
-                let plan = Arc::clone(&plan);
-                thread::spawn(move || {
-                    let mut task: Task = task;
-                    plan.run(&mut task)
-                })
-            };
+            let (supervisor, mut core) = spawn_finishing_run(&plan);
             // A waker that wakes nothing: only the second one can.
             let result = match core.poll_output(&mut Context::from_waker(Waker::noop())) {
                 Poll::Ready(result) => result.expect("taken once"),
@@ -654,15 +652,7 @@ mod header {
     fn loom_a_requested_cancel_means_the_task_did_not_complete() {
         check(EXHAUSTIVE, || {
             let plan = Arc::new(Plan::new());
-            let (task, core, _) = probe_task(true);
-            task.header().mark_started(SUPERVISOR);
-            let supervisor = {
-                let plan = Arc::clone(&plan);
-                thread::spawn(move || {
-                    let mut task: Task = task;
-                    plan.run(&mut task)
-                })
-            };
+            let (supervisor, core) = spawn_finishing_run(&plan);
             let cancel = plan.cancel(core.header());
             let outcome = supervisor.join().unwrap();
             if cancel == Cancel::Requested {

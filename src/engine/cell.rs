@@ -588,6 +588,19 @@ struct Body {
     setup: Option<Box<Setup>>,
 }
 
+impl Body {
+    /// The task's own token, cancelled whenever the task ends without a
+    /// value.
+    fn token(&self) -> Option<&CancellationToken> {
+        self.setup.as_deref().and_then(|setup| setup.token.as_ref())
+    }
+
+    /// The plan's entry for the task's tag, once the task is queued.
+    fn tag(&self) -> Option<&Arc<TagInfo>> {
+        self.setup.as_deref().and_then(Setup::tag)
+    }
+}
+
 /// One task in one allocation: the part it shares with its handle (`core`),
 /// its future or result (`stage`), and the part only its owner touches
 /// (`body`).
@@ -836,9 +849,9 @@ trait Runnable: Control {
 
     unsafe fn setup(&self) -> Option<&Setup>;
 
-    /// Writes. The setup, made with the defaults if the task had none.
+    /// Writes.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn setup_mut(&self) -> &mut Setup;
+    unsafe fn setup_mut(&self) -> Option<&mut Setup>;
 
     unsafe fn queued_at(&self) -> Option<Duration>;
 
@@ -853,7 +866,7 @@ trait Runnable: Control {
         cancel_waker: &AtomicWaker,
     ) -> Poll<Ended>;
 
-    /// Writes. Ends a task that has not ended, as cancelled.
+    /// Writes. Ends a task that is not DONE, as cancelled.
     unsafe fn abandon(&self) -> HandleWaker;
 
     fn control(self: Arc<Self>) -> Arc<dyn Control>;
@@ -917,9 +930,9 @@ impl Task {
     }
 
     pub(crate) fn set_running_key(&mut self, key: usize) {
-        if self.setup().is_some() {
-            // SAFETY: `&mut self` on the unique owner (see `Cell`).
-            unsafe { self.0.setup_mut() }.running_key = key;
+        // SAFETY: `&mut self` on the unique owner (see `Cell`).
+        if let Some(setup) = unsafe { self.0.setup_mut() } {
+            setup.running_key = key;
         }
     }
 
@@ -929,11 +942,17 @@ impl Task {
         self.setup().map_or(u32::MAX, |setup| setup.extra_key)
     }
 
-    /// Sets the entry; a task without a setup (only ever one queued by a
-    /// unit test with a priority it does not carry) gets one.
+    /// Sets the entry.
+    ///
+    /// # Panics
+    ///
+    /// If the task has no setup: only a task with a priority or a tag has
+    /// an entry, and `Setup::boxed` keeps the setup of every such task.
     pub(crate) fn set_extra_key(&mut self, key: u32) {
         // SAFETY: `&mut self` on the unique owner (see `Cell`).
-        unsafe { self.0.setup_mut() }.extra_key = key;
+        unsafe { self.0.setup_mut() }
+            .expect("a task with a priority or a tag has a setup")
+            .extra_key = key;
     }
 
     /// A shared handle on the header, for registries that outlive a run.
@@ -996,8 +1015,12 @@ impl Task {
     /// has none if the task had ended already.
     #[inline]
     pub(crate) fn end(&mut self) -> HandleWaker {
-        // Most tasks have ended by the time they are dropped: one load
-        // spares them the rest. Only the owner, the caller, sets DONE.
+        // Decided by the state, not the stage: an end interrupted between
+        // dropping the future and storing the result (a panic in a metrics
+        // recorder or a tracing subscriber as it was counted) must still
+        // resolve the handle. Only the owner, the caller, sets DONE, so the
+        // load is exact; and most tasks have ended by the time they are
+        // dropped, which it spares the rest.
         if self.header().is_done() {
             return HandleWaker::default();
         }
@@ -1111,11 +1134,10 @@ where
     unsafe fn end_cancelled(&self, counters: &Outcomes) -> Ended {
         // SAFETY: the caller's contract.
         let body = unsafe { self.body() };
-        let setup = body.setup.as_deref();
         // SAFETY: the caller's contract.
-        unsafe { self.discard(setup.and_then(|setup| setup.token.as_ref())) };
+        unsafe { self.discard(body.token()) };
         // SAFETY: the caller's contract; the future is dropped.
-        unsafe { self.resolve_cancelled(body.id, setup.and_then(Setup::tag), counters) }
+        unsafe { self.resolve_cancelled(body.id, body.tag(), counters) }
     }
 
     /// Counts a task whose future is dropped as cancelled, then resolves its
@@ -1160,8 +1182,7 @@ where
     ) -> Ended {
         // SAFETY: the caller's contract.
         let body = unsafe { self.body() };
-        let setup = body.setup.as_deref();
-        let tag = setup.and_then(Setup::tag);
+        let tag = body.tag();
         // RUNNING | ENDING is ENDING.
         let previous = self.core.header.state.fetch_or(ENDING, Ordering::AcqRel);
         if previous & CANCEL == 0 {
@@ -1175,7 +1196,7 @@ where
         }
         // The cancel came first and was reported as requested; the value,
         // timeout or panic of the same instant gives way to it.
-        if let Some(token) = setup.and_then(|setup| setup.token.as_ref()) {
+        if let Some(token) = body.token() {
             cancel_token(token);
         }
         if let Outcome::Panicked(message) = &outcome {
@@ -1224,9 +1245,9 @@ where
         unsafe { self.body() }.setup.as_deref()
     }
 
-    unsafe fn setup_mut(&self) -> &mut Setup {
+    unsafe fn setup_mut(&self) -> Option<&mut Setup> {
         // SAFETY: forwarded from the caller's contract.
-        unsafe { self.body_mut() }.setup.get_or_insert_default()
+        unsafe { self.body_mut() }.setup.as_deref_mut()
     }
 
     unsafe fn queued_at(&self) -> Option<Duration> {
@@ -1235,15 +1256,10 @@ where
     }
 
     unsafe fn time_out(&self, counters: &Outcomes) -> Ended {
-        // SAFETY: forwarded from the caller's contract.
-        let token = unsafe { self.body() }
-            .setup
-            .as_deref()
-            .and_then(|setup| setup.token.as_ref());
         // SAFETY: forwarded from the caller's contract; a task that timed
         // out is RUNNING.
         unsafe {
-            self.discard(token);
+            self.discard(self.body().token());
             self.conclude(counters, Outcome::TimedOut, Err(Failure::TimedOut))
         }
     }
@@ -1285,15 +1301,10 @@ where
             }
             Err(payload) => {
                 let message = panic_text(&*payload).to_owned();
-                // SAFETY: as above.
-                let token = unsafe { self.body() }
-                    .setup
-                    .as_deref()
-                    .and_then(|setup| setup.token.as_ref());
                 let outcome = Outcome::Panicked(message);
                 // SAFETY: as above; the task is RUNNING.
                 Poll::Ready(unsafe {
-                    self.discard(token);
+                    self.discard(self.body().token());
                     self.conclude(counters, outcome, Err(Failure::panic(payload)))
                 })
             }
@@ -1301,22 +1312,14 @@ where
     }
 
     unsafe fn abandon(&self) -> HandleWaker {
-        // Decided by the state, not the stage: an end interrupted between
-        // dropping the future and storing the result (a panic in a metrics
-        // recorder or a tracing subscriber as it was counted) must still
-        // resolve the handle. DONE is only ever set by the owner, the
-        // caller, so the load is exact.
-        if self.core.header.is_done() {
-            return HandleWaker::default();
-        }
-        // SAFETY: forwarded from the caller's contract; not DONE (checked).
+        // SAFETY: forwarded from the caller's contract; not DONE (the
+        // trait's contract for this method, checked by `Task::end`).
         let body = unsafe { self.body() };
-        let setup = body.setup.as_deref();
         // SAFETY: as above.
-        unsafe { self.discard(setup.and_then(|setup| setup.token.as_ref())) };
+        unsafe { self.discard(body.token()) };
         // SAFETY: as above; the future is dropped.
         let waker = unsafe { self.store(Err(Failure::Cancelled)) };
-        HandleWaker::new(waker, body.id, setup.and_then(Setup::tag))
+        HandleWaker::new(waker, body.id, body.tag())
     }
 
     fn control(self: Arc<Self>) -> Arc<dyn Control> {
@@ -1489,6 +1492,58 @@ mod tests {
             assert_eq!(poll_with(&mut join, &first), Poll::Ready(Some(7)));
             drop(task);
             assert_eq!((first.0.load(SeqCst), second.0.load(SeqCst)), (0, 1));
+        }
+
+        /// A result that counts its drops.
+        struct Counted(std::sync::Arc<Count>);
+
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, SeqCst);
+            }
+        }
+
+        /// The result takes the future's place in the cell and leaves it
+        /// once: taken by the handle, it is the taker's to drop, and the
+        /// cell leaves it alone (`OUTPUT_TAKEN`); never taken, the cell
+        /// drops it with itself. Fails if the cell's drop ignores the flag
+        /// (a second drop) or the stage (a result never dropped).
+        #[test]
+        fn a_result_is_dropped_once_whether_or_not_the_handle_took_it() {
+            for taken in [false, true] {
+                let drops = std::sync::Arc::new(Count::new(0));
+                let result = Counted(drops.clone());
+                let mut new = NewTask::new(async move { result }, Setup::default());
+                let mut join = new.join();
+                let mut task = new.into_task();
+                task.header().mark_started(0);
+                let counters = Outcomes::default();
+                let ended = task.poll_run(
+                    &mut Context::from_waker(Waker::noop()),
+                    &counters,
+                    &AtomicWaker::new(),
+                );
+                assert!(matches!(
+                    ended,
+                    Poll::Ready(Ended {
+                        outcome: Outcome::Completed,
+                        ..
+                    })
+                ));
+                drop(ended);
+                drop(task);
+                assert_eq!(drops.load(SeqCst), 0, "the cell still holds the result");
+                if taken {
+                    let output = join.poll_output(&mut Context::from_waker(Waker::noop()));
+                    let Poll::Ready(Some(Ok(counted))) = output else {
+                        panic!("the result is there");
+                    };
+                    drop(counted);
+                    assert_eq!(drops.load(SeqCst), 1, "dropped by its taker");
+                }
+                drop(join);
+                assert_eq!(drops.load(SeqCst), 1, "dropped once (taken: {taken})");
+            }
         }
 
         /// A handle polled only after its task ended was never waiting:
@@ -1705,7 +1760,12 @@ mod tests {
             #[test]
             fn the_header_reports_each_stage_and_where_the_task_is() {
                 let counters = Outcomes::default();
-                let (mut task, join, _drops) = probe(0, Setup::default());
+                // A priority, as a task with an entry for one has a setup.
+                let setup = Setup {
+                    priority: 2,
+                    ..Setup::default()
+                };
+                let (mut task, join, _drops) = probe(0, setup);
                 let header = join.header();
                 assert!(header.is_queued() && !header.is_done());
                 header.set_queue_key(7);

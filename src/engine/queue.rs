@@ -486,8 +486,14 @@ mod tests {
         }
     }
 
+    /// A task with a side part, as every task the plan queues with a
+    /// priority or a tag has (these tests choose both at the push).
     fn task() -> Task {
-        NewTask::new(async {}, Setup::default()).into_task()
+        let setup = Setup {
+            priority: 1,
+            ..Setup::default()
+        };
+        NewTask::new(async {}, setup).into_task()
     }
 
     /// xorshift64: deterministic, no dependency.
